@@ -1,0 +1,38 @@
+# Two commands set up a fresh machine: `make demo` and `make test` (both create/update .venv).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.cordillera-installed
+export OMP_NUM_THREADS ?= 2
+export RAY_USAGE_STATS_ENABLED := 0
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-fast bench clean-venv
+
+install: $(STAMP)
+
+# Re-run pip only when the pins change. torch first so the local CPU wheel is taken.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m cordillera.serve.build_protos
+	touch $(STAMP)
+
+demo: install
+	$(PY) -m cordillera demo --out demo_out
+
+test: install
+	$(PY) -m pytest -q -n 2 --dist loadfile
+
+test-fast: install
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
+
+bench: install
+	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,3 @@
+from cordillera.cli import main
+
+main()
