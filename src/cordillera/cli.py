@@ -1,12 +1,319 @@
-"""The `cordillera` command line (typer + rich). Sub-commands are registered here; each calls
-into its module's one entry point."""
+"""The ``cordillera`` command line (typer + rich).
+
+Every sub-command of DESIGN.md §2 is registered here and calls one entry point in its module,
+imported lazily so ``cordillera --help`` stays fast. Errors print one line; ``-v`` shows the
+traceback. A capability that is not built yet exits 2 with "not yet available".
+"""
 
 from __future__ import annotations
 
+import importlib
+import sys
+from pathlib import Path
+from typing import Optional
+
 import typer
+from rich.console import Console
 
-app = typer.Typer(no_args_is_help=True, add_completion=False)
+# typer vendors click; its exception classes are the ones raised in standalone_mode=False.
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
+from typer.exceptions import Abort
+from typer.exceptions import Exit as ClickExit
+
+from cordillera import __version__
+
+err_console = Console(stderr=True, soft_wrap=True)
+console = Console()
+
+_STATE = {"verbose": False}
 
 
-def main() -> None:
-    app()
+class NotAvailable(RuntimeError):
+    """A command whose capability is not built yet."""
+
+
+def _not_available(what: str) -> None:
+    raise NotAvailable(f"{what}: not yet available")
+
+
+def _entry(module: str, name: str, what: str):
+    """Import ``module.name`` lazily; a missing module means the capability is not built yet."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and (e.name == module or module.startswith(e.name + ".") or e.name.startswith("cordillera")):
+            _not_available(what)
+        raise
+    fn = getattr(mod, name, None)
+    if fn is None:
+        _not_available(what)
+    return fn
+
+
+def _version_callback(value: bool):
+    if value:
+        console.print(f"cordillera {__version__}")
+        raise typer.Exit()
+
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="cordillera: reasoning VLA driving stack — simulator, data, model, training, evaluation.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+):
+    _STATE["verbose"] = verbose
+
+
+# ----------------------------------------------------------------------------------------------
+# demo
+# ----------------------------------------------------------------------------------------------
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo_out"), help="Output directory for the report."),
+    config: str = typer.Option("demo", help="Preset name in configs/ or a YAML path."),
+    workers: Optional[int] = typer.Option(None, help="Parallel workers (1 = serial)."),
+):
+    """Run the shipped model closed loop on the demo suite and write demo_out/report.html."""
+    fn = _entry("cordillera.demo", "run_demo", "cordillera demo")
+    fn(out=out, config=config, workers=workers)
+
+
+# ----------------------------------------------------------------------------------------------
+# sim
+# ----------------------------------------------------------------------------------------------
+sim_app = typer.Typer(no_args_is_help=True, help="Closed-loop simulation.")
+app.add_typer(sim_app, name="sim")
+
+
+@sim_app.command("run")
+def sim_run(
+    suite: str = typer.Option("smoke", help="Scenario suite (smoke, standard, long_tail, demo, train)."),
+    policy: str = typer.Option("expert", help="expert | constant_velocity | route_follower | vla:<checkpoint>"),
+    out: Path = typer.Option(Path("runs/sim"), help="Output directory (AlpaSim layout)."),
+    rollouts: int = typer.Option(1, min=1, help="Rollouts per scenario."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Ray workers; 1 runs serially in-process."),
+    address: Optional[str] = typer.Option(None, help="Address of an existing Ray cluster."),
+    video: bool = typer.Option(False, help="Write one MP4 per rollout."),
+    services: str = typer.Option("inprocess", help="inprocess | grpc (start services as subprocesses)."),
+):
+    """Run POLICY on every scenario of SUITE, writing metrics, aggregate results and a summary."""
+    if services == "grpc":
+        fn = _entry("cordillera.serve.launcher", "main_sim_run_grpc", "cordillera sim run --services grpc")
+        fn(suite=suite, policy=policy, out=out, rollouts=rollouts, video=video)
+        return
+    if services != "inprocess":
+        raise typer.BadParameter(f"--services must be inprocess or grpc, got {services!r}")
+    fn = _entry("cordillera.sim.batch", "main_sim_run", "cordillera sim run")
+    fn(suite=suite, policy=policy, out=out, rollouts=rollouts, workers=workers, address=address, video=video)
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------------------------
+data_app = typer.Typer(no_args_is_help=True, help="PhysicalAI-AV layout data generation and inspection.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("generate")
+def data_generate(
+    suite: str = typer.Option("train", help="Scenario suite to generate clips from."),
+    clips: int = typer.Option(100, min=1, help="Number of 20 s clips."),
+    out: Path = typer.Option(..., help="Output dataset directory."),
+    workers: Optional[int] = typer.Option(None, min=1),
+    address: Optional[str] = typer.Option(None),
+):
+    """Generate clips in the PhysicalAI-AV layout from expert rollouts."""
+    fn = _entry("cordillera.data.generate", "main_generate", "cordillera data generate")
+    fn(suite=suite, clips=clips, out=out, workers=workers, address=address)
+
+
+@data_app.command("inspect")
+def data_inspect(path: Path = typer.Argument(..., help="Dataset directory.")):
+    """Print a summary table of a dataset and write a contact sheet of one sample."""
+    fn = _entry("cordillera.data.inspect", "main_inspect", "cordillera data inspect")
+    fn(path=path)
+
+
+# ----------------------------------------------------------------------------------------------
+# label
+# ----------------------------------------------------------------------------------------------
+@app.command(context_settings={"allow_extra_args": False})
+def label(
+    args: list[str] = typer.Argument(..., metavar="[check] DIR", help="DIR, or `check DIR`."),
+):
+    """Write CoC reasoning labels for a dataset (`label DIR`) or check them (`label check DIR`)."""
+    if args[0] == "check":
+        if len(args) != 2:
+            raise typer.BadParameter("usage: cordillera label check DIR")
+        fn = _entry("cordillera.reasoning.cli", "main_check", "cordillera label check")
+        fn(path=Path(args[1]))
+    else:
+        if len(args) != 1:
+            raise typer.BadParameter("usage: cordillera label DIR")
+        fn = _entry("cordillera.reasoning.cli", "main_label", "cordillera label")
+        fn(path=Path(args[0]))
+
+
+# ----------------------------------------------------------------------------------------------
+# train
+# ----------------------------------------------------------------------------------------------
+train_app = typer.Typer(no_args_is_help=True, help="Training: stage 1, stage 2, nano, RL, distillation.")
+app.add_typer(train_app, name="train")
+
+
+def _train(stage: str, config: str, overrides: list[str]):
+    fn = _entry(f"cordillera.train.{stage}", "main", f"cordillera train {stage}")
+    fn(config=config, overrides=overrides)
+
+
+@train_app.command("stage1")
+def train_stage1(config: str = typer.Option("train_stage1"), set_: list[str] = typer.Option([], "--set")):
+    """Stage 1: CoC + discrete trajectory tokens (cross-entropy)."""
+    _train("stage1", config, set_)
+
+
+@train_app.command("stage2")
+def train_stage2(config: str = typer.Option("train_stage2"), set_: list[str] = typer.Option([], "--set")):
+    """Stage 2: flow-matching action expert on the frozen backbone."""
+    _train("stage2", config, set_)
+
+
+@train_app.command("nano")
+def train_nano(config: str = typer.Option("train_nano"), set_: list[str] = typer.Option([], "--set")):
+    """Data → stage 1 → stage 2 for the shipped nano model."""
+    _train("nano", config, set_)
+
+
+@train_app.command("rl")
+def train_rl(config: str = typer.Option("train_rl"), set_: list[str] = typer.Option([], "--set")):
+    """GRPO with verifiable rewards."""
+    _train("rl", config, set_)
+
+
+@train_app.command("distill")
+def train_distill(config: str = typer.Option("train_distill"), set_: list[str] = typer.Option([], "--set")):
+    """Distil a larger model into a smaller one."""
+    _train("distill", config, set_)
+
+
+# ----------------------------------------------------------------------------------------------
+# eval
+# ----------------------------------------------------------------------------------------------
+eval_app = typer.Typer(no_args_is_help=True, help="Closed-loop and open-loop evaluation.")
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("closed-loop")
+def eval_closed_loop(
+    checkpoint: Path = typer.Option(..., help="Model checkpoint directory."),
+    suite: str = typer.Option("standard"),
+    out: Path = typer.Option(Path("runs/eval")),
+    seeds: int = typer.Option(3, min=1, help="Rollout seeds per scenario (for confidence intervals)."),
+    baselines: str = typer.Option("expert,constant_velocity", help="Comma-separated baselines to compare."),
+    workers: Optional[int] = typer.Option(None, min=1),
+):
+    """Run the VLA and baselines closed loop and print a comparison table with 95% CIs."""
+    fn = _entry("cordillera.train.evaluate", "main_closed_loop", "cordillera eval closed-loop")
+    fn(checkpoint=checkpoint, suite=suite, out=out, seeds=seeds, baselines=baselines, workers=workers)
+
+
+@eval_app.command("open-loop")
+def eval_open_loop(
+    checkpoint: Path = typer.Option(...),
+    data: Path = typer.Option(..., help="Dataset directory (PhysicalAI-AV layout)."),
+    split: str = typer.Option("val"),
+):
+    """minADE_6 / ADE / L2@t and CoC metrics on held-out clips."""
+    fn = _entry("cordillera.train.evaluate", "main_open_loop", "cordillera eval open-loop")
+    fn(checkpoint=checkpoint, data=data, split=split)
+
+
+# ----------------------------------------------------------------------------------------------
+# infer, serve, bench, report
+# ----------------------------------------------------------------------------------------------
+@app.command()
+def infer(
+    checkpoint: Path = typer.Option(...),
+    clip: Path = typer.Option(..., help="DATA_DIR/CLIP_ID"),
+    t0: int = typer.Option(5_100_000, help="Decision time in µs (clip-relative)."),
+    out: Path = typer.Option(Path("infer.png")),
+):
+    """Print the CoC and write a PNG with the camera grid and predicted vs ground-truth trajectories."""
+    fn = _entry("cordillera.model.infer_cli", "main_infer", "cordillera infer")
+    fn(checkpoint=checkpoint, clip=clip, t0=t0, out=out)
+
+
+@app.command()
+def serve(
+    service: str = typer.Argument(..., help="driver | sensorsim | controller | traffic | physics"),
+    port: int = typer.Option(50051, help="Loopback port (0 = pick a free one)."),
+    policy: str = typer.Option("expert", help="Driver policy (driver service only)."),
+):
+    """Serve one AlpaSim-compatible gRPC service."""
+    fn = _entry("cordillera.serve.launcher", "main_serve", f"cordillera serve {service}")
+    fn(service=service, port=port, policy=policy)
+
+
+@app.command()
+def bench(name: str = typer.Argument(..., help="Benchmark script name in benchmarks/ (without .py).")):
+    """Run one benchmark script (prints a table and a ratio against its baseline)."""
+    import runpy
+
+    from cordillera.config import REPO_ROOT
+
+    path = REPO_ROOT / "benchmarks" / f"{name}.py"
+    if not path.exists():
+        avail = sorted(p.stem for p in (REPO_ROOT / "benchmarks").glob("*.py"))
+        raise typer.BadParameter(f"unknown benchmark {name!r}; available: {', '.join(avail) or 'none'}")
+    sys.argv = [str(path)]
+    runpy.run_path(str(path), run_name="__main__")
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run directory written by sim run / eval.")):
+    """Write an HTML report (tables, plots, videos) for a run directory."""
+    fn = _entry("cordillera.report.html", "main_report", "cordillera report")
+    fn(run_dir=run_dir)
+
+
+# ----------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one clear line per error, traceback with -v, non-zero exit codes."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _STATE["verbose"] = "-v" in argv or "--verbose" in argv
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="cordillera")
+    except ClickExit as e:
+        sys.exit(e.exit_code)
+    except Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except NoArgsIsHelpError as e:
+        e.show()
+        sys.exit(0 if not argv else 2)
+    except ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except NotAvailable as e:
+        err_console.print(f"[yellow]{e}[/yellow]")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as e:  # one line unless -v
+        if _STATE["verbose"]:
+            err_console.print_exception()
+        else:
+            err_console.print(f"[red]error:[/red] {type(e).__name__}: {e}  (run with -v for the traceback)")
+        sys.exit(1)
+    if isinstance(rv, int) and rv:
+        sys.exit(rv)

@@ -1,0 +1,77 @@
+"""The command line: version, help everywhere, one-line errors, exit codes."""
+
+import subprocess
+import sys
+
+import pytest
+
+from cordillera import __version__
+from cordillera.cli import app, main
+
+SUBCOMMANDS = ["demo", "sim", "data", "label", "train", "eval", "infer", "serve", "bench", "report"]
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "cordillera", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_version():
+    r = run_cli("--version")
+    assert r.returncode == 0
+    assert r.stdout.strip() == f"cordillera {__version__}"
+
+
+def test_all_design_subcommands_registered():
+    import typer.main
+
+    group = typer.main.get_command(app)
+    assert set(SUBCOMMANDS) <= set(group.commands)
+
+
+@pytest.mark.parametrize("cmd", [[c] for c in SUBCOMMANDS] + [["sim", "run"], ["data", "generate"], ["eval", "closed-loop"]])
+def test_help_everywhere(cmd, capsys):
+    try:
+        main([*cmd, "--help"])
+    except SystemExit as e:
+        assert e.code == 0
+    assert "Usage" in capsys.readouterr().out
+
+
+def test_bad_option_is_one_clear_line_not_a_traceback():
+    r = run_cli("sim", "run", "--rollouts", "two")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert "--rollouts" in r.stderr
+
+
+def test_unknown_command_exits_nonzero():
+    r = run_cli("fly")
+    assert r.returncode == 2
+    assert "No such command" in r.stderr
+
+
+def test_unexpected_error_one_line_and_traceback_with_v(tmp_path, monkeypatch):
+    import cordillera.cli as cli
+
+    def boom(**_):
+        raise ValueError("scenario file is broken")
+
+    monkeypatch.setattr(cli, "_entry", lambda *a, **k: boom)
+    with pytest.raises(SystemExit) as e:
+        main(["report", str(tmp_path)])
+    assert e.value.code == 1
+    with pytest.raises(SystemExit) as e:
+        main(["-v", "report", str(tmp_path)])
+    assert e.value.code == 1
+
+
+def test_not_available_is_exit_2(monkeypatch, capsys):
+    import cordillera.cli as cli
+
+    def missing(module, name, what):
+        raise cli.NotAvailable(f"{what}: not yet available")
+
+    monkeypatch.setattr(cli, "_entry", missing)
+    with pytest.raises(SystemExit) as e:
+        main(["infer", "--checkpoint", "x", "--clip", "y"])
+    assert e.value.code == 2
