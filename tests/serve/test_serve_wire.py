@@ -1,4 +1,4 @@
-"""Hand-written AlpaSim v0 field tables, transcribed from spec/alpasim.md §2.1–§2.6 and §2.8.
+"""Hand-written AlpaSim v0 field tables, transcribed from spec/alpasim.md §2.1–§2.6, §2.8, §2.9.
 
 Independent of our .proto files on purpose: tests build descriptors from these tables and
 compare them with the generated ones, and round-trip messages through both.
@@ -23,6 +23,8 @@ FILES = {
     "controller": ("controller", ["common"]),
     "physics": ("physics", ["common"]),
     "traffic": ("traffic", ["common"]),
+    "video_model": ("omnidreams.video_model", ["common"]),
+    "logging": ("logging", ["common", "sensorsim", "egodriver", "physics", "traffic", "controller", "video_model"]),
 }
 
 MESSAGES: dict[str, dict[str, tuple]] = {
@@ -195,6 +197,33 @@ MESSAGES: dict[str, dict[str, tuple]] = {
                                       "minimum_history_length_us": (2, "fixed64")},
 }
 
+# --- video_model.proto (§2.9): no field table in the spec -> placeholder messages -----------------
+for _name in ("SessionRequest", "SessionId", "SessionCloseRequest", "VideoChunkRequest", "VideoChunkReturn"):
+    MESSAGES[f"omnidreams.video_model.{_name}"] = {}
+
+# --- logging.proto (§2.8) ----------------------------------------------------------------------
+_RM = "logging.RolloutMetadata."
+MESSAGES.update({
+    "logging.RolloutMetadata": {
+        "session_metadata": (1, "M:" + _RM + "SessionMetadata"), "actor_definitions": (2, "M:" + _RM + "ActorDefinitions"),
+        "force_gt_duration": (3, "fixed64"), "version_ids": (4, "M:" + _RM + "VersionIds"),
+        "rollout_index": (5, "int32"), "transform_ego_coords_rig_to_aabb": (6, P),
+        "ego_rig_recorded_ground_truth_trajectory": (7, T)},
+    _RM + "VersionIds": {f"{s}_version": (i, "M:common.VersionId") for i, s in enumerate(
+        ["runtime", "egodriver", "sensorsim", "physics", "traffic", "controller", "video_model"], start=1)},
+    _RM + "SessionMetadata": {
+        "session_uuid": (1, "string"), "scene_id": (2, "string"), "batch_size": (3, "uint32"),
+        "n_sim_steps": (4, "uint32"), "start_timestamp_us": (5, "fixed64"), "control_timestep_us": (6, "fixed64"),
+        "nre_runid": (7, "string"), "nre_version": (8, "string"), "nre_uuid": (9, "string"),
+        "render_start_timestamp_us": (10, "fixed64")},
+    _RM + "ActorDefinitions": {"actor_aabb": (1, "M:" + _RM + "ActorDefinitions.ActorAABB", "rep")},
+    _RM + "ActorDefinitions.ActorAABB": {"actor_id": (1, "string"), "aabb": (2, "M:common.AABB"),
+                                         "actor_label": (3, "string")},
+    "logging.ActorPoses": {"timestamp_us": (1, "fixed64"),
+                           "actor_poses": (2, "M:logging.ActorPoses.ActorPose", "rep")},
+    "logging.ActorPoses.ActorPose": {"actor_id": (1, "string"), "actor_pose": (2, P)},
+})
+
 ENUMS: dict[str, dict[str, int]] = {
     S + "ShutterType": {"UNKNOWN": 0, "ROLLING_TOP_TO_BOTTOM": 1, "ROLLING_LEFT_TO_RIGHT": 2,
                         "ROLLING_BOTTOM_TO_TOP": 3, "ROLLING_RIGHT_TO_LEFT": 4, "GLOBAL": 5},
@@ -239,6 +268,9 @@ LOG_ENTRY_SLOTS: dict[int, tuple[str, str]] = {
     29: ("video_model_chunk_return", "omnidreams.video_model.VideoChunkReturn"),
     30: ("batch_render_request", S + "BatchRGBRenderRequest"),
 }
+
+MESSAGES["logging.LogEntry"] = {name: (num, "M:" + typ, "oneof:log_entry")
+                                for num, (name, typ) in LOG_ENTRY_SLOTS.items()}
 
 E = "common.Empty"
 VID = "common.VersionId"
@@ -361,6 +393,8 @@ def table_file_protos() -> dict[str, descriptor_pb2.FileDescriptorProto]:
             ep.value.add(name=vname, number=vnum)
     for name, fields in MESSAGES.items():
         dp = containers[name]
+        if name == "logging.LogEntry":
+            dp.reserved_range.add(start=27, end=28)
         real_oneofs = sorted({_spec(f)[2][6:] for f in fields.values() if _spec(f)[2].startswith("oneof:")})
         for o in real_oneofs:
             dp.oneof_decl.add(name=o)
@@ -453,6 +487,7 @@ def descriptor_diff(ours: descriptor_pb2.FileDescriptorProto, table: descriptor_
 
 # -- filling and reading messages through the table ---------------------------------------------
 def _scalar_value(typ: str, k: int):
+    k = k % 100_003  # k grows 37x per nesting level; keep every type in range
     return {
         "double": -(k + 1 / 3), "float": k + 0.25,  # float32-exact
         "int64": -(k * 10**12 + 7), "int32": -k, "uint32": 2**32 - 1 - k, "uint64": 2**64 - 1 - k,
