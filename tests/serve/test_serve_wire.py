@@ -334,7 +334,6 @@ SERVICES: dict[str, list[tuple[str, str, str]]] = {
 # ==================================================================================================
 # Descriptors built independently from the table above
 # ==================================================================================================
-import itertools
 
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
