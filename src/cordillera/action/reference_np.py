@@ -41,11 +41,11 @@ def _trapezoid_design(theta: np.ndarray, dxy: np.ndarray, dt: float):
     """Rows v_t·u_t + v_{t+1}·u_{t+1} = 2Δp_t/dt (x and y rows per step); unknowns v_0..v_N."""
     n_steps = dxy.shape[0]
     A = np.zeros((2 * n_steps, n_steps + 1))
-    b = np.zeros(2 * n_steps)
-    for t in range(n_steps):
-        A[2 * t, t], A[2 * t, t + 1] = np.cos(theta[t]), np.cos(theta[t + 1])
-        A[2 * t + 1, t], A[2 * t + 1, t + 1] = np.sin(theta[t]), np.sin(theta[t + 1])
-        b[2 * t], b[2 * t + 1] = 2.0 * dxy[t] / dt
+    t = np.arange(n_steps)
+    c, s = np.cos(theta), np.sin(theta)
+    A[2 * t, t], A[2 * t, t + 1] = c[:-1], c[1:]  # x rows
+    A[2 * t + 1, t], A[2 * t + 1, t + 1] = s[:-1], s[1:]  # y rows
+    b = (2.0 * dxy / dt).reshape(-1)  # [x0, y0, x1, y1, ...]
     return A, b
 
 

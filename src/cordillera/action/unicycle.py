@@ -24,6 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from cordillera.action.config import ActionSpaceConfig
 
@@ -33,6 +34,7 @@ __all__ = [
     "traj_to_action",
     "action_to_traj",
     "solve_regularized",
+    "solve_banded_regularized",
     "difference_matrix",
     "normalize_actions",
     "denormalize_actions",
@@ -104,12 +106,14 @@ def solve_regularized(lhs: torch.Tensor, rhs: torch.Tensor, ridge: float, max_re
     ``lhs`` is the normal matrix of a least-squares problem (AᵀA plus smoothing), ``ridge·‖x‖²`` its
     Tikhonov term. Cholesky; batch elements whose factorisation fails are retried with the ridge
     multiplied by 10 (spec/alpamayo_model.md §3.1 ``solve_xs_eq_y``), up to ``max_retries`` times.
+    A 2-D ``lhs`` shared by the whole batch is factorised once.
     """
     n = lhs.shape[-1]
     if lhs.shape[-2:] != (n, n) or rhs.shape[-1] != n:
         raise ValueError(f"lhs must be (..., n, n) and rhs (..., n); got {tuple(lhs.shape)} and {tuple(rhs.shape)}")
     lead = torch.broadcast_shapes(lhs.shape[:-2], rhs.shape[:-1])
-    M = lhs.expand(*lead, n, n).reshape(-1, n, n)
+    shared = lhs.ndim == 2
+    M = lhs.unsqueeze(0) if shared else lhs.expand(*lead, n, n).reshape(-1, n, n)
     b = rhs.expand(*lead, n).reshape(-1, n)
     eye = torch.eye(n, dtype=M.dtype, device=M.device)
     ridges = torch.full((M.shape[0],), float(ridge), dtype=M.dtype, device=M.device)
@@ -124,8 +128,65 @@ def solve_regularized(lhs: torch.Tensor, rhs: torch.Tensor, ridge: float, max_re
         info[bad] = info_bad
     if bool((info != 0).any()):
         raise ValueError(f"normal equations are not positive definite even with ridge {ridges.max().item():.3g}")
-    x = torch.cholesky_solve(b.unsqueeze(-1), L).squeeze(-1)  # (N, n)
+    if shared:
+        x = torch.cholesky_solve(b.T, L[0]).T  # one factorisation, all right-hand sides: (N, n)
+    else:
+        x = torch.cholesky_solve(b.unsqueeze(-1), L).squeeze(-1)  # (N, n)
     return x.reshape(*lead, n)
+
+
+def solve_banded_regularized(diags: list[torch.Tensor], rhs: torch.Tensor, ridge: float) -> torch.Tensor:
+    """:func:`solve_regularized` for a symmetric *banded* matrix given by its lower diagonals.
+
+    ``diags[d]`` (..., n − d) holds ``M[k + d, k]`` (``torch.diagonal(M, -d)``), d = 0..p; leading
+    dims broadcast (a constant diagonal can be 1-D). A banded Cholesky, written as a loop over
+    the n rows that is vectorised over the batch, costs O(n·p²) per system instead of O(n³). Batch
+    elements whose factorisation breaks down are re-solved densely by :func:`solve_regularized`,
+    which applies the same ridge × 10 retry.
+    """
+    p, n = len(diags) - 1, rhs.shape[-1]
+    lead = torch.broadcast_shapes(rhs.shape[:-1], *(d.shape[:-1] for d in diags))
+    D = [d.expand(*lead, n - k).reshape(-1, n - k).T.contiguous() for k, d in enumerate(diags)]  # (n − k, N)
+    D[0] = D[0] + ridge
+    b = rhs.expand(*lead, n).reshape(-1, n).T.contiguous()  # (n, N)
+    L: list[list] = [[None] * (p + 1) for _ in range(n)]  # L[i][d] = factor entry (i, i − d), each (N,)
+    for i in range(n):
+        for d in range(min(i, p), 0, -1):
+            j = i - d
+            acc = D[d][j]
+            for k in range(max(0, i - p), j):
+                acc = torch.addcmul(acc, L[i][i - k], L[j][j - k], value=-1.0)
+            L[i][d] = acc / L[j][0]
+        acc = D[0][i]
+        for k in range(max(0, i - p), i):
+            acc = torch.addcmul(acc, L[i][i - k], L[i][i - k], value=-1.0)
+        L[i][0] = torch.sqrt(acc)  # NaN where not positive definite; batch elements stay independent
+    y: list = [None] * n
+    for i in range(n):
+        acc = b[i]
+        for k in range(max(0, i - p), i):
+            acc = torch.addcmul(acc, L[i][i - k], y[k], value=-1.0)
+        y[i] = acc / L[i][0]
+    x: list = [None] * n
+    for i in reversed(range(n)):
+        acc = y[i]
+        for m in range(i + 1, min(n, i + p + 1)):
+            acc = torch.addcmul(acc, L[m][m - i], x[m], value=-1.0)
+        x[i] = acc / L[i][0]
+    X = torch.stack(x, dim=-1)  # (N, n)
+    pivots = torch.stack([L[i][0] for i in range(n)], dim=-1)  # (N, n)
+    bad = ~((pivots > 0).all(-1) & torch.isfinite(X).all(-1))
+    if bool(bad.any()):
+        M = torch.zeros(int(bad.sum()), n, n, dtype=X.dtype, device=X.device)
+        for k in range(p + 1):
+            band = D[k].T[bad] - (ridge if k == 0 else 0.0)  # (N_bad, n − k)
+            M = M + torch.diag_embed(band, offset=-k) + (torch.diag_embed(band, offset=k) if k else 0.0)
+        X[bad] = solve_regularized(M, b.T[bad], ridge)
+    return X.reshape(*lead, n)
+
+
+def _band(M: torch.Tensor, p: int) -> list[torch.Tensor]:
+    return [torch.diagonal(M, -d) for d in range(p + 1)]
 
 
 def _solve_with_first_pinned(M: torch.Tensor, b: torch.Tensor, x0: torch.Tensor, ridge: float) -> torch.Tensor:
@@ -145,6 +206,14 @@ def unwrap_angle_t(theta: torch.Tensor) -> torch.Tensor:
 
 def _yaw(rot: torch.Tensor) -> torch.Tensor:
     return torch.atan2(rot[..., 1, 0], rot[..., 0, 0])
+
+
+def _speed_band(theta: torch.Tensor, dxy: torch.Tensor, dt: float):
+    """Like :func:`_speed_normal_equations` but returns only the off-diagonal cos(Δθ) (..., N) and Aᵀb."""
+    u = torch.stack([torch.cos(theta), torch.sin(theta)], dim=-1)  # (..., N+1, 2)
+    y = dxy * (2.0 / dt)  # (..., N, 2)
+    y_sum = F.pad(y, (0, 0, 0, 1)) + F.pad(y, (0, 0, 1, 0))  # (..., N+1, 2): steps t−1 and t
+    return torch.cos(theta.diff(dim=-1)), (u * y_sum).sum(-1)
 
 
 def _speed_normal_equations(theta: torch.Tensor, dxy: torch.Tensor, dt: float):
@@ -239,9 +308,16 @@ def traj_to_action(
 
         # 2. speed: trapezoid fit on [hist_last, fut_1..T] with v0 pinned, 3rd-order smoothing
         p = torch.cat([hxyz[..., -1:, :2].expand(*lead, 1, 2), fxyz[..., :2]], dim=-2)  # (..., T+1, 2)
-        AtA, Atb = _speed_normal_equations(theta, p.diff(dim=-2), dt)
-        M = AtA + _smoothing_gram(T + 1, 3, cfg.v_lambda / dt**6, fxyz.dtype, dev)
-        v = torch.cat([v0.unsqueeze(-1), _solve_with_first_pinned(M, Atb, v0, cfg.v_ridge)], dim=-1)  # (..., T+1)
+        # M = AᵀA (tridiagonal) + smoothing (7 diagonals): solved as a band of width 3
+        off, Atb = _speed_band(theta, p.diff(dim=-2), dt)
+        G = _band(_smoothing_gram(T + 1, 3, cfg.v_lambda / dt**6, fxyz.dtype, dev), 3)
+        count = torch.full((T + 1,), 2.0, dtype=fxyz.dtype, device=dev)
+        count[0] = count[-1] = 1.0
+        band = [count + G[0], off + G[1], G[2], G[3]]  # lower diagonals of M, (..., T+1−d)
+        first_col = torch.stack([band[1][..., 0].expand(lead), *(g[0].expand(lead) for g in G[2:])], dim=-1)
+        rhs = Atb[..., 1:] - F.pad(first_col * v0.unsqueeze(-1), (0, T - 3))  # move pinned v0 to the right
+        v_fit = solve_banded_regularized([d[..., 1:] for d in band], rhs, cfg.v_ridge)
+        v = torch.cat([v0.unsqueeze(-1), v_fit], dim=-1)  # (..., T+1)
 
         # 3. acceleration: a_t ≈ (v_{t+1} − v_t)/dt, 2nd-order smoothing
         M = torch.eye(T, dtype=fxyz.dtype, device=dev) + _smoothing_gram(T, 2, cfg.a_lambda / dt**4, fxyz.dtype, dev)
@@ -249,8 +325,8 @@ def traj_to_action(
 
         # 4. curvature: κ_t·s_t ≈ Δθ_t with s_t = v_t·dt + a_t·dt²/2, 2nd-order smoothing
         s = v[..., :-1] * dt + accel * (0.5 * dt * dt)  # (..., T)
-        M = torch.diag_embed(s * s) + _smoothing_gram(T, 2, cfg.kappa_lambda / dt**4, fxyz.dtype, dev)
-        kappa = solve_regularized(M, s * theta.diff(dim=-1), cfg.kappa_ridge)  # (..., T)
+        G = _band(_smoothing_gram(T, 2, cfg.kappa_lambda / dt**4, fxyz.dtype, dev), 2)
+        kappa = solve_banded_regularized([s * s + G[0], G[1], G[2]], s * theta.diff(dim=-1), cfg.kappa_ridge)
 
         actions = torch.stack([accel, kappa], dim=-1)  # (..., T, [accel, curvature])
         return normalize_actions(actions, cfg) if normalize else actions
