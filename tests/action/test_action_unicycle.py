@@ -199,6 +199,17 @@ def test_known_controls_are_recovered_and_torch_matches_numpy_reference():
     np.testing.assert_allclose(act.numpy(), traj_to_action_np(h, hr, f, fr), atol=2e-3, rtol=0)
 
 
+def test_autocast_does_not_change_the_float32_math():
+    t = np.arange(80) * DT
+    h, hr, f, fr, _ = rollout(smooth_profile(t, 15.0, 2.0, 0.5, 0.0), np.full(79, 0.02))
+    ref = traj_to_action(h, hr, f, fr)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        act = traj_to_action(h, hr, f, fr)
+        xyz, _ = action_to_traj(act, h, hr)
+    assert act.dtype == torch.float32 and xyz.dtype == torch.float32
+    torch.testing.assert_close(act, ref)
+
+
 def test_stationary_vehicle_gives_zero_controls():
     h = np.zeros((16, 3))
     r = np.broadcast_to(np.eye(3), (16, 3, 3))
