@@ -24,13 +24,39 @@ from types import ModuleType
 
 import numpy as np
 
-from cordillera.world.families import car_following, road_following, traffic_light
+from cordillera.world.families import (
+    car_following,
+    construction_zone,
+    cut_in,
+    debris_in_lane,
+    emergency_brake_lead,
+    faulty_traffic_light,
+    jaywalker,
+    merge_on_ramp,
+    pass_blocked,
+    pedestrian_crosswalk,
+    road_following,
+    stop_sign,
+    traffic_light,
+    unprotected_left_turn,
+)
 from cordillera.world.scenario import Scenario
 
 FAMILIES: dict[str, ModuleType] = {
     "road_following": road_following,
     "car_following": car_following,
     "traffic_light": traffic_light,
+    "unprotected_left_turn": unprotected_left_turn,
+    "stop_sign": stop_sign,
+    "pedestrian_crosswalk": pedestrian_crosswalk,
+    "jaywalker": jaywalker,
+    "cut_in": cut_in,
+    "pass_blocked": pass_blocked,
+    "merge_on_ramp": merge_on_ramp,
+    "construction_zone": construction_zone,
+    "debris_in_lane": debris_in_lane,
+    "emergency_brake_lead": emergency_brake_lead,
+    "faulty_traffic_light": faulty_traffic_light,
 }
 NOMINAL = tuple(f for f, mod in FAMILIES.items() if mod.CATEGORY == "nominal")
 LONG_TAIL = tuple(f for f, mod in FAMILIES.items() if mod.CATEGORY == "long_tail")

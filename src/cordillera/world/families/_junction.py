@@ -68,3 +68,39 @@ def cross_traffic(j: roads.Junction, m, arm: str, rng: np.random.Generator, n: i
 
 def time_to_s(s_from_m: float, s_to_m: float, speed_mps: float) -> float:
     return (s_to_m - s_from_m) / speed_mps
+
+
+def route_polyline(m, route: tuple[str, ...]) -> np.ndarray:
+    pts = [m.lane(route[0]).centerline_xy]
+    for lid in route[1:]:
+        p = m.lane(lid).centerline_xy
+        pts.append(p[1:] if np.linalg.norm(p[0] - pts[-1][-1]) < 1e-6 else p)
+    return np.concatenate(pts)
+
+
+def conflict_s(m, ego_route: tuple[str, ...], other_route: tuple[str, ...], tol_m: float = 1.5) -> float:
+    """Arc length along ``other_route`` of the first point within ``tol_m`` of the ego route's
+    junction part (its connector lanes): where a crossing / merging path meets the ego's."""
+    from shapely.geometry import LineString, Point
+
+    ego_conn = [lid for lid in ego_route if m.lane(lid).is_intersection]
+    ego_line = LineString(route_polyline(m, tuple(ego_conn) if ego_conn else ego_route))
+    xy = roads.resample_polyline(route_polyline(m, other_route), 0.25)
+    for k, p in enumerate(xy):
+        if ego_line.distance(Point(p)) < tol_m:
+            return float(k * np.linalg.norm(np.diff(xy, axis=0), axis=1).mean())
+    raise ValueError(f"routes {ego_route} and {other_route} do not meet")
+
+
+def place_to_arrive(m, route: tuple[str, ...], s_target_m: float, speed_mps: float, t_s: float, half_len_m: float):
+    """Arc length on ``route`` of a box centre whose front reaches ``s_target_m`` at ``t_s`` at
+    constant speed, and the lane of the route it falls on: (lane_id, s_on_lane) or None."""
+    s = s_target_m - speed_mps * t_s - half_len_m
+    for lid in route:
+        L = m.lane(lid).length_m
+        if half_len_m <= s <= L - half_len_m:
+            return lid, s
+        s -= L
+        if s < 0:
+            return None
+    return None
