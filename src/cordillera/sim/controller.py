@@ -132,12 +132,22 @@ def plan_to_local(plan_t_us, xyz_rig, yaw_rig, ego: AgentState) -> PlanTrack:
     seg = np.hypot(*np.diff(xy, axis=0).T)
     s_m = np.concatenate([[0.0], np.cumsum(seg)])
     dt = np.diff(t) * 1e-6
-    seg_v = seg / dt
-    if len(seg_v) == 1:
-        v = np.array([seg_v[0], seg_v[0]])
-    else:  # knot speeds: average of the adjacent segments, end knots take their segment
-        v = np.concatenate([[seg_v[0]], 0.5 * (seg_v[:-1] + seg_v[1:]), [seg_v[-1]]])
-    acc = np.gradient(v, t * 1e-6) if len(v) > 2 else np.zeros_like(v)
+    seg_v = seg / dt  # mean speed of each segment = speed at the segment's mid time
+    t_mid = 0.5 * (t[:-1] + t[1:]).astype(np.float64)
+    if len(seg_v) >= 3:
+        # Pose 0 is by convention the current pose; when the ego lags a replayed trajectory the
+        # first segment carries a catch-up jump. The speed profile is therefore built from
+        # segments 1.. and extrapolated linearly back to t0 (the along-track position term closes
+        # any gap); a feed-forward taken from the jump would brake the car into a stall.
+        tm, vm = t_mid[1:], seg_v[1:]
+        seg_acc = np.diff(vm) / (np.diff(tm) * 1e-6)
+        acc = np.interp(t.astype(np.float64), 0.5 * (tm[:-1] + tm[1:]), seg_acc)
+        v = np.interp(t.astype(np.float64), tm, vm)
+        early = t < tm[0]
+        v[early] = np.maximum(vm[0] + seg_acc[0] * (t[early] - tm[0]) * 1e-6, 0.0)
+    else:
+        v = np.interp(t.astype(np.float64), t_mid, seg_v)
+        acc = np.zeros_like(v)
     return PlanTrack(t, xy, yaw, s_m, v, acc)
 
 
