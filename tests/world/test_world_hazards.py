@@ -217,8 +217,8 @@ def test_pass_blocked_blocker_is_ahead_in_ego_lane_and_slower():
 
 def test_merge_conflict_vehicle_reaches_the_merge_point_with_the_ego():
     for sc in _make("merge_on_ramp"):
-        ramp = sc.map.lane(sc.ego.route_lane_ids[0])
-        assert sc.ego.route_lane_ids[1] in ramp.successors
+        ramp = sc.map.lane("RAMP")
+        assert sc.ego.route_lane_ids[-2:] == ("RAMP", ramp.successors[0])
         merge_xy = ramp.centerline_xy[-1]
         t_ego = front_distance_to(sc, merge_xy) / sc.ego.speed_mps
         main0 = sc.actor("main0")
@@ -226,6 +226,9 @@ def test_merge_conflict_vehicle_reaches_the_merge_point_with_the_ego():
         assert abs(t_main - t_ego) <= 1.5 + 0.1
         assert abs(main0.y_m - merge_xy[1]) < 1e-6  # in the lane the ramp merges into
         assert 9.0 <= t_ego <= 13.0
+        # the hazard is when the ego reaches the start of the acceleration lane
+        t_acc = front_distance_to(sc, ramp.centerline_xy[0]) / sc.ego.speed_mps
+        assert hazard(sc, "merge").t_us / 1e6 == pytest.approx(max(0.0, t_acc), abs=0.06)
 
 
 def test_construction_cones_narrow_or_close_the_ego_lane():

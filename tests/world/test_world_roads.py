@@ -141,6 +141,11 @@ def test_on_ramp_merges_into_kerb_lane():
     kerb2 = m.lane(o.main[2][-1])
     np.testing.assert_allclose(ramp.centerline_xy[-1], kerb2.centerline_xy[0], atol=1e-9)
     assert ramp.successors == (kerb2.id,) and ramp.left_neighbor == o.main[1][-1]
+    appr = m.lane(o.approach_id)
+    assert appr.successors == (ramp.id,) and appr.left_marking == "solid_white" and ramp.left_marking == "dashed_white"
+    np.testing.assert_allclose(appr.centerline_xy[-1], ramp.centerline_xy[0], atol=1e-9)
+    assert float(appr.heading_at(appr.length_m - 0.1)) == pytest.approx(0.0, abs=0.01)
+    assert float(appr.heading_at(0.0)) > 0.3  # climbs up from the south-west
     assert float(ramp.heading_at(ramp.length_m - 0.1)) == pytest.approx(0.0, abs=0.02)  # tangent at the merge
     # parallel acceleration section one lane width right of the kerb lane
     assert ramp.on_lane(np.array([o.acc_start_x_m + 20.0, -1.5 * roads.LANE_WIDTH_M - 3.6]))

@@ -385,12 +385,14 @@ def four_way_intersection(center_xy=(0.0, 0.0), n_lanes: int = 1, arm_length_m=1
 @dataclass(frozen=True)
 class OnRamp:
     """Result of :func:`on_ramp_merge`. Main road sections M0 (before the ramp), M1 (alongside the
-    acceleration lane), M2 (after the merge point at x = 0); ``ramp_id`` is one lane (curved
-    approach + parallel acceleration section + taper) whose successor is the kerb lane of M2."""
+    acceleration lane), M2 (after the merge point at x = 0); ``approach_id`` is the curved ramp,
+    its successor ``ramp_id`` the parallel acceleration section + taper, whose successor is the kerb
+    lane of M2."""
 
     parts: MapParts
     main: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]  # fwd ids of M0, M1, M2
     ramp_id: str
+    approach_id: str
     merge_x_m: float
     acc_start_x_m: float
 
@@ -417,19 +419,23 @@ def on_ramp_merge(n_main: int = 2, lane_width_m: float = LANE_WIDTH_M, main_spee
     xs = np.linspace(-taper_m, 0.0, int(math.ceil(taper_m / 2.0)) + 1)
     ys = ramp_y + (kerb_y - ramp_y) * 0.5 * (1 - np.cos(math.pi * (xs + taper_m) / taper_m))
     taper = np.stack([xs, ys], axis=1)
-    ramp_xy = np.concatenate([approach, acc[1:], taper[1:]])
-    rid = "RAMP"
+    ramp_xy = np.concatenate([acc, taper[1:]])
+    rid, aid = "RAMP", "RAMP_approach"
     kerb_m1 = m1.fwd_ids[-1]
+    parts.lanes[aid] = Lane(aid, approach, w, ramp_speed_limit_mps, left_marking="solid_white",
+                            right_marking="solid_white")
     parts.lanes[rid] = Lane(rid, ramp_xy, w, ramp_speed_limit_mps, left_marking="dashed_white",
                             right_marking="solid_white", left_neighbor=kerb_m1)
     parts.lanes[kerb_m1] = replace(parts.lanes[kerb_m1], right_marking="dashed_white")
+    link(parts.lanes, aid, rid)
     link(parts.lanes, rid, m2.fwd_ids[-1])
+    ramp_xy = np.concatenate([approach, ramp_xy[1:]])
     # Kerbs: right of the ramp all along, left of the ramp only on the approach (up to the gore),
     # the main road's left kerb over M1 (M1 was built without edges).
     parts.road_edges.append(RoadEdge("RAMP_edge_r", offset_polyline(ramp_xy, -(0.5 * w + SHOULDER_M))))
     parts.road_edges.append(RoadEdge("RAMP_edge_l", offset_polyline(approach, 0.5 * w + SHOULDER_M)))
     parts.road_edges.append(RoadEdge("M1_edge_l", m1.ref_xy.copy()))
-    return OnRamp(parts, (m0.fwd_ids, m1.fwd_ids, m2.fwd_ids), rid, 0.0, acc_start)
+    return OnRamp(parts, (m0.fwd_ids, m1.fwd_ids, m2.fwd_ids), rid, aid, 0.0, acc_start)
 
 
 __all__ = [

@@ -72,7 +72,8 @@ def _make_actors(p: Params, m, road, rng: np.random.Generator):
                               yaw_offset_rad=float(rng.uniform(-0.6, 0.6)), length_m=L, width_m=W)]
     actors[0] = actors[0].__class__(**{**actors[0].__dict__, "height_m": H})
     for k in range(p.n_small):
-        actors.append(vehicle_on_lane(f"debris{k + 1}", lane, s_d + float(rng.uniform(2.5, 8.0)) * (k + 1) * 0.6, 0.0,
+        s_k = s_d + 0.5 * L + 1.0 + 2.0 * k + float(rng.uniform(0.0, 1.5))  # >= 0.5 m apart: no overlap
+        actors.append(vehicle_on_lane(f"debris{k + 1}", lane, s_k, 0.0,
                                       StaticBehavior(), kind="debris", r_m=float(rng.uniform(-1.4, 1.4)),
                                       yaw_offset_rad=float(rng.uniform(-1.5, 1.5)), length_m=0.35, width_m=0.3))
     v0 = p.ego_speed_mps

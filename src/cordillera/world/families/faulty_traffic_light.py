@@ -54,7 +54,7 @@ def sample_params(rng: np.random.Generator) -> Params:
 
 def _make_map(p: Params) -> roads.Junction:
     d0 = p.ego_speed_mps * p.arrive_time_s
-    lengths = {"W": J.approach_arm_length(d0), "E": 160.0, "N": 140.0, "S": 140.0}
+    lengths = {"W": J.approach_arm_length(d0), "E": 220.0, "N": 140.0, "S": 140.0}
     lengths[p.cross_from] = max(140.0, p.cross_speed_mps * (p.arrive_time_s + p.cross_offset_s
                                                             + p.cross_gap_s * (p.n_cross - 1)) + 60)
     return roads.four_way_intersection(n_lanes=p.n_lanes, arm_length_m=lengths, control="signal")

@@ -66,10 +66,16 @@ def _main_vehicle(m, o: roads.OnRamp, lane_index: int, x_center: float, speed: f
 
 
 def _make_actors(p: Params, m, o: roads.OnRamp, rng: np.random.Generator):
-    ramp = m.lane(o.ramp_id)
-    route = (o.ramp_id, o.main[2][-1])
-    s0 = ramp.length_m - EGO_FRONT_M - p.ego_speed_mps * p.merge_time_s
-    ego = ego_on_lane(ramp, s0, p.ego_speed_mps, route, nav_text="Merge onto the main road")
+    ramp, approach = m.lane(o.ramp_id), m.lane(o.approach_id)
+    s0 = ramp.length_m - EGO_FRONT_M - p.ego_speed_mps * p.merge_time_s  # on the acceleration lane ...
+    if s0 < 0:  # ... or (usually) still on the curved approach
+        s0 += approach.length_m
+        route, start = (o.approach_id, o.ramp_id, o.main[2][-1]), approach
+    else:
+        route, start = (o.ramp_id, o.main[2][-1]), ramp
+    if s0 < 0:
+        raise ValueError(f"merge_on_ramp: ramp too short for {p.merge_time_s} s at {p.ego_speed_mps} m/s")
+    ego = ego_on_lane(start, s0, p.ego_speed_mps, route, nav_text="Merge onto the main road")
     kerb = p.n_main - 1
     v = p.main_speed_mps
     x_conf = o.merge_x_m - v * (p.merge_time_s + p.conflict_offset_s) - 2.3  # box centre, front at x=0 on time
@@ -94,8 +100,7 @@ def _make_actors(p: Params, m, o: roads.OnRamp, rng: np.random.Generator):
             if a is not None:
                 actors.append(a)
             x += float(rng.uniform(35.0, 60.0))
-    t_acc = max(0.0, (float(ramp.to_frenet(np.array([o.acc_start_x_m, ramp.centerline_xy[-1, 1] - 3.6]))[0])
-                      - s0 - EGO_FRONT_M) / p.ego_speed_mps)
+    t_acc = max(0.0, (ramp.length_m - p.ego_speed_mps * p.merge_time_s) / -p.ego_speed_mps)  # at acc-lane start
     hazards = [Hazard(us(t_acc), "merge", "main0", "merging into main-road traffic")]
     return ego, actors, hazards
 

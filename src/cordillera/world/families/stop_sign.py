@@ -50,8 +50,8 @@ def sample_params(rng: np.random.Generator) -> Params:
 def _make_map(p: Params) -> roads.Junction:
     d0 = p.ego_speed_mps * p.arrive_time_s
     cross_len = p.cross_speed_mps * (p.arrive_time_s + p.cross_offset_s + p.cross_gap_s * (p.n_cross - 1)) + 60
-    lengths = {"W": J.approach_arm_length(d0), "E": 160.0, "N": 140.0, "S": 140.0}
-    lengths[p.cross_from] = max(140.0, cross_len)
+    lengths = {"W": J.approach_arm_length(d0), "E": 240.0, "N": 140.0, "S": 240.0}  # E / S: ego exits
+    lengths[p.cross_from] = max(lengths[p.cross_from], cross_len)
     return roads.four_way_intersection(n_lanes=1, arm_length_m=lengths, speed_limit_mps=roads.kmh(p.limit_kmh),
                                        control="stop", stop_arms=("W", "E"), crosswalks=False)
 
