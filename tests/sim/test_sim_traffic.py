@@ -209,3 +209,16 @@ def test_step_traffic_is_pure():
     assert ts0.t_us == 0 and ts0.states["A"].x_m == 20.0
     with pytest.raises(ValueError, match="traffic state is at"):
         step_traffic(ts1, scn, ego, 0, DT)
+
+
+def test_lane_frenet_matches_lane_to_frenet():
+    from cordillera.sim.traffic import lane_frenet
+    from cordillera.world.map import Lane
+
+    th = np.linspace(0, np.pi, 30)
+    lane = Lane("c", np.stack([20 * np.cos(th), 20 * np.sin(th)], -1))
+    pts = np.random.default_rng(0).uniform(-30, 30, size=(50, 2))
+    s, r = lane_frenet(lane, pts)
+    s2, r2 = lane.to_frenet(pts)
+    np.testing.assert_allclose(s, s2, atol=1e-9)
+    np.testing.assert_allclose(r, r2, atol=1e-9)

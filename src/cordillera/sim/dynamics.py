@@ -204,14 +204,5 @@ def step_bicycle(
             vx, r, vy_cg = 0.0, 0.0, 0.0
             if acc < 0.0:
                 acc = 0.0  # the brakes hold the car; no reverse
-    return replace(
-        state,
-        x_m=x,
-        y_m=y,
-        yaw_rad=yaw,
-        speed_mps=vx,
-        accel_mps2=acc,
-        yaw_rate_radps=r,
-        lat_speed_mps=vy_cg - lr * r,
-        steering_rad=delta,
-    )
+    return AgentState(x_m=x, y_m=y, yaw_rad=yaw, speed_mps=vx, accel_mps2=acc, yaw_rate_radps=r, z_m=state.z_m,
+                      lat_speed_mps=vy_cg - lr * r, steering_rad=delta, visible=state.visible)

@@ -49,7 +49,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from cordillera.sim.controller import ControllerState, perfect_step, plan_to_local, track
-from cordillera.sim.traffic import TrafficState, init_traffic, signal_states, step_traffic
+from cordillera.sim.traffic import TrafficState, init_traffic, lane_frenet, signal_states, step_traffic
 from cordillera.sim.types import (
     ROUTE_SPACING_M,
     ROUTE_WAYPOINTS,
@@ -129,7 +129,7 @@ def route_waypoints_rig(route: Lane, ego: AgentState, n: int = ROUTE_WAYPOINTS,
     """AlpaSim's route observation (spec/alpasim.md §1.4): ``n`` points every ``spacing_m`` along
     the route polyline starting at the ego's projection, in the rig frame, z = 0, NaN past the
     route end. (n, 3)."""
-    s_e = float(route.to_frenet(np.array([ego.x_m, ego.y_m]))[0])
+    s_e = float(lane_frenet(route, (ego.x_m, ego.y_m))[0][0])
     s = s_e + spacing_m * np.arange(n)
     xy = route.position(s)
     c, sn = math.cos(ego.yaw_rad), math.sin(ego.yaw_rad)
@@ -413,7 +413,7 @@ class Simulator:
                                speed_mps=a.speed_mps + u * (b.speed_mps - a.speed_mps))
         # lane keeping: advance along the route at the current speed, keep the lateral offset
         dt = (t_us - self._t_us) * 1e-6
-        s, r = (float(v) for v in self._route.to_frenet(np.array([self._ego.x_m, self._ego.y_m])))
+        s, r = (float(v[0]) for v in lane_frenet(self._route, (self._ego.x_m, self._ego.y_m)))
         v = self._ego.speed_mps
         s1 = s + v * dt
         x, y = self._route.position(s1, r)

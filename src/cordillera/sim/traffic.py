@@ -62,6 +62,7 @@ __all__ = [
     "Track",
     "TrafficState",
     "signal_states",
+    "lane_frenet",
     "init_traffic",
     "step_traffic",
 ]
@@ -237,6 +238,32 @@ class _LaneGeom:
         self.sn = [math.sin(v) for v in self.h]
         self.length = self.s[-1]
         self.width = float(lane.width_m)
+        # numpy arrays for batched projections (Lane.to_frenet recomputes them on every call)
+        self.a = np.ascontiguousarray(xy[:-1])
+        self.d = np.diff(xy, axis=0)
+        self.l2 = np.einsum("ij,ij->i", self.d, self.d)
+        self.inv_l2 = 1.0 / self.l2
+        self.s0 = np.asarray(lane._s[:-1])
+        self.seg_len = np.sqrt(self.l2)
+        self.heading = np.asarray(lane._seg_heading)
+        n = len(self.a)
+        self.lo = np.where(np.arange(n) == 0, -np.inf, 0.0)
+        self.hi = np.where(np.arange(n) == n - 1, np.inf, 1.0)
+
+    def frenet(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(s, r, segment heading) of points (M, 2); same answer as ``Lane.to_frenet``."""
+        ax, ay, dx, dy = self.a[:, 0], self.a[:, 1], self.d[:, 0], self.d[:, 1]
+        rx = pts[:, 0:1] - ax  # (M, S)
+        ry = pts[:, 1:2] - ay
+        u = (rx * dx + ry * dy) * self.inv_l2
+        np.clip(u, self.lo, self.hi, out=u)
+        ex = rx - u * dx
+        ey = ry - u * dy
+        k = np.argmin(ex * ex + ey * ey, axis=1)
+        rows = np.arange(len(pts))
+        s = self.s0[k] + u[rows, k] * self.seg_len[k]
+        r = (dx[k] * ry[rows, k] - dy[k] * rx[rows, k]) / self.seg_len[k]
+        return s, r, self.heading[k]
 
     def seg(self, s: float) -> int:
         return min(max(bisect.bisect_right(self.s, s) - 1, 0), len(self.s) - 2)
@@ -250,6 +277,12 @@ class _LaneGeom:
 
 _GEOM: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _STOPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def lane_frenet(lane: Lane, xy) -> tuple[np.ndarray, np.ndarray]:
+    """``Lane.to_frenet`` with the lane's segment arrays cached (for per-step queries)."""
+    s, r, _ = _geom(lane).frenet(np.asarray(xy, dtype=np.float64).reshape(-1, 2))
+    return s, r
 
 
 def _geom(lane: Lane) -> _LaneGeom:
@@ -396,16 +429,24 @@ class _Snapshot:
     length: np.ndarray
     width: np.ndarray
     scenario: Scenario
-    _frenet: dict = field(default_factory=dict)
+    _lane_objects: dict = field(default_factory=dict)
 
-    def frenet(self, lane_id: str):
-        """(s, r, heading-at-s) of every object on ``lane_id`` (computed once per step)."""
-        f = self._frenet.get(lane_id)
-        if f is None:
+    def lane_objects(self, lane_id: str) -> tuple[list[float], list[tuple[float, float, float, str]]]:
+        """Objects overlapping ``lane_id``'s corridor, sorted by arc length: (s list, [(s, half
+        length along the lane, speed along the lane, id)]). Computed once per lane and step."""
+        out = self._lane_objects.get(lane_id)
+        if out is None:
             lane = self.scenario.map.lanes[lane_id]
-            s, r = lane.to_frenet(np.stack([self.x, self.y], axis=-1))
-            f = self._frenet[lane_id] = (s, r, lane.heading_at(s))
-        return f
+            s, r, h = _geom(lane).frenet(np.stack([self.x, self.y], axis=-1))
+            d = self.yaw - h
+            cd, sd = np.abs(np.cos(d)), np.abs(np.sin(d))
+            half_long = 0.5 * (self.length * cd + self.width * sd)
+            half_lat = 0.5 * (self.length * sd + self.width * cd)
+            v_along = np.maximum(np.cos(d) * self.speed, 0.0)
+            inside = np.flatnonzero(np.abs(r) < 0.5 * lane.width_m + half_lat - CORRIDOR_OVERLAP_M)
+            rows = sorted((float(s[i]), float(half_long[i]), float(v_along[i]), self.ids[i]) for i in inside)
+            out = self._lane_objects[lane_id] = ([row[0] for row in rows], rows)
+        return out
 
 
 def _snapshot(scenario: Scenario, states: dict[str, AgentState], ego: AgentState) -> _Snapshot:
@@ -440,50 +481,36 @@ def _path_lanes(scenario: Scenario, lane_id: str, s_m: float, route: tuple[str, 
     return out
 
 
-def _objects_on_lane(snap: _Snapshot, lane_id: str, exclude: set[str]):
-    """Indices, arc lengths and half extents (along, across the lane) of objects in the corridor."""
-    s, r, h = snap.frenet(lane_id)
-    d = snap.yaw - h
-    cd, sd = np.abs(np.cos(d)), np.abs(np.sin(d))
-    half_long = 0.5 * (snap.length * cd + snap.width * sd)
-    half_lat = 0.5 * (snap.length * sd + snap.width * cd)
-    lane = snap.scenario.map.lanes[lane_id]
-    inside = np.abs(r) < 0.5 * lane.width_m + half_lat - CORRIDOR_OVERLAP_M
-    idx = [i for i in np.flatnonzero(inside) if snap.ids[i] not in exclude]
-    return idx, s, half_long, np.cos(d) * snap.speed
-
-
 def _find_lead(snap: _Snapshot, path, s_self: float, exclude: set[str]) -> LonState | None:
     """Nearest object ahead on the path, as a LonState in the current lane's arc length."""
-    best = None
+    best, best_back = None, math.inf
     for k, (lane_id, off) in enumerate(path):
+        if off - s_self - 1.0 > min(best_back, LOOKAHEAD_M):
+            break  # the rest of the path is farther than what we already found
         length = snap.scenario.map.lanes[lane_id].length_m
         # the last lane of the path is extended straight ahead (where the lanes run out)
         upper = math.inf if k == len(path) - 1 else length + 1.0
-        lower = -math.inf if k == 0 else -1.0
-        idx, s, half_long, v_along = _objects_on_lane(snap, lane_id, exclude)
-        for i in idx:
-            si = float(s[i])
-            if not lower <= si <= upper:
+        lower = s_self - off if k == 0 else -1.0
+        keys, rows = snap.lane_objects(lane_id)
+        for si, half_long, v_along, oid in rows[bisect.bisect_right(keys, lower):]:
+            if si > upper or off + si - s_self > LOOKAHEAD_M:
+                break
+            if oid in exclude:
                 continue
-            d = off + si
-            if d <= s_self or d - s_self > LOOKAHEAD_M:
-                continue
-            if best is None or d - half_long[i] < best.s_m - 0.5 * best.length_m:
-                best = LonState(d, max(float(v_along[i]), 0.0), 2.0 * float(half_long[i]))
+            back = off + si - half_long
+            if back < best_back:
+                best_back, best = back, LonState(off + si, v_along, 2.0 * half_long)
     return best
 
 
 def _find_follower(snap: _Snapshot, lane_id: str, s_self: float, exclude: set[str]) -> LonState | None:
-    idx, s, half_long, v_along = _objects_on_lane(snap, lane_id, exclude)
-    best = None
-    for i in idx:
-        si = float(s[i])
-        if si >= s_self or s_self - si > LOOKAHEAD_M:
-            continue
-        if best is None or si > best.s_m:
-            best = LonState(si, max(float(v_along[i]), 0.0), 2.0 * float(half_long[i]))
-    return best
+    keys, rows = snap.lane_objects(lane_id)
+    for si, half_long, v_along, oid in reversed(rows[: bisect.bisect_left(keys, s_self)]):
+        if s_self - si > LOOKAHEAD_M:
+            break
+        if oid not in exclude:
+            return LonState(si, v_along, 2.0 * half_long)
+    return None
 
 
 def _stop_lead(scenario, at: ActorTraffic, spec: ActorSpec, b: IdmBehavior, path, signals, t_us, speed):
@@ -625,9 +652,10 @@ def _integrate_vehicle(scenario, spec: ActorSpec, b: IdmBehavior, at: ActorTraff
     x, y, h = g.position(s, r)
     yaw = h + (math.atan2(dr_dt, v1) if v1 > 0.1 else 0.0)
     yaw = st.yaw_rad + _wrap(yaw - st.yaw_rad)  # continuous with the previous heading
-    new_at = replace(at, lane_id=lane_id, s_m=s, r_m=r)
-    new_st = replace(st, x_m=x, y_m=y, yaw_rad=_wrap(yaw), speed_mps=v1, accel_mps2=acc,
-                     yaw_rate_radps=(yaw - st.yaw_rad) / dt, visible=True)
+    new_at = ActorTraffic(lane_id, s, r, at.lc_from_r_m, at.lc_start_us, at.lc_duration_us, at.lc_events_done,
+                          at.brake_reached_us, at.stops_done, at.stop_since_us, at.waiting)
+    new_st = AgentState(x_m=x, y_m=y, yaw_rad=_wrap(yaw), speed_mps=v1, accel_mps2=acc,
+                        yaw_rate_radps=(yaw - st.yaw_rad) / dt, z_m=st.z_m, visible=True)
     return new_at, new_st
 
 
