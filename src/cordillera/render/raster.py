@@ -1,0 +1,176 @@
+"""Pieces both renderers share: the pinhole pass each camera is rasterised into, the f-theta
+remap maps, view transforms, per-pixel ground maps (fog / headlights) and rain streaks.
+
+An f-theta camera is rendered as a wider **pinhole pass** (same focal length at the centre,
+cropped to the rays the f-theta image needs) and warped with ``cv2.remap``; a pinhole camera is
+rendered directly. All pixel coordinates use the OpenCV convention (pixel centres at integers).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from cordillera.geometry.pose import Pose, quat_from_matrix
+from cordillera.render.rig import CameraSpec
+from cordillera.render.scene import Look, headlight_factor
+from cordillera.world.scenario import AgentState
+
+__all__ = ["PinholePass", "make_passes", "finish", "T_local_camera", "T_local_tile", "ground_maps", "ground_look_maps", "apply_ground_look", "rain_streaks",
+           "NEAR_M", "FAR_M"]
+
+NEAR_M, FAR_M = 0.15, 5000.0  # [m] clip planes
+MAX_PASS_ANGLE_RAD = math.radians(80.0)  # rays wider than this are left black in an f-theta image
+
+
+@dataclass(frozen=True, eq=False)
+class PinholePass:
+    """A pinhole image (a "tile") that part of the camera image is resampled from. The tile's
+    optical frame is the camera's optical frame rotated by ``R_cam_tile`` (a yaw about the
+    camera's y axis), so wide f-theta lenses are covered by a few tiles that each stay within
+    ~±35° of their own axis instead of one huge, peripherally oversampled pinhole."""
+
+    cam: CameraSpec
+    R_cam_tile: np.ndarray  # (3, 3) orientation of the tile frame in the camera optical frame
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+    map_x: np.ndarray | None  # (H_out, W_out) float32: tile pixel of each output pixel (-10 = not here)
+    map_y: np.ndarray | None
+
+    @property
+    def T_rig_tile(self) -> Pose:
+        return self.cam.T_rig_camera @ Pose(np.zeros(3), quat_from_matrix(self.R_cam_tile))
+
+    def rays(self) -> np.ndarray:
+        """(H, W, 3) tile-frame ray (z = 1) through every tile pixel."""
+        u, v = np.meshgrid(np.arange(self.width), np.arange(self.height))
+        return np.stack([(u - self.cx) / self.fx, (v - self.cy) / self.fy, np.ones_like(u, float)], axis=-1)
+
+
+def finish(passes: list[PinholePass], images: list[np.ndarray]) -> np.ndarray:
+    """Tile images -> camera image (identity for a single pinhole tile, else remap and add; the
+    tiles' output pixels are disjoint)."""
+    if len(passes) == 1 and passes[0].map_x is None:
+        return images[0]
+    out = None
+    for p, img in zip(passes, images):
+        part = cv2.remap(img, p.map_x, p.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        out = part if out is None else cv2.add(out, part)
+    return out
+
+
+def _yaw_about_y(a: float) -> np.ndarray:
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def make_passes(cam: CameraSpec, scale: float = 1.0, max_tile_half_angle_deg: float = 25.0) -> list[PinholePass]:
+    """The pinhole tiles for ``cam``: the camera itself for a pinhole model; for f-theta, as few
+    tiles (split by azimuth) as keep each within ``max_tile_half_angle_deg`` of its axis, each with
+    focal ``scale · fw_poly[1]`` and cropped to the rays it serves."""
+    eye = np.eye(3)
+    if cam.model == "pinhole":
+        return [PinholePass(cam, eye, cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height, None, None)]
+    f = scale * cam.focal_px
+    u, v = np.meshgrid(np.arange(cam.width, dtype=np.float64), np.arange(cam.height, dtype=np.float64))
+    rays = cam.unproject(np.column_stack([u.ravel(), v.ravel()]))
+    theta = np.arccos(np.clip(rays[:, 2], -1, 1))
+    ok = theta <= min(cam.max_angle_rad, MAX_PASS_ANGLE_RAD)
+    az = np.arctan2(rays[:, 0], rays[:, 2])
+    a0, a1 = az[ok].min(), az[ok].max()
+    n = max(1, int(math.ceil((a1 - a0) / (2 * math.radians(max_tile_half_angle_deg)))))
+    edges = np.linspace(a0, a1, n + 1)
+    edges[0], edges[-1] = -np.inf, np.inf
+    passes = []
+    for i in range(n):
+        centre = 0.5 * (max(edges[i], a0) + min(edges[i + 1], a1))
+        R = _yaw_about_y(centre) if n > 1 else eye
+        mine = ok & (az >= edges[i]) & (az < edges[i + 1])
+        d = rays @ R  # tile frame (R^T d for each row)
+        good = mine & (d[:, 2] > 1e-6)
+        x = np.where(good, d[:, 0] / np.where(good, d[:, 2], 1), np.nan)
+        y = np.where(good, d[:, 1] / np.where(good, d[:, 2], 1), np.nan)
+        x0, x1 = np.nanmin(x), np.nanmax(x)
+        y0, y1 = np.nanmin(y), np.nanmax(y)
+        cx, cy = -x0 * f + 2.0, -y0 * f + 2.0
+        W = int(math.ceil((x1 - x0) * f)) + 5
+        H = int(math.ceil((y1 - y0) * f)) + 5
+        W += W % 2
+        H += H % 2
+        mx = (f * x + cx).reshape(cam.height, cam.width).astype(np.float32)
+        my = (f * y + cy).reshape(cam.height, cam.width).astype(np.float32)
+        mx[np.isnan(mx)] = -10.0
+        my[np.isnan(my)] = -10.0
+        passes.append(PinholePass(cam, R, f, f, cx, cy, W, H, mx, my))
+    return passes
+
+
+def T_local_camera(ego: AgentState, cam: CameraSpec) -> Pose:
+    """Pose of the camera optical frame in local at the ego state (rig on the ground at ego z)."""
+    return Pose.from_xy_yaw(ego.x_m, ego.y_m, ego.yaw_rad, ego.z_m) @ cam.T_rig_camera
+
+
+def T_local_tile(ego: AgentState, p: PinholePass) -> Pose:
+    """Pose of a pinhole tile's optical frame in local."""
+    return Pose.from_xy_yaw(ego.x_m, ego.y_m, ego.yaw_rad, ego.z_m) @ p.T_rig_tile
+
+
+@dataclass(frozen=True, eq=False)
+class GroundMaps:
+    """Per-pass-pixel factors for the flat ground (fixed in the rig, so fixed per camera)."""
+
+    hits: np.ndarray  # (H, W) bool: the pixel's ray meets the ground within FAR_M
+    dist_m: np.ndarray  # (H, W) distance camera -> ground point
+    head: np.ndarray  # (H, W) headlight factor at the ground point
+
+
+def ground_maps(p: PinholePass) -> GroundMaps:
+    rays_cam = p.rays().reshape(-1, 3)
+    T = p.T_rig_tile
+    R, o = T.rotation_matrix, T.translation
+    d = rays_cam @ R.T  # rig frame
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(d[:, 2] < -1e-9, -o[2] / d[:, 2], np.inf)
+    pts = o + d * np.where(np.isfinite(t), t, 0)[:, None]
+    dist = np.linalg.norm(pts - o, axis=1)
+    hits = np.isfinite(t) & (dist < FAR_M)
+    head = np.where(hits, headlight_factor(pts), 0.0)
+    return GroundMaps(hits.reshape(p.height, p.width), np.where(hits, dist, np.inf).reshape(p.height, p.width),
+                      head.reshape(p.height, p.width))
+
+
+def ground_look_maps(gm: GroundMaps, look: Look) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel (gain (H, W, 1), offset (H, W, 3)) so that a ground-lit, fogged pass image is
+    ``img · gain + offset`` (gain 1, offset 0 where the ray misses the ground)."""
+    light = look.light_scale + look.headlight_gain * gm.head
+    fog = np.where(gm.hits, 1.0 - np.exp(-np.where(gm.hits, gm.dist_m, 0.0) / look.fog_distance_m), 0.0)
+    gain = np.where(gm.hits, light * (1 - fog), 1.0)
+    offset = fog[..., None] * np.asarray(look.fog_rgb)
+    return gain[..., None].astype(np.float32), (255.0 * offset).astype(np.float32)
+
+
+def apply_ground_look(img_f: np.ndarray, gm: GroundMaps, look: Look) -> np.ndarray:
+    """Darken (night), headlight-brighten and fog the ground pixels of a float (0..1) pass image."""
+    gain, offset = ground_look_maps(gm, look)
+    return img_f * gain + offset / 255.0
+
+
+def rain_streaks(img: np.ndarray, t_us: int, camera: str, n: int = 140) -> np.ndarray:
+    """Light, slanted rain streaks, deterministic in (camera, t_us)."""
+    h, w = img.shape[:2]
+    seed = (int(t_us) // 1000 + sum(map(ord, camera)) * 7919) % (2**32)
+    rng = np.random.default_rng(seed)
+    out = img.copy()
+    x0 = rng.integers(0, w, n)
+    y0 = rng.integers(0, h, n)
+    length = rng.integers(h // 40 + 3, h // 12 + 6, n)
+    for x, y, ln in zip(x0, y0, length):
+        cv2.line(out, (int(x), int(y)), (int(x + ln * 0.15), int(y + ln)), (200, 205, 215), 1, cv2.LINE_AA)
+    return cv2.addWeighted(img, 0.6, out, 0.4, 0)
