@@ -33,7 +33,12 @@ def front_distance_to(sc, xy) -> float:
 
 
 def stop_line_distance(sc) -> float:
-    lid = next(l for l in sc.ego.route_lane_ids if sc.map.stop_lines_on(l))
+    """Ego front to its stop line (uncontrolled junction: to where it would be, 5 m before the end
+    of the approach lane, i.e. behind the crosswalk)."""
+    lid = next((l for l in sc.ego.route_lane_ids if sc.map.stop_lines_on(l)), None)
+    if lid is None:
+        first = sc.map.lane(sc.ego.route_lane_ids[0])
+        return front_distance_to(sc, first.position(first.length_m - 5.0))
     sl = sc.map.stop_lines_on(lid)[0]
     return front_distance_to(sc, sl.segment_xy.mean(axis=0))
 

@@ -130,6 +130,9 @@ def test_stop_controlled_junction_has_stop_signs_on_minor_arms():
     j = roads.four_way_intersection(control="stop", stop_arms=("W", "E"))
     kinds = {s.id: s.kind for s in j.parts.signs}
     assert kinds == {"W_stop_sign": "stop", "E_stop_sign": "stop"}
+    assert sorted(sl.lane_id for sl in j.parts.stop_lines) == ["E_f0", "W_f0"]  # priority road unpainted
+    assert j.stop_line_s("N", 0) == pytest.approx(j.parts.lanes["N_f0"].length_m - 5.0)
+    assert not roads.four_way_intersection(control="none").parts.stop_lines
     with pytest.raises(ValueError, match="control"):
         roads.four_way_intersection(control="roundabout")
 

@@ -265,6 +265,7 @@ class Junction:
     crosswalks: dict[str, str]
     half_size_m: float
     center_xy: tuple[float, float]
+    stop_setback_m: float  # stop line distance before the end of each incoming lane
 
     def route(self, arm: str, lane_index: int, turn: str, exit_index: int | None = None) -> tuple[str, str, str]:
         """(incoming, connector, outgoing) lane ids of a path through the junction."""
@@ -274,8 +275,10 @@ class Junction:
         return (self.incoming[arm][lane_index], cid, self.parts.lanes[cid].successors[0])
 
     def stop_line_s(self, arm: str, lane_index: int) -> float:
-        sid = self.stop_lines[arm][lane_index]
-        return next(sl.s_m for sl in self.parts.stop_lines if sl.id == sid)
+        """Arc length of the stop line (or, on an arm without one, of the place it would be:
+        the junction entry point) on incoming lane ``lane_index`` of ``arm``."""
+        lane = self.parts.lanes[self.incoming[arm][lane_index]]
+        return lane.length_m - self.stop_setback_m
 
 
 def _rot(theta: float) -> np.ndarray:
@@ -292,7 +295,8 @@ def four_way_intersection(center_xy=(0.0, 0.0), n_lanes: int = 1, arm_length_m=1
     returned; programs are the caller's), "stop" (stop signs on ``stop_arms``) or "none". Each
     incoming lane gets a stop line (behind the crosswalk when there is one). Connector lanes
     (``is_intersection=True``) join every incoming lane straight across, the inner lane to the left
-    and the kerb lane to the right."""
+    and the kerb lane to the right. Stop lines are painted on every incoming lane of a signalised
+    junction, only on ``stop_arms`` of a stop-controlled one, and nowhere on an uncontrolled one."""
     if control not in ("signal", "stop", "none"):
         raise ValueError(f"control must be signal/stop/none, got {control!r}")
     c = np.asarray(center_xy, dtype=np.float64)
@@ -312,7 +316,8 @@ def four_way_intersection(center_xy=(0.0, 0.0), n_lanes: int = 1, arm_length_m=1
         parts = merge_parts(parts, road.parts)
         incoming[arm], outgoing[arm] = road.fwd_ids, road.bwd_ids
         ids = []
-        for i, lid in enumerate(road.fwd_ids):
+        painted = control == "signal" or (control == "stop" and arm in stop_arms)
+        for i, lid in enumerate(road.fwd_ids if painted else ()):
             lane = parts.lanes[lid]
             s = lane.length_m - setback
             seg = lane.position(np.array([s, s]), np.array([0.5 * w, -0.5 * w]))
@@ -376,7 +381,7 @@ def four_way_intersection(center_xy=(0.0, 0.0), n_lanes: int = 1, arm_length_m=1
     box = np.array([c + (-h, -h), c + (h, -h), c + (h, h), c + (-h, h)])
     parts.intersections.append(Intersection(f"{prefix}junction", box))
     return Junction(parts, incoming, outgoing, connectors, stop_ids, exit_arm, signal_pose, cw_ids, h,
-                    (float(c[0]), float(c[1])))
+                    (float(c[0]), float(c[1])), setback)
 
 
 # ----------------------------------------------------------------------------------------------
