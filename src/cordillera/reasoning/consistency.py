@@ -1,0 +1,244 @@
+"""CoC ↔ trajectory consistency and reasoning quality (pure numpy; an eval metric and an RL reward).
+
+``consistency(coc, trajectory, history)`` asks whether a trajectory does what its CoC says:
+
+| decision      | agrees when (within the 6.4 s horizon, rig frame at t0)                                 |
+|---------------|------------------------------------------------------------------------------------------|
+| Stop          | speed < 0.5 m/s, or braking hard enough to be on the way to a stop (≤ half the speed and ≥ 2 m/s slower), or it stays behind a known stop line while slowing |
+| Yield         | slows by ≥ 1 m/s or is slow (< 3 m/s)                                                     |
+| Pass/Overtake | speeds up by ≥ 0.5 m/s                                                                     |
+| Gap-search    | changes speed by ≥ 0.3 m/s, moves sideways ≥ 0.5 m, or waits (stopped)                    |
+| Keep Distance | with a known lead (distance, speed): the predicted gap never closes below the time gap; otherwise no acceleration > 1 m/s |
+| Adapt Speed   | no acceleration > 0.5 m/s and slows by ≥ 0.3 m/s (or is already slower than the limit)    |
+| Resume Speed  | no slowing > 1 m/s and no stop                                                              |
+| Keep Lane     | lateral offset ≤ 1 m and no turn (heading change < 45° at intersection curvature)         |
+| Lane Change d | net lateral shift ≥ 2.5 m towards d (history included, so a change under way counts)      |
+| Nudge d       | peak offset towards d in [0.2, 2.5) m (bounded) and larger than any offset the other way  |
+| Turn d        | heading change ≥ 45° towards d, or ≥ 15° and still turning towards d at the end            |
+| Merge / Split | net lateral shift ≥ 1 m (towards d if given)                                             |
+
+Each check gives a soft agreement in [0, 1]: 0.5 + margin / scale, clipped, so 0.5 is the
+threshold and the reward has a slope near it. The overall score is the mean over the decisions the
+CoC states; a CoC with no recognisable decision scores 0 (an unparsable trace earns nothing).
+
+Lateral offsets are measured against a running-median reference heading (``meta_actions``), so a
+curve followed in lane is not a lateral shift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cordillera.reasoning.meta_actions import egomotion
+from cordillera.reasoning.schema import VEHICLE_KINDS, CocRecord, parse
+
+DT_S = 0.1  # [s] 10 Hz trajectories, spec/alpamayo_model.md §3
+STOP_SPEED_MPS = 0.5  # [m/s] the brief: Stop ⇒ speed < 0.5 m/s
+LANE_CHANGE_MIN_M = 2.5  # [m] the brief: Lane Change ⇒ ≥ 2.5 m
+TURN_MIN_RAD = np.deg2rad(45.0)  # the brief: Turn ⇒ heading change ≥ ~45°
+KEEP_LANE_MAX_M = 1.0  # [m]
+NUDGE_MIN_M, NUDGE_MAX_M = 0.2, 2.5  # [m]
+TIME_GAP_S = 1.0  # [s] Keep Distance: gap ≥ 2 m + 1.0 s × speed (lenient vs the expert's 1.5 s headway)
+MIN_GAP_M = 2.0
+EGO_FRONT_M = 4.09  # [m] rig origin → front bumper, spec/alpasim.md §1.2 (1.3965 + 5.393 / 2)
+
+
+@dataclass(frozen=True)
+class ConsistencyResult:
+    score: float  # [0, 1]
+    consistent: bool
+    per_decision: dict = field(default_factory=dict)  # {"longitudinal": float, "lateral": float}
+    details: dict = field(default_factory=dict)  # measured quantities
+
+
+def _soft(margin: float, scale: float) -> float:
+    return float(np.clip(0.5 + margin / (2.0 * scale), 0.0, 1.0))
+
+
+def _as_xy(a, name) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] < 2:
+        raise ValueError(f"{name} must be (T, 2+) positions, got shape {a.shape}")
+    if not np.all(np.isfinite(a[:, :2])):
+        raise ValueError(f"{name} contains NaN or inf")
+    return a[:, :2]
+
+
+def trajectory_features(trajectory, history=None, yaw=None, history_yaw=None) -> dict:
+    """Speeds, heading changes and lateral offsets of a future trajectory (rig frame at t0,
+    poses at t0+0.1 … ; 10 Hz) with an optional history (poses up to and including t0)."""
+    fut = _as_xy(trajectory, "trajectory")
+    if len(fut) < 2:
+        raise ValueError(f"trajectory needs >= 2 poses, got {len(fut)}")
+    if history is None:
+        hist = np.zeros((1, 2))
+        hy = np.zeros(1) if yaw is not None else None
+    else:
+        hist = _as_xy(history, "history")
+        hy = None if history_yaw is None else np.asarray(history_yaw, dtype=np.float64).reshape(-1)
+    if np.linalg.norm(hist[-1]) > 0.5:  # history must end at t0 = the rig origin
+        hist = np.concatenate([hist, np.zeros((1, 2))])
+        hy = None if hy is None else np.concatenate([hy, [0.0]])
+    if np.linalg.norm(fut[0]) < 1e-6:  # a trajectory that repeats the t0 pose
+        fut = fut[1:]
+        yaw = None if yaw is None else np.asarray(yaw, dtype=np.float64).reshape(-1)[1:]
+    path = np.concatenate([hist, fut])
+    if yaw is not None and hy is not None:
+        yw = np.concatenate([hy, np.asarray(yaw, dtype=np.float64).reshape(-1)])
+    else:
+        yw = None
+    if len(path) < 3:
+        path = np.concatenate([path, path[-1:] + (path[-1:] - path[-2:-1])])
+    i0 = len(hist) - 1
+    em = egomotion(path, yw, DT_S, pad_before=i0)
+    v = em.speed_mps
+    # t0 speed from the history when there is one (the future may start braking right away)
+    v0 = float(v[i0]) if i0 > 0 else float(v[min(1, len(v) - 1)])
+    vf = v[i0 + 1:]
+    yaw_rel = em.yaw_rad - em.yaw_rad[i0]
+    lat = em.lateral_offset_m
+    kappa = em.curvature_1pm
+    return {
+        "v0_mps": v0,
+        "v_min_mps": float(vf.min()),
+        "v_max_mps": float(vf.max()),
+        "v_end_mps": float(vf[-1]),
+        "x_end_m": float(path[-1, 0]),
+        "x_fwd_m": path[i0 + 1:, 0].copy(),
+        "v_fut_mps": vf.copy(),
+        "lat_fut_m": lat[i0 + 1:].copy(),
+        "lat_hist_m": lat[:i0 + 1].copy(),
+        "yaw_end_rad": float(yaw_rel[-1]),
+        "yaw_hist_start_rad": float(yaw_rel[0]),
+        "yaw_rate_end_radps": float((em.yaw_rad[-1] - em.yaw_rad[-3]) / (2 * DT_S)) if len(path) >= 3 else 0.0,
+        "mean_abs_curvature_1pm": float(np.mean(np.abs(kappa[i0:]))),
+        "max_abs_curvature_1pm": float(np.max(np.abs(kappa[i0:]))),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-decision checks: (margin, scale) -> soft score
+# ----------------------------------------------------------------------------------------------
+def _check_longitudinal(rec: CocRecord, f: dict) -> float:
+    v0, vmin, vmax, vend = f["v0_mps"], f["v_min_mps"], f["v_max_mps"], f["v_end_mps"]
+    lon = rec.longitudinal
+    if lon == "Stop":
+        m = STOP_SPEED_MPS - vmin
+        m = max(m, min(0.5 * v0 - vend, (v0 - 2.0) - vend))
+        if rec.stop_line_distance_m is not None:
+            line_x = rec.stop_line_distance_m + EGO_FRONT_M
+            m = max(m, min(line_x + 1.0 - f["x_end_m"], (v0 - 1.0) - vend))
+        return _soft(m, 1.0)
+    if lon == "Yield":
+        return _soft(max(3.0 - vmin, (v0 - 1.0) - vmin), 1.0)
+    if lon == "Pass/Overtake":
+        return _soft(vmax - v0 - 0.5, 0.5)
+    if lon == "Gap-search":
+        lat_move = float(np.max(np.abs(f["lat_fut_m"])))
+        return _soft(max(abs(vend - v0) - 0.3, max(vmax - v0, v0 - vmin) - 0.3, lat_move - 0.5, STOP_SPEED_MPS - vmin), 0.3)
+    if lon == "Keep Distance":
+        lead = next((o for o in rec.objects if o.distance_m is not None and o.speed_mps is not None
+                     and o.relation in ("lead", "cut_in_left", "cut_in_right", "merging", "ahead")), None)
+        if lead is None:
+            return _soft((v0 + 1.0) - vmax, 0.5)
+        t = DT_S * np.arange(1, len(f["v_fut_mps"]) + 1)
+        gap = lead.distance_m + max(lead.speed_mps, 0.0) * t - f["x_fwd_m"]
+        need = np.minimum(MIN_GAP_M + TIME_GAP_S * f["v_fut_mps"], 0.8 * lead.distance_m)
+        return _soft(float(np.min(gap - need)), 2.0)
+    if lon == "Adapt Speed":
+        return _soft(min((v0 + 0.5) - vmax, (v0 - 0.3) - vmin), 0.5)
+    if lon == "Resume Speed":
+        if v0 < 1.0:
+            return _soft(vmax - 1.0, 0.5)
+        return _soft(min(vmin - (v0 - 1.0), vmin - STOP_SPEED_MPS), 0.5)
+    raise ValueError(f"unknown longitudinal decision {lon!r}")
+
+
+def _check_lateral(rec: CocRecord, f: dict) -> float:
+    lat, d = rec.lateral, rec.lateral_direction
+    lf, lh = f["lat_fut_m"], f["lat_hist_m"]
+    s = 1.0 if d == "left" else -1.0
+    if lat == "Keep Lane":
+        m = KEEP_LANE_MAX_M - float(np.max(np.abs(lf)))
+        if f["max_abs_curvature_1pm"] >= 0.025:  # intersection-scale curvature: is it a turn?
+            m = min(m, TURN_MIN_RAD - abs(f["yaw_end_rad"]))
+        return _soft(m, 0.5)
+    if lat == "Lane Change":
+        shift = float(s * lf[-1] - min(np.min(s * lh), 0.0))
+        return _soft(shift - LANE_CHANGE_MIN_M, 0.75)
+    if lat == "Nudge":
+        peak = float(np.max(s * lf))
+        other = float(np.max(-s * lf))
+        return _soft(min(peak - NUDGE_MIN_M, NUDGE_MAX_M - peak, peak - other), 0.2)
+    if lat == "Turn":
+        # heading change towards d, counting a turn already under way in the history
+        dtheta = max(s * f["yaw_end_rad"], s * (f["yaw_end_rad"] - f["yaw_hist_start_rad"]))
+        still = min(s * f["yaw_end_rad"] - np.deg2rad(15.0), s * f["yaw_rate_end_radps"] - 0.1)
+        return _soft(max(dtheta - TURN_MIN_RAD, still), 0.3)
+    if lat in ("Merge", "Split"):
+        net = float(lf[-1] - lh[0])
+        if d in ("left", "right"):
+            return _soft(s * net - 1.0, 0.5)
+        return _soft(abs(net) - 1.0, 0.5)
+    raise ValueError(f"unknown lateral decision {lat!r}")
+
+
+def consistency(coc, trajectory, history=None, yaw=None, history_yaw=None) -> ConsistencyResult:
+    """Does ``trajectory`` (future poses at t0+0.1 …, rig frame at t0, 10 Hz) do what ``coc`` (a
+    CoC string or ``CocRecord``) says? ``history``: past poses up to t0 in the same frame."""
+    rec = parse(coc) if isinstance(coc, str) else coc
+    if not isinstance(rec, CocRecord):
+        raise ValueError(f"coc must be a str or CocRecord, got {type(coc).__name__}")
+    f = trajectory_features(trajectory, history, yaw, history_yaw)
+    per = {}
+    if rec.longitudinal is not None:
+        per["longitudinal"] = _check_longitudinal(rec, f)
+    if rec.lateral is not None:
+        per["lateral"] = _check_lateral(rec, f)
+    details = {k: v for k, v in f.items() if not isinstance(v, np.ndarray)}
+    details["lat_peak_m"] = float(np.max(np.abs(f["lat_fut_m"])))
+    details["lat_end_m"] = float(f["lat_fut_m"][-1])
+    if not per:
+        return ConsistencyResult(0.0, False, per, details)
+    score = float(np.mean(list(per.values())))
+    return ConsistencyResult(score, all(v >= 0.5 for v in per.values()), per, details)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reasoning quality: predicted CoC vs label CoC
+# ----------------------------------------------------------------------------------------------
+def _kind_match(a: str, b: str) -> bool:
+    return a == b or (a in VEHICLE_KINDS and b in VEHICLE_KINDS and "vehicle" in (a, b)) or \
+        ({a, b} == {"car", "parked_car"})
+
+
+def reasoning_quality(pred_coc, label_coc) -> dict:
+    """Decision match (longitudinal, lateral, direction) and critical-object recall of a predicted
+    CoC against its label; ``score`` is their mean. Strings are parsed with ``schema.parse``."""
+    p = parse(pred_coc) if isinstance(pred_coc, str) else pred_coc
+    g = parse(label_coc) if isinstance(label_coc, str) else label_coc
+    lon = float(p.longitudinal == g.longitudinal)
+    lat = float(p.lateral == g.lateral)
+    dirn = float(p.lateral_direction == g.lateral_direction) if g.lateral_direction or p.lateral_direction else lat
+    label_kinds = [o.kind for o in g.objects]
+    pred_kinds = [o.kind for o in p.objects]
+    if label_kinds:
+        hit = sum(any(_kind_match(k, q) for q in pred_kinds) for k in label_kinds)
+        recall = hit / len(label_kinds)
+    else:
+        recall = 1.0
+    label_colours = {s.colour for s in g.signals if s.colour}
+    sig = float(label_colours <= {s.colour for s in p.signals if s.colour}) if label_colours else 1.0
+    return {
+        "longitudinal_match": lon,
+        "lateral_match": lat,
+        "direction_match": dirn,
+        "object_recall": float(recall),
+        "signal_match": sig,
+        "score": float(np.mean([lon, lat, dirn, recall])),
+    }
+
+
+__all__ = ["ConsistencyResult", "trajectory_features", "consistency", "reasoning_quality"]
