@@ -106,6 +106,18 @@ class PlanTrack:
             return ys[i + 1]
         return ys[i] + (xq - x0) / (x1 - x0) * (ys[i + 1] - ys[i])
 
+    def profile_at(self, t_us: float) -> tuple[float, float, float]:
+        """(arc length, speed, acceleration) of the plan at ``t_us`` (clamped to its range)."""
+        t, s, _, _, v, a, _ = self._lists
+        tq = float(t_us)
+        if tq <= t[0]:
+            return s[0], v[0], a[0]
+        if tq >= t[-1]:
+            return s[-1], v[-1], a[-1]
+        i = bisect.bisect_right(t, tq) - 1
+        w = (tq - t[i]) / (t[i + 1] - t[i])
+        return s[i] + w * (s[i + 1] - s[i]), v[i] + w * (v[i + 1] - v[i]), a[i] + w * (a[i + 1] - a[i])
+
     def s_at(self, t_us: float) -> float:
         t, s = self._lists[0], self._lists[1]
         return self._interp(float(t_us), t, s)
@@ -220,10 +232,7 @@ def control(
     if v >= vehicle.kinematic_below_mps:  # the dynamic model understeers: add K_us · a_lat
         steer += _understeer_gradient(vehicle) * v * v * kappa
     # -- longitudinal: feed-forward + PI on speed + P on along-track position ----------------------
-    tq = float(t_us)
-    v_ref = track.speed_at(tq)
-    a_ref = track.accel_at(tq)
-    s_ref = track.s_at(tq)
+    s_ref, v_ref, a_ref = track.profile_at(t_us)
     err_v = v_ref - v
     integ = cstate.speed_error_integral_m + err_v * dt_us * 1e-6
     integ = min(max(integ, -params.integral_limit_mps), params.integral_limit_mps)

@@ -285,6 +285,17 @@ def lane_frenet(lane: Lane, xy) -> tuple[np.ndarray, np.ndarray]:
     return s, r
 
 
+def _geoms_by_id(scenario: Scenario) -> dict[str, _LaneGeom]:
+    """lane id -> geometry for every lane of the scenario's map (built once per scenario)."""
+    d = _GEOM_BY_ID.get(scenario)
+    if d is None:
+        d = _GEOM_BY_ID[scenario] = {lid: _geom(lane) for lid, lane in scenario.map.lanes.items()}
+    return d
+
+
+_GEOM_BY_ID: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _geom(lane: Lane) -> _LaneGeom:
     g = _GEOM.get(lane)
     if g is None:
@@ -518,6 +529,8 @@ def _stop_lead(scenario, at: ActorTraffic, spec: ActorSpec, b: IdmBehavior, path
     (lane, s) it is currently standing at (or None)."""
     p = b.params
     stops = _stop_points(scenario)
+    if not stops:
+        return None, None
     front = at.s_m + 0.5 * spec.length_m
     for lane_id, off in path:
         for s_stop, light_id in stops.get(lane_id, ()):
@@ -610,7 +623,7 @@ def _mobil_target(scenario, spec, b: IdmBehavior, at: ActorTraffic, st: AgentSta
                               ("right", lane.right_neighbor, lane.right_marking)):
         if nb is None or marking not in CROSSABLE_MARKINGS:
             continue
-        s_nb = float(scenario.map.lanes[nb].to_frenet(np.array([st.x_m, st.y_m]))[0])
+        s_nb = float(lane_frenet(scenario.map.lanes[nb], (st.x_m, st.y_m))[0][0])
         new_path = _path_lanes(scenario, nb, s_nb, b.route_lane_ids)
         # self is excluded; so is the ego when not yielding (it is not simulated by MOBIL then)
         new_lead = _find_lead(snap, new_path, s_nb, exclude)
@@ -624,7 +637,7 @@ def _mobil_target(scenario, spec, b: IdmBehavior, at: ActorTraffic, st: AgentSta
 
 
 def _integrate_vehicle(scenario, spec: ActorSpec, b: IdmBehavior, at: ActorTraffic, st: AgentState, acc: float,
-                       t_next_us: int, dt_us: int) -> tuple[ActorTraffic, AgentState]:
+                       t_next_us: int, dt_us: int, geoms: dict[str, _LaneGeom]) -> tuple[ActorTraffic, AgentState]:
     dt = dt_us * 1e-6
     v0 = st.speed_mps
     v1 = v0 + acc * dt
@@ -635,7 +648,7 @@ def _integrate_vehicle(scenario, spec: ActorSpec, b: IdmBehavior, at: ActorTraff
         ds = 0.5 * (v0 + v1) * dt
     lane_id, s = at.lane_id, at.s_m + ds
     while True:  # hand over to the next lane(s)
-        g = _geom(scenario.map.lanes[lane_id])
+        g = geoms[lane_id]
         if s <= g.length:
             break
         nxt = _next_lane(scenario, lane_id, b.route_lane_ids)
@@ -648,7 +661,7 @@ def _integrate_vehicle(scenario, spec: ActorSpec, b: IdmBehavior, at: ActorTraff
         u = min(max((t_next_us - at.lc_start_us) / at.lc_duration_us, 0.0), 1.0)
         r = at.lc_from_r_m * 0.5 * (1.0 + math.cos(math.pi * u))
         dr_dt = -at.lc_from_r_m * 0.5 * math.pi * math.sin(math.pi * u) / (at.lc_duration_us * 1e-6)
-    g = _geom(scenario.map.lanes[lane_id])
+    g = geoms[lane_id]
     x, y, h = g.position(s, r)
     yaw = h + (math.atan2(dr_dt, v1) if v1 > 0.1 else 0.0)
     yaw = st.yaw_rad + _wrap(yaw - st.yaw_rad)  # continuous with the previous heading
@@ -739,6 +752,7 @@ def step_traffic(state: TrafficState, scenario: Scenario, ego_state: AgentState,
                                                  snap, signals, t_us, dt_us)
     # -- phase 2: integrate everyone ---------------------------------------------------------------
     ego_lane = None
+    geoms = _geoms_by_id(scenario)
     actors, states = {}, {}
     for spec in scenario.actors:
         b, at, st = spec.behavior, state.actors[spec.id], state.states[spec.id]
@@ -751,7 +765,8 @@ def step_traffic(state: TrafficState, scenario: Scenario, ego_state: AgentState,
             actors[spec.id], states[spec.id] = at, replace(st, visible=t_next >= spec.appear_us)
         elif isinstance(b, IdmBehavior):
             acc, at2 = decisions[spec.id]
-            actors[spec.id], states[spec.id] = _integrate_vehicle(scenario, spec, b, at2, st, acc, t_next, dt_us)
+            actors[spec.id], states[spec.id] = _integrate_vehicle(scenario, spec, b, at2, st, acc, t_next, dt_us,
+                                                                  geoms)
         elif isinstance(b, WalkerBehavior):
             if ego_lane is None and b.yield_to_ego:
                 ego_lane = _ego_lane(scenario, ego_state)
