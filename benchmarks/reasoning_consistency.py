@@ -1,0 +1,137 @@
+"""CoC ↔ trajectory consistency agrees with the expert (brief: ≥ 98 % consistent on matched pairs,
+≥ 90 % inconsistent on deliberately mismatched pairs).
+
+For every scenario of a suite (default ``standard``): run the expert, pick keyframes, label them
+with the rule labeler, and take the driven trajectory around each keyframe (16 history poses, 64
+future poses, rig frame at t0). Matched pairs = (label, its own trajectory). Mismatched pairs =
+(label of one keyframe, trajectory of a keyframe from another clip whose expert decision differs),
+``--mismatch-per-label`` random partners per label, seeded.
+
+Usage: PYTHONPATH=src .venv/bin/python benchmarks/reasoning_consistency.py [--suite standard]
+       [--cache DIR] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from cordillera.reasoning.consistency import consistency
+from cordillera.reasoning.keyframes import rollout_window
+from cordillera.reasoning.labeler import label_rollout
+
+
+def _rollout(family: str, seed: int, cache: Path | None):
+    from cordillera.sim.expert import ExpertPolicy
+    from cordillera.sim.runtime import run_rollout
+    from cordillera.world.generator import make
+
+    sc = make(family, seed)
+    f = None if cache is None else cache / f"{family}_{seed}.pkl"
+    if f is not None and f.exists():
+        return sc, pickle.loads(f.read_bytes())
+    ro = run_rollout(sc, ExpertPolicy(), seed=seed)
+    if f is not None:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(pickle.dumps(ro))
+    return sc, ro
+
+
+def collect(suite: str, cache: Path | None, limit: int | None, label_seed: int = 0):
+    from cordillera.world.generator import suite as suite_fn
+
+    items = suite_fn(suite)[: limit or None]
+    pairs = []  # (clip, t0, record, cot, (hist_xy, hist_yaw, fut_xy, fut_yaw))
+    t_start = time.time()
+    for k, (fam, seed) in enumerate(items):
+        sc, ro = _rollout(fam, seed, cache)
+        if ro.failed:
+            print(f"  {fam}:{seed} rollout failed: {ro.error}", file=sys.stderr)
+            continue
+        for ev in label_rollout(ro, sc, label_seed):
+            try:
+                win = rollout_window(ro, ev.event_start_timestamp_us)
+            except ValueError:
+                continue
+            pairs.append((f"{fam}:{seed}", ev.event_start_timestamp_us, ev.record, ev.cot, win))
+        print(f"\r  {k + 1}/{len(items)} scenarios, {len(pairs)} keyframes, {time.time() - t_start:.0f} s",
+              end="", file=sys.stderr)
+    print(file=sys.stderr)
+    return pairs
+
+
+def evaluate(pairs, mismatch_per_label: int = 3, seed: int = 0, verbose: bool = False) -> dict:
+    rng = np.random.default_rng(seed)
+    ok = []
+    fails = Counter()
+    for clip, t0, rec, cot, (hx, hy, fx, fy) in pairs:
+        r = consistency(rec, fx, hx, fy, hy)
+        ok.append(r.consistent)
+        if not r.consistent:
+            key = tuple(k for k, v in r.per_decision.items() if v < 0.5)
+            fails[(rec.longitudinal if "longitudinal" in key else "-", rec.lateral if "lateral" in key else "-")] += 1
+            if verbose:
+                print(f"  MISS {clip} @{t0 / 1e6:.1f}s {rec.decisions} {r.per_decision} "
+                      f"v0={r.details['v0_mps']:.1f} vmin={r.details['v_min_mps']:.1f} vmax={r.details['v_max_mps']:.1f} "
+                      f"lat_end={r.details['lat_end_m']:.2f} peak={r.details['lat_peak_m']:.2f} "
+                      f"yaw={np.rad2deg(r.details['yaw_end_rad']):.0f} | {cot}")
+    caught = []
+    caught_by = Counter()
+    total_by = Counter()
+    n = len(pairs)
+    for i, (clip, t0, rec, cot, _) in enumerate(pairs):
+        others = [j for j, p in enumerate(pairs) if p[0] != clip and p[2].decisions != rec.decisions]
+        if not others:
+            continue
+        for j in rng.choice(others, size=min(mismatch_per_label, len(others)), replace=False):
+            hx, hy, fx, fy = pairs[j][4]
+            r = consistency(rec, fx, hx, fy, hy)
+            caught.append(not r.consistent)
+            key = f"{rec.longitudinal}/{rec.lateral} vs {pairs[j][2].longitudinal}/{pairs[j][2].lateral}"
+            total_by[key] += 1
+            caught_by[key] += int(not r.consistent)
+    return {
+        "matched_pairs": n,
+        "matched_consistent": float(np.mean(ok)) if ok else float("nan"),
+        "matched_failures": dict(fails),
+        "mismatched_pairs": len(caught),
+        "mismatched_inconsistent": float(np.mean(caught)) if caught else float("nan"),
+        "decisions": Counter((p[2].longitudinal, p[2].lateral) for p in pairs),
+        "worst_mismatch": sorted(((caught_by[k] / total_by[k], total_by[k], k) for k in total_by), key=lambda x: x[0])[:8],
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suite", default="standard")
+    ap.add_argument("--cache", type=Path, default=None, help="directory to cache expert rollouts (pickle)")
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--mismatch-per-label", type=int, default=3)
+    ap.add_argument("-v", "--verbose", action="store_true")
+    a = ap.parse_args(argv)
+    t = time.time()
+    pairs = collect(a.suite, a.cache, a.limit)
+    res = evaluate(pairs, a.mismatch_per_label, verbose=a.verbose)
+    print(f"suite={a.suite} keyframes={res['matched_pairs']} ({time.time() - t:.0f} s)")
+    print("| pairs | n | judged consistent | judged inconsistent | goal |")
+    print("|---|---:|---:|---:|---|")
+    print(f"| expert (CoC, own trajectory) | {res['matched_pairs']} | {res['matched_consistent']:.1%} | "
+          f"{1 - res['matched_consistent']:.1%} | ≥ 98 % consistent |")
+    print(f"| mismatched (CoC, other clip's trajectory, different decision) | {res['mismatched_pairs']} | "
+          f"{1 - res['mismatched_inconsistent']:.1%} | {res['mismatched_inconsistent']:.1%} | ≥ 90 % inconsistent |")
+    print("decisions:", dict(res["decisions"]))
+    print("matched failures by decision:", res["matched_failures"])
+    print("weakest mismatch kinds (caught rate, n, kind):")
+    for rate, n, k in res["worst_mismatch"]:
+        print(f"  {rate:.0%} of {n}: {k}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""CoC <-> trajectory consistency on hand-made trajectories (rig frame at t0, 10 Hz)."""
+
+import numpy as np
+import pytest
+
+from cordillera.reasoning.consistency import consistency, reasoning_quality, trajectory_features
+from cordillera.reasoning.schema import CocRecord, CriticalObject
+
+DT = 0.1
+T_F = np.arange(1, 65) * DT  # future t0+0.1 … t0+6.4
+T_H = np.arange(-15, 1) * DT  # history t0-1.5 … t0
+
+
+def straight(v0, accel=0.0, v_floor=0.0, v_cap=99.0):
+    """History at constant v0, future with constant acceleration (speed clipped)."""
+    hist = np.stack([v0 * T_H, np.zeros_like(T_H)], 1)
+    t = np.concatenate([[0.0], T_F])
+    v = np.clip(v0 + accel * t, v_floor, v_cap)
+    x = np.concatenate([[0.0], np.cumsum(0.5 * (v[1:] + v[:-1]) * DT)])
+    return np.stack([x[1:], np.zeros(64)], 1), hist
+
+
+def lateral(v0, shift_m, t_start=0.5, dur=4.0, back=False):
+    fut, hist = straight(v0)
+    u = np.clip((T_F - t_start) / dur, 0, 1)
+    y = shift_m * (10 * u**3 - 15 * u**4 + 6 * u**5)
+    if back:  # out and back (a nudge): sine bump
+        y = shift_m * np.sin(np.pi * u) ** 2
+    fut = fut.copy()
+    fut[:, 1] = y
+    return fut, hist
+
+
+def turn(v0, direction=1.0, radius=12.0, t_start=0.5):
+    hist = np.stack([v0 * T_H, np.zeros_like(T_H)], 1)
+    th, x, y, out = 0.0, 0.0, 0.0, []
+    for t in T_F:
+        k = direction / radius if t_start <= t <= t_start + (np.pi / 2) * radius / v0 else 0.0
+        x += v0 * np.cos(th) * DT
+        y += v0 * np.sin(th) * DT
+        th += k * v0 * DT
+        out.append((x, y))
+    return np.array(out), hist
+
+
+def ok(coc, traj):
+    fut, hist = traj
+    return consistency(coc, fut, hist)
+
+
+def test_features_hand_values():
+    fut, hist = straight(10.0, -1.0)
+    f = trajectory_features(fut, hist)
+    assert f["v0_mps"] == pytest.approx(10.0, abs=0.05)
+    assert f["v_end_mps"] == pytest.approx(3.6, abs=0.2)
+    assert abs(f["yaw_end_rad"]) < 1e-9 and np.max(np.abs(f["lat_fut_m"])) < 1e-9
+
+
+@pytest.mark.parametrize("coc,traj,expected", [
+    # Stop: reaches < 0.5 m/s
+    (CocRecord("Stop", "Keep Lane"), straight(10.0, -2.5), True),
+    (CocRecord("Stop", "Keep Lane"), straight(10.0), False),
+    # Stop far ahead: braking hard enough to be on the way (halves the speed), or stays behind the line
+    (CocRecord("Stop", "Keep Lane"), straight(14.0, -1.2), True),
+    (CocRecord("Stop", "Keep Lane", stop_line_distance_m=20.0), straight(10.0, -0.4), False),
+    (CocRecord("Stop", "Keep Lane", stop_line_distance_m=60.0), straight(12.0, -1.5, v_floor=2.5), True),
+    # Yield: slows or is slow
+    (CocRecord("Yield", "Keep Lane"), straight(8.0, -0.5), True),
+    (CocRecord("Yield", "Keep Lane"), straight(8.0, 0.3), False),
+    # Pass/Overtake and Resume Speed: speed up / do not slow
+    (CocRecord("Pass/Overtake", "Lane Change", "left"), lateral(12.0, 3.5), False),
+    (CocRecord("Resume Speed", "Keep Lane"), straight(5.0, 1.0, v_cap=12.0), True),
+    (CocRecord("Resume Speed", "Keep Lane"), straight(10.0, -2.0), False),
+    (CocRecord("Resume Speed", "Keep Lane"), straight(0.0, 1.5), True),  # moving off from a stop
+    # Adapt Speed: slows a little, never speeds up
+    (CocRecord("Adapt Speed", "Keep Lane"), straight(15.0, -0.5, v_floor=11.0), True),
+    (CocRecord("Adapt Speed", "Keep Lane"), straight(15.0, 0.5), False),
+    # Keep Distance with a known lead (30 m ahead at 8 m/s): matching speed keeps the gap
+    (CocRecord("Keep Distance", "Keep Lane", objects=(CriticalObject("car", "lead", distance_m=30.0, speed_mps=8.0),)),
+     straight(8.0), True),
+    (CocRecord("Keep Distance", "Keep Lane", objects=(CriticalObject("car", "lead", distance_m=30.0, speed_mps=8.0),)),
+     straight(14.0), False),  # closes 38 m in 6.4 s: runs into it
+    # Lateral
+    (CocRecord(None, "Lane Change", "left"), lateral(12.0, 3.5), True),
+    (CocRecord(None, "Lane Change", "right"), lateral(12.0, 3.5), False),
+    (CocRecord(None, "Lane Change", "left"), lateral(12.0, 1.0), False),
+    (CocRecord(None, "Nudge", "left"), lateral(8.0, 0.8, dur=5.0, back=True), True),
+    (CocRecord(None, "Nudge", "right"), lateral(8.0, 0.8, dur=5.0, back=True), False),
+    (CocRecord(None, "Nudge", "left"), lateral(8.0, 3.5), False),  # that is a lane change
+    (CocRecord(None, "Turn", "left"), turn(7.0, 1.0), True),
+    (CocRecord(None, "Turn", "right"), turn(7.0, 1.0), False),
+    (CocRecord(None, "Turn", "right"), turn(7.0, -1.0), True),
+    (CocRecord(None, "Keep Lane"), straight(10.0), True),
+    (CocRecord(None, "Keep Lane"), lateral(12.0, 3.5), False),
+    (CocRecord(None, "Keep Lane"), turn(7.0, 1.0), False),
+])
+def test_per_decision_agreement(coc, traj, expected):
+    r = ok(coc, traj)
+    assert r.consistent is expected, (coc.decisions, r.per_decision, r.details)
+    assert 0.0 <= r.score <= 1.0
+    assert (r.score >= 0.5) is expected or not expected  # a consistent pair never scores below 0.5
+
+
+def test_lane_change_under_way_counts_the_history():
+    fut, hist = lateral(12.0, 3.5, t_start=-1.5, dur=4.0)
+    # rebuild: shift started 1.5 s before t0 -> history carries part of it; move frame so t0 is the origin
+    t_all = np.concatenate([T_H, T_F])
+    u = np.clip((t_all + 1.5) / 4.0, 0, 1)
+    y = 3.5 * (10 * u**3 - 15 * u**4 + 6 * u**5)
+    xy = np.stack([12.0 * t_all, y - y[15]], 1)
+    r = consistency(CocRecord(None, "Lane Change", "left"), xy[16:], xy[:16])
+    assert r.consistent, r.details
+
+
+def test_text_coc_and_unparsable_coc():
+    fut, hist = straight(10.0, -2.5)
+    assert consistency("Stop at the stop line since the light is red.", fut, hist).consistent
+    r = consistency("Do a barrel roll.", fut, hist)
+    assert r.score == 0.0 and not r.consistent
+
+
+def test_score_is_soft_and_monotone():
+    scores = [ok(CocRecord("Stop"), straight(10.0, a)).per_decision["longitudinal"] for a in (0.0, -0.6, -1.0, -1.6, -2.5)]
+    assert scores == sorted(scores) and scores[0] == 0.0 and scores[-1] == 1.0
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="shape"):
+        consistency(CocRecord("Stop"), np.zeros(5))
+    with pytest.raises(ValueError, match="NaN"):
+        consistency(CocRecord("Stop"), np.full((10, 2), np.nan))
+    with pytest.raises(ValueError, match="str or CocRecord"):
+        consistency(42, np.zeros((10, 2)))
+
+
+def test_reasoning_quality():
+    label = "Stop at the stop line since the light is red and a pedestrian is crossing."
+    q = reasoning_quality("Come to a stop because the traffic light is red; a person is crossing.", label)
+    assert q["longitudinal_match"] == 1.0 and q["object_recall"] == 1.0 and q["signal_match"] == 1.0
+    q = reasoning_quality("Keep cruising since the road is clear.", label)
+    assert q["longitudinal_match"] == 0.0 and q["object_recall"] == 0.0 and q["score"] < 0.6
+    q = reasoning_quality("Lane change to the right to pass the truck.", "Change to the left lane to overtake the slow truck.")
+    assert q["lateral_match"] == 1.0 and q["direction_match"] == 0.0 and q["object_recall"] == 1.0
+    # a generic "vehicle" recalls a car
+    assert reasoning_quality("Keep distance to the vehicle ahead.", "Keep a safe distance because the car ahead is braking."
+                             )["object_recall"] == 1.0
