@@ -76,7 +76,7 @@ def fake_run(scenario, policy, config, renderer, rollout_id, seed, reference) ->
 
 def _run(tmp_path, factory=FakeFactory(), ref=FakeFactory("expert"), n=2, **kw):
     return run_batch([_scenario("s1"), _scenario("s2")], factory, tmp_path, rollouts_per_scenario=n, workers=1,
-                     reference_factory=ref, run_fn=fake_run, progress=False, config=object(), **kw)
+                     reference_factory=ref, run_fn=fake_run, progress=False, config="fake-config", **kw)
 
 
 def test_batch_writes_alpasim_layout_and_scores(tmp_path):
@@ -147,7 +147,7 @@ def test_broken_reference_fails_that_scenario_only(tmp_path):
 
 def test_broken_scenarios_are_recorded(tmp_path):
     res = run_batch([_scenario("s1")], FakeFactory(), tmp_path, workers=1, reference_factory=FakeFactory("expert"),
-                    run_fn=fake_run, progress=False, config=object(), broken={"bad-00001": "ValueError: no lanes"})
+                    run_fn=fake_run, progress=False, config="fake-config", broken={"bad-00001": "ValueError: no lanes"})
     assert {o.clipgt_id: o.status for o in res.outcomes} == {"s1": "ok", "bad-00001": "failed"}
     failed = [r for r in res.aggregate.rollouts if r["status"] == "failed"]
     assert len(failed) == 1 and "no lanes" in failed[0]["error"]
@@ -155,7 +155,7 @@ def test_broken_scenarios_are_recorded(tmp_path):
 
 def test_no_reference_uses_route_ground_truth(tmp_path):
     res = run_batch([_scenario("s1")], FakeFactory(), tmp_path, workers=1, reference_factory=None, run_fn=fake_run,
-                    progress=False, config=object())
+                    progress=False, config="fake-config")
     assert res.outcomes[0].status == "ok" and not (tmp_path / "reference").exists()
     assert res.aggregate.rollouts[0]["score"] == 1.0
 
@@ -187,3 +187,39 @@ def test_policy_factory_and_cli_entry_validate():
         main_sim_run("smoke", "expert", "/tmp/unused", video=True)
     with pytest.raises(ValueError, match="unknown policy"):
         main_sim_run("smoke", "vla", "/tmp/unused")
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end on the real runtime (slow)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_smoke_suite_end_to_end_with_expert_policy(tmp_path):
+    pytest.importorskip("cordillera.sim.runtime")
+    pytest.importorskip("cordillera.sim.expert")
+    res = main_sim_run("smoke", "expert", tmp_path, rollouts=1, workers=1, progress=False)
+    assert len(res.outcomes) == 6 and res.n_failed == 0, [o.error for o in res.outcomes]
+    summary = json.loads((tmp_path / "aggregate" / "results-summary.json").read_text())
+    assert len(summary["rollouts"]) == 6
+    for r in summary["rollouts"]:
+        # the policy is the reference policy with the same seed: it drives the GT path exactly
+        assert r["metrics"]["dist_to_gt_trajectory"] == pytest.approx(0.0, abs=1e-6), r["clipgt_id"]
+        assert r["metrics"]["progress_clipped_rel"] == pytest.approx(1.0, abs=1e-3), r["clipgt_id"]
+    CALLS.clear()
+    again = main_sim_run("smoke", "expert", tmp_path, rollouts=1, workers=1, progress=False)
+    assert again.n_resumed == 6 and again.run_uuid == res.run_uuid
+
+
+@pytest.mark.slow
+def test_ray_tasks_match_the_serial_run(tmp_path):
+    pytest.importorskip("ray")
+    pytest.importorskip("cordillera.sim.runtime")
+    from cordillera.world import generator
+
+    sc = [generator.make("cut_in", 1000)]
+    serial = run_batch(sc, PolicyFactory("constant_velocity"), tmp_path / "serial", workers=1, progress=False)
+    ray_run = run_batch(sc, PolicyFactory("constant_velocity"), tmp_path / "ray", workers=2, progress=False)
+    assert ray_run.n_failed == 0 and serial.n_failed == 0
+    a, b = serial.aggregate.rollouts[0], ray_run.aggregate.rollouts[0]
+    assert a["rollout_id"] == b["rollout_id"] and a["score"] == b["score"]
+    for k, v in a["metrics"].items():
+        assert b["metrics"][k] == pytest.approx(v, nan_ok=True), k

@@ -28,7 +28,6 @@ from functools import lru_cache
 
 import numpy as np
 import shapely
-from shapely.affinity import translate
 from shapely.geometry import LineString, Point, Polygon
 from shapely.ops import unary_union
 
@@ -143,15 +142,26 @@ def _box_corners(cx: float, cy: float, yaw: float, length_m: float, width_m: flo
     return np.stack([cx + c * local[:, 0] - s * local[:, 1], cy + s * local[:, 0] + c * local[:, 1]], axis=1)
 
 
-def box_polygon(cx: float, cy: float, yaw: float, length_m: float, width_m: float,
-                shrink: float = 0.02, roundness: float = 0.5) -> Polygon:
-    """Shrunk, corner-rounded oriented box (spec/alpasim.md §4.1) centred at (cx, cy)."""
+@lru_cache(maxsize=256)
+def _rounded_box_outline(length_m: float, width_m: float, shrink: float, roundness: float) -> np.ndarray:
+    """(N, 2) outline of the shrunk, rounded box in its own frame (computed once per size)."""
     l, w = length_m * (1.0 - shrink), width_m * (1.0 - shrink)
-    poly = Polygon(_box_corners(cx, cy, yaw, l, w))
+    poly = Polygon(_box_corners(0.0, 0.0, 0.0, l, w))
     r = roundness * min(l, w) / 2.0
     if r > 0:
         poly = poly.buffer(-r).buffer(r)
-    return poly
+    out = np.asarray(poly.exterior.coords, dtype=np.float64)
+    out.setflags(write=False)
+    return out
+
+
+def box_polygon(cx: float, cy: float, yaw: float, length_m: float, width_m: float,
+                shrink: float = 0.02, roundness: float = 0.5) -> Polygon:
+    """Shrunk, corner-rounded oriented box (spec/alpasim.md §4.1) centred at (cx, cy): the outline of
+    ``buffer(-r).buffer(+r)`` of the axis-aligned box, rotated and moved into place."""
+    base = _rounded_box_outline(float(length_m), float(width_m), float(shrink), float(roundness))
+    c, s = math.cos(yaw), math.sin(yaw)
+    return Polygon(np.stack([cx + c * base[:, 0] - s * base[:, 1], cy + s * base[:, 0] + c * base[:, 1]], axis=1))
 
 
 def bumper_segments(cx: float, cy: float, yaw: float, length_m: float, width_m: float,
@@ -172,6 +182,7 @@ class _ActorAt:
     kind: str
     state: AgentState
     polygon: Polygon
+    gap_m: float  # polygon distance to the ego
 
 
 @dataclass(frozen=True, eq=False)
@@ -206,7 +217,9 @@ def _frames(rollout: Rollout, scenario: Scenario, cfg: MetricsConfig) -> list[_F
             kind, length, width = dims[aid]
             poly = box_polygon(st.x_m, st.y_m, st.yaw_rad, length, width,
                                cfg.vehicle_shrink_factor, cfg.vehicle_corner_roundness)
-            actors.append(_ActorAt(aid, kind, st, poly))
+            actors.append((aid, kind, st, poly))
+        gaps = shapely.distance(ego_poly, np.array([a[3] for a in actors], dtype=object)) if actors else []
+        actors = [_ActorAt(*a, float(g)) for a, g in zip(actors, gaps)]
         out.append(_Frame(int(step.t_us), step.ego, cxy, ego_poly, front, rear, tuple(actors)))
     return out
 
@@ -247,7 +260,7 @@ def score_obstacle_distance(frames: list[_Frame]) -> dict[str, MetricRow]:
     ok = np.zeros(len(frames), dtype=bool)
     for i, f in enumerate(frames):
         if f.actors:
-            d[i] = min(f.polygon.distance(a.polygon) for a in f.actors)
+            d[i] = min(a.gap_m for a in f.actors)
             ok[i] = True
     return {"min_distance_to_obstacle_m": _row("min_distance_to_obstacle_m", t, d, AGG_MIN, ok)}
 
@@ -600,8 +613,10 @@ def time_to_collision_s(ego_poly: Polygon, ego_v: np.ndarray, other: Polygon, ot
     if ego_poly.intersects(other):
         return 0.0
 
+    coords = np.asarray(other.exterior.coords, dtype=np.float64)
+
     def hits(T: float) -> bool:
-        swept = unary_union([other, translate(other, rel[0] * T, rel[1] * T)]).convex_hull
+        swept = shapely.convex_hull(shapely.multipoints(np.vstack([coords, coords + rel * T])))
         return ego_poly.intersects(swept)
 
     if np.linalg.norm(rel) < 1e-9 or not hits(horizon_s):
@@ -624,7 +639,7 @@ def score_close_encounters(frames: list[_Frame], cfg: MetricsConfig) -> dict[str
         ev = _velocity(f.ego)
         best = None
         for a in f.actors:
-            gap = f.polygon.distance(a.polygon)
+            gap = a.gap_m
             if a.kind in VULNERABLE_KINDS and gap < cfg.vru_distance_m:
                 enc[i] = 1.0
             av = _velocity(a.state)

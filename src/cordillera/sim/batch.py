@@ -401,7 +401,7 @@ def run_batch(scenarios: list[Scenario], policy_factory: Callable, out_dir: str 
                                                           if o.clipgt_id in broken]
     ordered = list({o.rollout_id: o for o in ordered}.values())
     agg = _aggregate_planned(out, ordered, aggregation_config)
-    families = {sc.id: sc.family for sc in scenarios}
+    families = {sc.id: sc.family for sc in scenarios} | {sid: sid.rsplit("-", 1)[0] for sid in broken}
     wall = time.perf_counter() - c0
     text = summary_table(agg, families, pname, rname, ordered, wall)
     return BatchResult(out, run_uuid, rname, pname, ordered, agg, text, wall, broken)
@@ -524,7 +524,7 @@ def _mean(xs) -> float:
 
 
 def summary_table(agg: AggregateResult, families: dict[str, str], policy_name: str, run_name: str,
-                  outcomes: list[RolloutOutcome], wall_time_s: float, width: int = 120) -> str:
+                  outcomes: list[RolloutOutcome], wall_time_s: float, width: int = 140) -> str:
     """Per-family table (+ total): rollouts, failures, scene score, pass rate, at-fault collisions,
     offroad, progress, red-light / stop-sign violations, close encounters, comfort. Returns the text
     (the caller prints it)."""
@@ -534,13 +534,13 @@ def summary_table(agg: AggregateResult, families: dict[str, str], policy_name: s
     groups: dict[str, list[dict]] = {}
     for r in agg.rollouts:
         groups.setdefault(families.get(r["clipgt_id"], "?"), []).append(r)
-    cols = ["family", "n", "failed", "score", "pass", "coll@fault", "offroad", "progress", "red light", "stop sign",
-            "close enc.", "comfort"]
+    cols = ["family", "n", "failed", "score", "pass", "at-fault", "offroad", "progress", "red-light", "stop-sign",
+            "close-enc", "comfort"]
     table = Table(title=f"{policy_name} · {run_name}", caption=(
         f"{len(outcomes)} rollouts ({sum(o.resumed for o in outcomes)} resumed, "
         f"{sum(o.status != 'ok' for o in outcomes)} failed) in {wall_time_s:.1f} s"))
     for c in cols:
-        table.add_column(c, justify="left" if c == "family" else "right")
+        table.add_column(c, justify="left" if c == "family" else "right", no_wrap=True)
 
     def line(name, rs):
         m = lambda k: _mean([r["metrics"].get(k) for r in rs if r["status"] != "failed"])  # noqa: E731
