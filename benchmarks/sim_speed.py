@@ -64,7 +64,7 @@ def ray_rollouts(n: int, num_cpus: int) -> float:
              runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     try:
         remote = ray.remote(num_cpus=1)(one_rollout)
-        ray.get([remote.remote(0)] * num_cpus)  # warm the workers (imports)
+        ray.get([remote.remote(0) for _ in range(2 * num_cpus)])  # start and warm every worker (imports)
         c0 = time.perf_counter()
         out = ray.get([remote.remote(s) for s in range(n)])
         wall = time.perf_counter() - c0
