@@ -315,8 +315,10 @@ def aggregate(long_df: pl.DataFrame, statuses: list[RolloutStatus] | None = None
 
     # per (run, rollout index): mean over clips; then per run: mean/std over indices
     by_run_rows = []
-    run_ids = sorted({(r["run_uuid"], r["run_name"]) for r in rollouts})
-    for run_uuid, run_name in run_ids:
+    run_ids: dict[str, str] = {}  # run uuid -> the first run name seen (a resumed run keeps its uuid)
+    for r in rollouts:
+        run_ids.setdefault(r["run_uuid"], r["run_name"])
+    for run_uuid, run_name in sorted(run_ids.items()):
         sub = per.filter(pl.col(COL_RUN_UUID) == run_uuid) if per.height else per
         entries = [r for r in rollouts if r["run_uuid"] == run_uuid]
         out: dict = {COL_RUN_UUID: run_uuid, COL_RUN_NAME: run_name}
