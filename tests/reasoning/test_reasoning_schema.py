@@ -161,3 +161,12 @@ def test_phrase_is_deterministic_per_seed():
     rec = CocRecord("Yield", "Keep Lane", objects=(CriticalObject("pedestrian", "crossing", "crossing"),))
     assert phrase(rec, 3) == phrase(rec, 3)
     assert "pedestrian" in phrase(rec, 3) or "person" in phrase(rec, 3)
+
+
+@pytest.mark.parametrize("colour", ["red", "yellow", "green"])
+def test_light_colour_survives_every_phrasing(colour):
+    for lon in LONGITUDINAL:
+        rec = CocRecord(lon, "Keep Lane", signals=(SignalCue("traffic_light", colour),))
+        for seed in range(20):
+            text = phrase(rec, seed)
+            assert [s.colour for s in parse(text).signals] == [colour], text

@@ -227,7 +227,7 @@ OBJECT_WORDS: dict[str, tuple[str, ...]] = {
     "truck": ("truck", "lorry", "semi"),
     "bus": ("bus", "coach"),
     "cone": ("cone", "cones", "traffic cones", "pylons"),
-    "barrier": ("barrier", "barriers", "jersey barrier", "barricade"),
+    "barrier": ("barrier", "barriers", "jersey barrier", "barricade", "barricades"),
     "debris": ("debris", "object on the road", "obstacle on the road", "fallen cargo"),
     "animal": ("animal", "deer", "dog"),
     "car": ("car", "cars", "sedan", "suv"),
@@ -308,7 +308,8 @@ def parse(text: str) -> CocRecord:
                 break
     signals = []
     m = re.search(r"\b(red|yellow|amber|green)(?:/red)?\s+(?:traffic\s+)?(?:light|signal)s?\b", body) or re.search(
-        r"\b(?:light|signal)s? (?:is|are|turns?|turned|has turned|just turned|shows?|showing) (red|yellow|amber|green)\b", body)
+        r"\b(?:light|signal)s?\b(?: [a-z]+){0,3}? (?:is|are|turns?|turned|has turned|just turned|shows?|showing) "
+        r"(red|yellow|amber|green)\b", body)
     if m:
         colour = {"amber": "yellow"}.get(m.group(1), m.group(1))
         signals.append(SignalCue("traffic_light", colour))
