@@ -78,6 +78,9 @@ class MetricsConfig:
     lane_union_tolerance_m: float = 1e-4  # closes float slivers between adjacent lane polygons (ours)
     wrong_lane_yaw_rad: float = 2.0 * math.pi / 3.0
     wrong_lane_wrap_angle: bool = True  # AlpaSim compares raw yaws (False reproduces that)
+    # Junction connector lanes of all directions overlap inside the junction box, so an ego
+    # crossing it legally sits inside an opposing connector; only non-connector lanes count.
+    wrong_lane_skip_connectors: bool = True
     # -- plans (spec §5.1 scorers) --
     min_ade_horizons_s: tuple[float, ...] = (0.5, 1.0, 2.5, 5.0)
     plan_deviation_decay: float = 0.1  # weights exp(−0.1·k)
@@ -304,7 +307,8 @@ def score_map(frames: list[_Frame], road_map: RoadMap, cfg: MetricsConfig) -> di
     the road-edge polyline closest to the ego centroid. As in AlpaSim an ego entirely beyond the
     kerb, not touching it, is *not* offroad, and a map without road edges never reports offroad.
     wrong_lane = some nearby lane polygon contains the ego centroid and its centreline heading at
-    the projection differs from the ego yaw by more than 2π/3 (wrapped; see MetricsConfig)."""
+    the projection differs from the ego yaw by more than 2π/3 (wrapped; see MetricsConfig).
+    Junction connector lanes are skipped for wrong_lane (they overlap in every direction)."""
     geo = _map_geometry(road_map)
     t = [f.t_us for f in frames]
     offroad, wrong, bdist = np.zeros(len(frames)), np.zeros(len(frames)), np.zeros(len(frames))
@@ -315,6 +319,8 @@ def score_map(frames: list[_Frame], road_map: RoadMap, cfg: MetricsConfig) -> di
         for k in near:
             if geo.lane_polygons[k].contains(c):
                 lane = road_map.lanes[geo.lane_ids[k]]
+                if lane.is_intersection and cfg.wrong_lane_skip_connectors:
+                    continue
                 s, _ = lane.to_frenet(f.centre_xy)
                 d = float(lane.heading_at(s)) - f.ego.yaw_rad
                 if cfg.wrong_lane_wrap_angle:

@@ -252,7 +252,11 @@ class ActorSpec:
     @staticmethod
     def from_dict(d: dict) -> "ActorSpec":
         b = dict(d["behavior"])
-        cls = _BEHAVIOR_TYPES[b["kind"]]
+        cls = _BEHAVIOR_TYPES.get(b.get("kind"))
+        if cls is None:
+            raise ValueError(
+                f"actor {d.get('id')!r}: unknown behavior kind {b.get('kind')!r}; expected one of {sorted(_BEHAVIOR_TYPES)}"
+            )
         if cls is IdmBehavior:
             b["route_lane_ids"] = tuple(b["route_lane_ids"])
             b["params"] = IdmParams(**b["params"])
