@@ -1,0 +1,598 @@
+"""The cordillera VLA: Qwen3-VL backbone + flow-matching action expert (spec/alpamayo_model.md §1, §4).
+
+Read top to bottom: parts (Fourier features, action input projection), the inner module
+`VLAModel` (explicit tensors in, per-element losses out; the cache-sharing expert), then the
+outer `CordilleraVLA` (batch dict in, `(loss, logs)` out; sampling, VQA, checkpoints).
+
+How the expert sees the backbone (spec §1.2). Expert layer i is called with the backbone's
+`DynamicCache`: its 64 action-token K/V are appended to layer i's entry, the queries attend to
+[prefix + CoC keys] plus the 64 action keys, then the cache is cropped by 64 (`crop(-64)`,
+environment.md §1). The 4-D float mask is 0 (attend) everywhere except left-padding columns and
+columns after the row's `<|traj_future_start|>`; so the action tokens are bidirectional among
+themselves and see the whole prefix, and the prefix never sees them (they come after it and are
+removed again). Positions continue after `<|traj_future_start|>` on all 3 mRoPE axes.
+
+Letters: B batch, K samples, L tokens, C cache length, T future steps (64), D width, V vocab.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from transformers import DynamicCache, Qwen3VLForConditionalGeneration, Qwen3VLTextModel
+
+from cordillera.model import flow_matching as fm
+from cordillera.model.configuration import VLAConfig
+from cordillera.model.hf_config import CordilleraVLAConfig, expert_text_config, qwen3vl_config
+from cordillera.model.processor import (
+    ACTIONS,
+    ATTENTION_MASK,
+    EGO_HISTORY_ROT,
+    EGO_HISTORY_XYZ,
+    IGNORE_INDEX,
+    IMAGE_GRID_THW,
+    INPUT_IDS,
+    LABELS,
+    MM_TOKEN_TYPE_IDS,
+    PIXEL_VALUES,
+    UNCOND_PREFIX,
+)
+
+__all__ = [
+    "FourierEncoder",
+    "ActionInProj",
+    "VLAModel",
+    "CordilleraVLA",
+    "TrajectorySamples",
+    "WEIGHTS_NAME",
+    "CONFIG_NAME",
+    "state_dict_shapes",
+]
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# Prefixes of our state dict = prefixes of the original's (spec §8.2). The map is explicit so a
+# real checkpoint can be mapped key by key; A1-only buffers (action-space stats, Fourier freqs)
+# are not weights and are dropped.
+KEY_PREFIX_MAP = {"vlm.": "vlm.", "expert.": "expert.", "action_in_proj.": "action_in_proj.",
+                  "action_out_proj.": "action_out_proj."}  # fmt: skip
+DROPPED_ORIGINAL_PREFIXES = ("action_space.",)
+
+
+# ---------------------------------------------------------------------------------------------
+# parts
+class FourierEncoder(nn.Module):
+    """x (...) → √2·[sin(2π f x), cos(2π f x)] (..., dim), f = logspace(0, log10 max_freq, dim/2).
+
+    [s] spec §4.3 `FourierEncoderV2(dim=20, max_freq=100)`; freqs are a non-persistent buffer (A1.5).
+    """
+
+    def __init__(self, dim: int = 20, max_freq: float = 100.0):
+        super().__init__()
+        freqs = torch.logspace(0.0, math.log10(max_freq), dim // 2)
+        self.register_buffer("freqs", freqs, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        arg = 2 * math.pi * x.float()[..., None] * self.freqs  # (..., dim/2)
+        return math.sqrt(2.0) * torch.cat([arg.sin(), arg.cos()], dim=-1)  # (..., dim)
+
+
+class ActionInProj(nn.Module):
+    """`PerWaypointActionInProjV2` (spec §4.3): per-waypoint tokens from noisy actions and t.
+
+    Separate Fourier encoders for the 2 channels and for t (60 features per waypoint), then
+    `trunk` = Linear→SiLU, (n−1)×[RMSNorm, Linear, SiLU], RMSNorm, Linear, then LayerNorm.
+    """
+
+    def __init__(self, out_dim: int, hidden: int = 1024, num_enc_layers: int = 4,
+                 num_fourier_feats: int = 20, max_freq: float = 100.0, in_channels: int = 2):  # fmt: skip
+        super().__init__()
+        self.enc = nn.ModuleList(FourierEncoder(num_fourier_feats, max_freq) for _ in range(in_channels))
+        self.t_enc = FourierEncoder(num_fourier_feats, max_freq)
+        layers: list[nn.Module] = [nn.Linear(num_fourier_feats * (in_channels + 1), hidden), nn.SiLU()]
+        for _ in range(num_enc_layers - 1):
+            layers += [nn.RMSNorm(hidden, eps=1e-5), nn.Linear(hidden, hidden), nn.SiLU()]
+        layers += [nn.RMSNorm(hidden, eps=1e-5), nn.Linear(hidden, out_dim)]
+        self.trunk = nn.Sequential(*layers)
+        self.out_norm = nn.LayerNorm(out_dim)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        B, T, Dc = x.shape
+        feats = [enc(x[..., c]) for c, enc in enumerate(self.enc)]  # Dc × (B, T, F)
+        tf = self.t_enc(t.reshape(B)).unsqueeze(1).expand(B, T, -1)  # (B, T, F), same t for all waypoints
+        h = torch.cat(feats + [tf], dim=-1)  # (B, T, 3F)
+        return self.out_norm(self.trunk(h.to(self.trunk[0].weight.dtype)))  # (B, T, D_expert)
+
+
+def _crop_layers(cache: DynamicCache, n_layers: int, n_tokens: int) -> None:
+    """Remove the last `n_tokens` from the first `n_layers` layers (the ones the expert extended)."""
+    for layer in cache.layers[:n_layers]:
+        layer.crop(-n_tokens)
+
+
+@dataclass
+class TrajectorySamples:
+    """Output of `CordilleraVLA.sample_trajectories` (all tensors on CPU)."""
+
+    xyz: torch.Tensor  # (B, K, T, 3) rig frame at t0
+    rot: torch.Tensor  # (B, K, T, 3, 3) yaw-only rotations
+    actions: torch.Tensor  # (B, K, T, 2) normalised (accel, curvature)
+    noise: torch.Tensor  # (B, K, T, 2) the x0 the Euler integration started from
+    coc_token_ids: torch.Tensor  # (B, K, n) generated ids (pad after <|traj_future_start|>)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    cache_len: dict[str, int] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# inner module: explicit tensors in, per-element losses / velocities out
+class VLAModel(nn.Module):
+    def __init__(self, cfg: VLAConfig, device: torch.device | str | None = None):
+        super().__init__()
+        self.cfg = cfg
+        qcfg = qwen3vl_config(cfg)
+        self.vlm = Qwen3VLForConditionalGeneration(qcfg)
+        self.expert = Qwen3VLTextModel(expert_text_config(cfg, qcfg.text_config))
+        del self.expert.embed_tokens  # [s] spec §1.1: the expert only takes inputs_embeds
+        a = cfg.action_in_proj
+        self.action_in_proj = ActionInProj(cfg.expert.hidden_size, a.hidden_size, a.num_enc_layers,
+                                           a.num_fourier_feats, a.max_freq)  # fmt: skip
+        self.action_out_proj = nn.Linear(cfg.expert.hidden_size, 2)
+        ids = cfg.special_ids
+        self.tfs_id = ids["<|traj_future_start|>"]
+        self.tfe_id = ids["<|traj_future_end|>"]
+        self.T = cfg.inputs.future_steps
+
+    # ---- backbone helpers ----
+    def rope_positions(self, input_ids, mm_token_type_ids, image_grid_thw, attention_mask):
+        """3-D mRoPE positions (3, B, L) for the prompt, computed once (no hidden model state)."""
+        pos, _ = self.vlm.model.get_rope_index(input_ids, mm_token_type_ids, image_grid_thw,
+                                               attention_mask=attention_mask)  # fmt: skip
+        return pos  # (3, B, L); padding columns are 0
+
+    def image_features(self, pixel_values, image_grid_thw):
+        return self.vlm.model.get_image_features(pixel_values, image_grid_thw, return_dict=True)
+
+    def backbone(self, input_ids, attention_mask, position_ids, image_feats=None, mm_token_type_ids=None,
+                 past_key_values=None):  # fmt: skip
+        """Backbone hidden states (B, L, D) and the cache (image features precomputed or None)."""
+        out = self.vlm.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            mm_encoder_outputs={"image": image_feats} if image_feats is not None else None,
+            mm_token_type_ids=mm_token_type_ids,
+            past_key_values=past_key_values,
+            use_cache=past_key_values is not None,
+        )
+        return out.last_hidden_state, out.past_key_values
+
+    # ---- expert ----
+    def expert_mask(self, prefix_mask: torch.Tensor) -> torch.Tensor:
+        """Prefix column mask (B, C) bool (True = may attend) → float (B, 1, T, C + T)."""
+        B, C = prefix_mask.shape
+        keep = torch.cat([prefix_mask, prefix_mask.new_ones(B, self.T)], dim=1)  # (B, C+T)
+        m = torch.zeros(B, 1, self.T, C + self.T, dtype=torch.float32, device=prefix_mask.device)
+        return m.masked_fill(~keep[:, None, None, :], torch.finfo(torch.float32).min)  # (B, 1, T, C+T)
+
+    def expert_velocity(self, x_t: torch.Tensor, t: torch.Tensor, cache: DynamicCache,
+                        positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """v(x_t, t) (B, T, 2) from the expert over `cache`; the cache is left as it was.
+
+        x_t (B, T, 2) noisy normalised actions; t (B,) or scalar; positions (B, T) text positions
+        of the action tokens; mask (B, 1, T, C+T) from `expert_mask`.
+        """
+        B, T, _ = x_t.shape
+        t = t.expand(B) if t.ndim == 0 else t
+        h = self.action_in_proj(x_t, t)  # (B, T, D_e)
+        pos3 = positions[None].expand(3, B, T)  # (3, B, T) all mRoPE axes equal
+        try:
+            out = self.expert(inputs_embeds=h, attention_mask=mask.to(h.dtype), position_ids=pos3,
+                              past_key_values=cache, use_cache=True).last_hidden_state  # (B, T, D_e)
+        finally:
+            _crop_layers(cache, self.cfg.expert.num_hidden_layers, T)
+        return self.action_out_proj(out[:, -T:]).float()  # (B, T, 2)
+
+    # ---- losses ----
+    def stage1_losses(self, input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids, labels):
+        """Per-token next-token CE (B, L-1) plus the masks of trajectory and text targets."""
+        pos = self.rope_positions(input_ids, mm_token_type_ids, image_grid_thw, attention_mask)
+        feats = self.image_features(pixel_values, image_grid_thw)
+        h, _ = self.backbone(input_ids, attention_mask, pos, feats, mm_token_type_ids)  # (B, L, D)
+        tgt = labels[:, 1:]  # (B, L-1) token at i+1 predicted from position i
+        sel = tgt != IGNORE_INDEX
+        logits = self.vlm.lm_head(h[:, :-1][sel]).float()  # (N_sel, V) only labelled positions
+        ce = torch.zeros(tgt.shape, dtype=torch.float32, device=h.device)
+        ce[sel] = F.cross_entropy(logits, tgt[sel], reduction="none")
+        t0 = self.cfg.traj_token_start_id
+        is_traj = ((tgt >= t0) & (tgt < t0 + self.cfg.tokenizer.future_num_bins)) | (tgt == self.tfs_id) | (tgt == self.tfe_id)
+        return ce, sel & is_traj, sel & ~is_traj
+
+    def stage2_losses(self, input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids,
+                      actions, noise, t):  # fmt: skip
+        """Flow-matching squared error (B, T, 2) with the backbone frozen (spec §1.2 training)."""
+        B = input_ids.shape[0]
+        is_tfs = input_ids == self.tfs_id
+        if not is_tfs.any(dim=1).all():
+            raise ValueError("stage 2 needs <|traj_future_start|> in every row")
+        L = input_ids.shape[1]
+        last = L - 1 - is_tfs.flip(1).int().argmax(dim=1)  # (B,) index of the last tfs per row
+        cut = int(last.max()) + 1
+        with torch.no_grad():
+            pos = self.rope_positions(input_ids, mm_token_type_ids, image_grid_thw, attention_mask)
+            feats = self.image_features(pixel_values, image_grid_thw)
+            cache = DynamicCache(config=self.vlm.config.text_config)
+            self.backbone(input_ids[:, :cut], attention_mask[:, :cut], pos[:, :, :cut], feats,
+                          mm_token_type_ids[:, :cut], past_key_values=cache)  # fmt: skip
+        for layer in cache.layers:  # stop gradient into the VLM (spec: stop_grad_from_vlm)
+            layer.keys, layer.values = layer.keys.detach(), layer.values.detach()
+        cols = torch.arange(cut, device=input_ids.device)
+        prefix = attention_mask[:, :cut].bool() & (cols[None] <= last[:, None])  # (B, C)
+        tfs_pos = pos[0, torch.arange(B), last]  # (B,)
+        positions = tfs_pos[:, None] + 1 + torch.arange(self.T, device=input_ids.device)  # (B, T)
+        x_t = fm.interpolate(actions, noise, t.view(B, 1, 1))
+        v = self.expert_velocity(x_t, t, cache, positions, self.expert_mask(prefix))  # (B, T, 2)
+        return (v - fm.target_velocity(actions, noise)) ** 2  # (B, T, 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# sampling helpers
+def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, idx = logits.sort(dim=-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    drop = probs.cumsum(-1) - probs > top_p  # keep the smallest set with mass >= top_p
+    sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+    return torch.empty_like(logits).scatter_(-1, idx, sorted_logits)
+
+
+def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -> torch.Tensor:
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = _top_p_filter(logits / temperature, top_p).softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+# ---------------------------------------------------------------------------------------------
+# outer model: batch dict in, (loss, logs) out
+class CordilleraVLA(nn.Module):
+    def __init__(self, cfg: VLAConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.model = VLAModel(cfg)
+        from cordillera.action.unicycle import ActionSpaceConfig
+
+        self.action_cfg = ActionSpaceConfig.from_dict(cfg.action_space)
+        self.ids = cfg.special_ids
+
+    # ---- training ----
+    def forward(self, batch: dict[str, Any], stage: str = "stage1", generator: torch.Generator | None = None,
+                noise: torch.Tensor | None = None, t: torch.Tensor | None = None):  # fmt: skip
+        """`stage1`: CE over trajectory span + CoC; `stage2`: flow matching. Returns (loss, logs)."""
+        m = self.model
+        args = (batch[INPUT_IDS], batch[ATTENTION_MASK], batch[PIXEL_VALUES], batch[IMAGE_GRID_THW],
+                batch[MM_TOKEN_TYPE_IDS])  # fmt: skip
+        if stage == "stage1":
+            ce, traj, text = m.stage1_losses(*args, batch[LABELS])
+            loss_traj = ce[traj].mean() if traj.any() else ce.new_zeros(())
+            loss_text = ce[text].mean() if text.any() else ce.new_zeros(())
+            w = self.cfg.loss
+            loss = w.traj_weight * loss_traj + w.text_weight * loss_text
+            return loss, {"loss": loss.item(), "ce_traj": loss_traj.item(), "ce_text": loss_text.item(),
+                          "n_traj_tokens": int(traj.sum()), "n_text_tokens": int(text.sum())}  # fmt: skip
+        if stage == "stage2":
+            x1 = batch[ACTIONS].float()  # (B, T, 2)
+            B = x1.shape[0]
+            f = self.cfg.flow
+            if noise is None:
+                noise = fm.sample_noise(tuple(x1.shape), generator, x1.device)
+            if t is None:
+                t = fm.sample_t((B,), generator, f.time_beta_alpha, f.time_beta_beta, f.time_scale, x1.device)
+            per_elem = m.stage2_losses(*args, x1, noise, t)  # (B, T, 2)
+            loss = per_elem.mean()
+            return loss, {"loss": loss.item(), "fm_accel": per_elem[..., 0].mean().item(),
+                          "fm_curvature": per_elem[..., 1].mean().item()}  # fmt: skip
+        raise ValueError(f"stage must be 'stage1' or 'stage2', got {stage!r}")
+
+    # ---- decoding primitives ----
+    def _prefill(self, batch, prefix: str = "", image_feats=None):
+        """Run the prompt once. Returns (last logits (B, V), cache, next positions (B,), mask (B, C), feats)."""
+        m = self.model
+        ids, am = batch[prefix + INPUT_IDS], batch[prefix + ATTENTION_MASK]
+        mm = batch[prefix + MM_TOKEN_TYPE_IDS]
+        pos = m.rope_positions(ids, mm, batch[IMAGE_GRID_THW], am)  # (3, B, L)
+        if image_feats is None:
+            image_feats = m.image_features(batch[PIXEL_VALUES], batch[IMAGE_GRID_THW])
+        cache = DynamicCache(config=m.vlm.config.text_config)
+        h, _ = m.backbone(ids, am, pos, image_feats, mm, past_key_values=cache)
+        logits = m.vlm.lm_head(h[:, -1]).float()  # (B, V) only the last position is needed
+        next_pos = pos.amax(dim=(0, 2)) + 1  # (B,) text position of the next token
+        return logits, cache, next_pos, am.bool(), image_feats
+
+    def _step(self, tokens: torch.Tensor, cache, next_pos: torch.Tensor, mask: torch.Tensor):
+        """Feed tokens (B, n) after the cache. Returns (last logits (B, V), new mask (B, C+n))."""
+        B, n = tokens.shape
+        mask = torch.cat([mask, mask.new_ones(B, n)], dim=1)  # (B, C+n)
+        pos = (next_pos[:, None] + torch.arange(n, device=tokens.device))[None].expand(3, B, n)  # (3, B, n)
+        h, _ = self.model.backbone(tokens, mask.long(), pos, None, None, past_key_values=cache)
+        return self.model.vlm.lm_head(h[:, -1]).float(), mask
+
+    def _decode(self, logits, cache, next_pos, mask, stop_id, max_new_tokens, temperature, top_p, generator,
+                min_new_tokens=0, banned: torch.Tensor | None = None, end_ids=(),
+                logits_processor: Callable | None = None):  # fmt: skip
+        """Sample until every row emitted `stop_id`; feed that token too, so its K/V is cached.
+
+        Rows still running at `max_new_tokens` are forced to emit `stop_id` (spec §5.2 falls back
+        to the last position instead). Returns (generated ids (B, n), stop column (B,), stop
+        position (B,), mask, next_pos).
+        """
+        B = logits.shape[0]
+        pad = self.ids["<|endoftext|>"]
+        done = torch.zeros(B, dtype=torch.bool, device=logits.device)
+        stop_col = torch.zeros(B, dtype=torch.long, device=logits.device)
+        stop_pos = torch.zeros(B, dtype=torch.long, device=logits.device)
+        out = []
+        for step in range(max_new_tokens):
+            if banned is not None:
+                logits[:, banned] = float("-inf")
+            if step < min_new_tokens:
+                logits[:, [stop_id, *end_ids]] = float("-inf")
+            if logits_processor is not None:
+                logits = logits_processor(step, logits)
+            tok = _sample(logits, temperature, top_p, generator)
+            if step == max_new_tokens - 1:
+                tok = torch.full_like(tok, stop_id)
+            tok = torch.where(done, torch.full_like(tok, pad), tok)
+            newly = (tok == stop_id) & ~done
+            stop_col[newly] = mask.shape[1]
+            stop_pos[newly] = next_pos[newly]
+            done |= newly
+            out.append(tok)
+            logits, mask = self._step(tok[:, None], cache, next_pos, mask)
+            next_pos = next_pos + 1
+            if done.all():
+                break
+        return torch.stack(out, dim=1), stop_col, stop_pos, mask, next_pos
+
+    @staticmethod
+    def _expand(x: torch.Tensor, K: int) -> torch.Tensor:
+        return x.repeat_interleave(K, dim=0)
+
+    # ---- trajectories ----
+    @torch.no_grad()
+    def sample_trajectories(
+        self,
+        batch: dict[str, Any],
+        num_samples: int = 1,
+        temperature: float = 0.6,  # [s] spec §5.1 defaults
+        top_p: float = 0.98,
+        flow_steps: int | None = None,
+        fast: bool = False,
+        guidance: float = 1.0,
+        max_new_tokens: int | None = None,
+        min_new_tokens: int = 0,
+        noise: torch.Tensor | None = None,
+        noise_temperature: float | None = None,
+        generator: torch.Generator | None = None,
+        logits_processor: Callable | None = None,
+    ) -> TrajectorySamples:
+        """K trajectories per batch row: CoC decode (or the fast path) then the expert's Euler steps.
+
+        - The prompt is prefilled once; the cache is then repeated K times (`batch_repeat_interleave`),
+          so the K samples share the prefix and decode independent CoCs with independent noise.
+        - CoC decoding masks the logits of every `<i*>` token to −inf and stops one token after
+          `<|traj_future_start|>` (its K/V is in the cache).
+        - `fast=True` skips CoC decoding: `<|cot_end|><|traj_future_start|>` is fed after the
+          prompt (which ends with the prefill `<|cot_start|>`), so the expert conditions on
+          `<|cot_start|><|cot_end|><|traj_future_start|>`, i.e. an empty CoC, as the
+          trajectory-only training target does.
+        - `guidance` w ≠ 1 with a nav prompt (`uncond_*` keys): the CoC is decoded once with nav,
+          a second cache is built from the prompt without the route span (image features reused)
+          with the same generated tokens replayed, and v = (1 − w) v_uncond + w v_cond (spec §4.2).
+        - `noise` (B, K, T, 2) fixes x0; otherwise it is drawn from `generator`.
+        """
+        from cordillera.action.unicycle import action_to_traj
+
+        m = self.model
+        K, T = num_samples, self.cfg.inputs.future_steps
+        steps = flow_steps or self.cfg.flow.num_inference_steps
+        max_new = max_new_tokens or self.cfg.inputs.max_cot_tokens
+        timings: dict[str, float] = {}
+        tic = time.perf_counter()
+        feats = m.image_features(batch[PIXEL_VALUES], batch[IMAGE_GRID_THW])
+        timings["vision_ms"] = (time.perf_counter() - tic) * 1e3
+
+        tic = time.perf_counter()
+        logits, cache, next_pos, mask, _ = self._prefill(batch, image_feats=feats)
+        B = logits.shape[0]
+        prompt_len = mask.shape[1]
+        if fast:  # feed <|cot_end|><|traj_future_start|> once per row, then share it across K
+            tail = torch.tensor([self.ids["<|cot_end|>"], m.tfs_id], device=logits.device).expand(B, 2)
+            _, mask = self._step(tail, cache, next_pos, mask)
+            stop_col = torch.full((B,), prompt_len + 1, dtype=torch.long)
+            stop_pos = next_pos + 1
+            gen = tail.clone()
+            cache.batch_repeat_interleave(K)
+            mask, stop_col, stop_pos, gen = (self._expand(x, K) for x in (mask, stop_col, stop_pos, gen))
+        timings["prefill_ms"] = (time.perf_counter() - tic) * 1e3
+
+        tic = time.perf_counter()
+        if not fast:
+            cache.batch_repeat_interleave(K)
+            logits, next_pos, mask = (self._expand(x, K) for x in (logits, next_pos, mask))
+            t0 = self.cfg.traj_token_start_id
+            banned = torch.arange(t0, t0 + self.cfg.tokenizer.traj_vocab_size)  # spec §3.5 ExpertLogitsProcessor
+            gen, stop_col, stop_pos, mask, next_pos = self._decode(
+                logits, cache, next_pos, mask, m.tfs_id, max_new, temperature, top_p, generator,
+                min_new_tokens=min_new_tokens, banned=banned,
+                end_ids=(self.ids["<|cot_end|>"], self.ids["<|im_end|>"]), logits_processor=logits_processor)  # fmt: skip
+        timings["decode_ms"] = (time.perf_counter() - tic) * 1e3
+
+        # ---- expert ----
+        tic = time.perf_counter()
+        C = mask.shape[1]
+        cols = torch.arange(C)
+        prefix = mask & (cols[None] <= stop_col[:, None])  # (B·K, C) drop columns after <|traj_future_start|>
+        positions = stop_pos[:, None] + 1 + torch.arange(T)  # (B·K, T)
+        emask = m.expert_mask(prefix)
+        len_before = cache.get_seq_length()
+        if noise is None:
+            temp = self.cfg.flow.noise_temperature if noise_temperature is None else noise_temperature
+            noise = fm.sample_noise((B, K, T, 2), generator, temperature=temp)
+        x0 = noise.reshape(B * K, T, 2).float()
+
+        uncond = None
+        if guidance != 1.0 and (UNCOND_PREFIX + INPUT_IDS) in batch:
+            _, ucache, unext, umask, _ = self._prefill(batch, UNCOND_PREFIX, image_feats=feats)
+            ucache.batch_repeat_interleave(K)
+            unext, umask = self._expand(unext, K), self._expand(umask, K)
+            n_gen = C - prompt_len  # replay the generated tokens onto the nav-free prompt
+            _, umask = self._step(gen[:, :n_gen], ucache, unext, umask)
+            ucols = torch.arange(umask.shape[1])
+            ustop = stop_col - prompt_len + (umask.shape[1] - n_gen)
+            uprefix = umask & (ucols[None] <= ustop[:, None])
+            upos = (unext + (stop_col - prompt_len))[:, None] + 1 + torch.arange(T)
+            uncond = (ucache, upos, m.expert_mask(uprefix))
+
+        def velocity(x, t):
+            v = m.expert_velocity(x, t, cache, positions, emask)
+            if uncond is not None:
+                v = fm.guided_velocity(m.expert_velocity(x, t, *uncond), v, guidance)
+            return v
+
+        actions = fm.euler_integrate(velocity, x0, steps)  # (B·K, T, 2)
+        len_after = cache.get_seq_length()
+        hx = self._expand(batch[EGO_HISTORY_XYZ].float(), K)
+        hr = self._expand(batch[EGO_HISTORY_ROT].float(), K)
+        xyz, rot = action_to_traj(actions, hx, hr, self.action_cfg)
+        timings["expert_ms"] = (time.perf_counter() - tic) * 1e3
+        timings["total_ms"] = sum(timings.values())
+        return TrajectorySamples(
+            xyz=xyz.reshape(B, K, T, 3), rot=rot.reshape(B, K, T, 3, 3), actions=actions.reshape(B, K, T, 2),
+            noise=x0.reshape(B, K, T, 2), coc_token_ids=gen.reshape(B, K, -1), timings_ms=timings,
+            cache_len={"before_expert": len_before, "after_expert": len_after},
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def generate_text(self, batch: dict[str, Any], max_new_tokens: int = 64, temperature: float = 0.6,
+                      top_p: float = 0.98, num_samples: int = 1, generator: torch.Generator | None = None):  # fmt: skip
+        """VQA: the batch holds a question prompt (processor(..., question=q)) ending in `<|answer_start|>`.
+
+        Returns generated ids (B, num_samples, n), stopping at `<|answer_end|>`.
+        """
+        logits, cache, next_pos, mask, _ = self._prefill(batch)
+        cache.batch_repeat_interleave(num_samples)
+        logits, next_pos, mask = (self._expand(x, num_samples) for x in (logits, next_pos, mask))
+        gen, *_ = self._decode(logits, cache, next_pos, mask, self.ids["<|answer_end|>"], max_new_tokens,
+                               temperature, top_p, generator)  # fmt: skip
+        return gen.reshape(logits.shape[0] // num_samples, num_samples, -1)
+
+    # ---- checkpoints ----
+    def save_pretrained(self, directory: str | Path, tokenizer=None) -> None:
+        """config.json + model.safetensors (+ tokenizer files if a tokenizer is given)."""
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        CordilleraVLAConfig.from_vla(self.cfg).save_pretrained(d)
+        sd = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
+        save_file(sd, str(d / WEIGHTS_NAME), metadata={"format": "pt", "cordillera_preset": self.cfg.name})
+        if tokenizer is not None:
+            tokenizer.save_pretrained(d)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> CordilleraVLA:
+        """Load a directory written by `save_pretrained`; pickled weights are refused."""
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        if d.is_file() or d.suffix in PICKLE_SUFFIXES:
+            raise ValueError(f"{d}: pass a checkpoint directory; pickled weight files are refused")
+        pickled = sorted(p.name for p in d.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickled:
+            raise ValueError(
+                f"{d} contains pickled weights {pickled}; cordillera loads only safetensors "
+                f"(pickle can run arbitrary code). Convert them to {WEIGHTS_NAME} first."
+            )
+        wpath = d / WEIGHTS_NAME
+        if not wpath.exists():
+            raise FileNotFoundError(f"{wpath} not found")
+        hf = CordilleraVLAConfig.from_pretrained(d)
+        if hf.model_type != "cordillera_vla":
+            raise ValueError(f"{d / CONFIG_NAME} has model_type {hf.model_type!r}, expected 'cordillera_vla'")
+        model = cls(hf.to_vla())
+        load_mapped_state_dict(model.model, load_file(str(wpath)))
+        return model
+
+
+def map_key(key: str) -> str | None:
+    """Original (Alpamayo) key → our key via `KEY_PREFIX_MAP`; None for dropped buffers."""
+    if key.startswith(DROPPED_ORIGINAL_PREFIXES) or key.endswith(".freqs"):
+        return None
+    for src, dst in KEY_PREFIX_MAP.items():
+        if key.startswith(src):
+            return dst + key[len(src):]
+    raise ValueError(f"key {key!r} has none of the known prefixes {list(KEY_PREFIX_MAP)}")
+
+
+def load_mapped_state_dict(module: VLAModel, state: dict[str, torch.Tensor]) -> None:
+    """Map keys, assert equal key sets and every shape, then copy (nanoGPT-style explicit import)."""
+    mapped = {}
+    for k, v in state.items():
+        nk = map_key(k)
+        if nk is not None:
+            mapped[nk] = v
+    own = module.state_dict()
+    if len(mapped) != len(own):
+        missing = sorted(set(own) - set(mapped))[:5]
+        extra = sorted(set(mapped) - set(own))[:5]
+        raise ValueError(f"checkpoint has {len(mapped)} tensors, model {len(own)}; missing {missing}, unexpected {extra}")
+    for k, v in own.items():
+        if k not in mapped:
+            raise ValueError(f"checkpoint lacks {k}")
+        if tuple(mapped[k].shape) != tuple(v.shape):
+            raise ValueError(f"shape mismatch for {k}: checkpoint {tuple(mapped[k].shape)} vs model {tuple(v.shape)}")
+    module.load_state_dict(mapped, strict=True)
+
+
+def state_dict_shapes(cfg: VLAConfig) -> dict[str, tuple[int, ...]]:
+    """Key → shape, with the model built on the `meta` device (no memory)."""
+    with torch.device("meta"):
+        m = VLAModel(cfg)
+    return {k: tuple(v.shape) for k, v in m.state_dict().items()}
+
+
+def _dump_keys(preset: str) -> str:
+    """Markdown table of the state dict (layers collapsed to `{i}`) for docs/model_state_dict_keys.md."""
+    import re
+
+    from cordillera.model.configuration import get_preset
+
+    cfg = get_preset(preset)
+    shapes = state_dict_shapes(cfg)
+    groups: dict[str, tuple[tuple[int, ...], int]] = {}
+    for k, s in shapes.items():
+        g = re.sub(r"\.(layers|blocks|deepstack_merger_list)\.\d+\.", r".\1.{i}.", k)
+        prev = groups.get(g)
+        groups[g] = (s, (prev[1] + 1) if prev else 1)
+    total = sum(math.prod(s) for s in shapes.values())
+    lines = [f"| key (`{{i}}` = layer index) | shape | count | params |", "|---|---|---|---|"]
+    for g, (s, n) in groups.items():
+        lines.append(f"| `{g}` | {list(s)} | {n} | {n * math.prod(s):,} |")
+    return json.dumps({"preset": preset, "tensors": len(shapes), "params": total}) + "\n\n" + "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(_dump_keys(sys.argv[1] if len(sys.argv) > 1 else "alpamayo-10b"))
