@@ -1,0 +1,86 @@
+"""Expert closed loop through the real runtime (tracking controller + bicycle model + reactive
+traffic) on generated scenarios: no collisions, no red-light running, sensible decisions."""
+
+import math
+
+import numpy as np
+import pytest
+from shapely.geometry import Polygon
+
+from cordillera.sim.expert import LATERAL_DECISIONS, LONGITUDINAL_DECISIONS, ExpertPolicy
+from cordillera.sim.runtime import run_rollout
+from cordillera.world.generator import make, make_suite
+
+
+def _box(x, y, yaw, length, width) -> Polygon:
+    c, s = math.cos(yaw), math.sin(yaw)
+    return Polygon([(x + c * dx - s * dy, y + s * dx + c * dy)
+                    for dx, dy in ((length / 2, width / 2), (-length / 2, width / 2),
+                                   (-length / 2, -width / 2), (length / 2, -width / 2))])
+
+
+def _collisions(sc, ro) -> list[tuple[int, str]]:
+    e = sc.ego
+    specs = {a.id: a for a in sc.actors}
+    hits = []
+    for st in ro.steps:
+        g = st.ego
+        ego = _box(g.x_m + e.rear_axle_to_center_m * math.cos(g.yaw_rad),
+                   g.y_m + e.rear_axle_to_center_m * math.sin(g.yaw_rad), g.yaw_rad, e.length_m, e.width_m)
+        for aid, a in st.actors.items():
+            if not a.visible:
+                continue
+            sp = specs[aid]
+            if ego.intersects(_box(a.x_m, a.y_m, a.yaw_rad, sp.length_m, sp.width_m)):
+                hits.append((st.t_us, aid))
+    return hits
+
+
+def _red_light_crossings(sc, ro) -> list[tuple[int, str]]:
+    """Front bumper passes a stop line whose light was red at the previous step."""
+    e = sc.ego
+    off = e.rear_axle_to_center_m + 0.5 * e.length_m
+    front = np.array([[s.ego.x_m + off * math.cos(s.ego.yaw_rad), s.ego.y_m + off * math.sin(s.ego.yaw_rad)]
+                      for s in ro.steps])
+    out = []
+    for tl in sc.traffic_lights:
+        sl = next((x for x in sc.map.stop_lines if x.id == tl.stop_line_id), None)
+        if sl is None:
+            continue
+        lane = sc.map.lane(sl.lane_id)
+        s, r = lane.to_frenet(front)
+        for i in range(1, len(front)):
+            if s[i - 1] < sl.s_m <= s[i] and abs(r[i]) < lane.width_m and ro.steps[i - 1].signals.get(tl.id) == "red":
+                out.append((ro.steps[i].t_us, tl.id))
+    return out
+
+
+def _check(sc, ro):
+    assert not ro.failed, ro.error
+    assert _collisions(sc, ro) == []
+    assert _red_light_crossings(sc, ro) == []
+    for st in ro.steps:
+        if st.plan is None or st.plan.decisions is None:
+            continue
+        d = st.plan.decisions
+        assert d["longitudinal"] in LONGITUDINAL_DECISIONS and d["lateral"] in LATERAL_DECISIONS
+
+
+@pytest.mark.slow
+def test_expert_drives_the_smoke_suite_without_collisions_or_red_lights():
+    for sc in make_suite("smoke"):
+        ro = run_rollout(sc, ExpertPolicy())
+        _check(sc, ro)
+        # it makes progress: at least 40 m over the scenario
+        xy = ro.ego_xy_yaw()[:, :2]
+        assert np.sum(np.linalg.norm(np.diff(xy, axis=0), axis=1)) > 40.0, sc.id
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["unprotected_left_turn", "stop_sign", "jaywalker", "pass_blocked",
+                                    "merge_on_ramp", "debris_in_lane", "emergency_brake_lead",
+                                    "faulty_traffic_light"])
+def test_expert_drives_the_other_families(family):
+    sc = make(family, 1000)
+    ro = run_rollout(sc, ExpertPolicy())
+    _check(sc, ro)
