@@ -183,8 +183,6 @@ def test_rollout_file_round_trip(tmp_path):
 def test_policy_factory_and_cli_entry_validate():
     with pytest.raises(ValueError, match="unknown policy"):
         PolicyFactory("nope")
-    with pytest.raises(NotImplementedError, match="not yet available"):
-        main_sim_run("smoke", "expert", "/tmp/unused", video=True)
     with pytest.raises(ValueError, match="unknown policy"):
         main_sim_run("smoke", "vla", "/tmp/unused")
 

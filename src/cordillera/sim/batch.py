@@ -8,7 +8,10 @@ and finally the whole run is aggregated (``metrics.aggregate``). Layout (spec/al
     <out>/run_metadata.yaml
     <out>/reference/<scene_id>.npz, <scene_id>.json          expert reference (cache)
     <out>/rollouts/<scene_id>/<rollout_id>/metrics.parquet   long metrics table
-                                          /rollout.npz|json  the executed rollout (no images/plans)
+                                          /rollout.npz|json  the executed rollout: states, signals and
+                                                             per step the plan (x, y, yaw), CoC, decisions,
+                                                             timings (no images)
+                                          /{scene}_{rollout}_camera_front_wide_120fov_default.mp4  (--video)
                                           /status.json       status, error, index, seed, wall time
                                           /_complete         written last; such rollouts are skipped on rerun
     <out>/aggregate/{metrics_unprocessed.parquet, metrics_results.parquet, metrics_results.txt,
@@ -123,8 +126,83 @@ def rollout_id_for(scenario_id: str, policy_name: str, index: int, seed: int) ->
 
 
 # ----------------------------------------------------------------------------------------------
-# Rollout files (ego + actors + signals; plans and images are not stored)
+# Rollout files (ego + actors + signals + plans with CoC/decisions/timings; images are not stored)
 # ----------------------------------------------------------------------------------------------
+def _jsonable(x):
+    """Plain JSON types for decisions / timings (numpy scalars, tuples, nested dicts)."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.bool_, bool)):
+        return bool(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, (np.floating, float)):
+        return float(x) if np.isfinite(x) else None
+    if x is None or isinstance(x, (str, int)):
+        return x
+    return str(x)
+
+
+def _plan_arrays(rollout: Rollout) -> dict[str, np.ndarray]:
+    """Per step the plan as float32 ``plan_xyyaw`` (T, P, 3) [m, m, rad] in the rig frame at the
+    step, ``plan_dt_us`` (T, P) int32 offsets from the step time (-1 = no pose), and, when any plan
+    has sampled alternatives, ``plan_alt_xy`` (T, K, P, 2) float32. NaN pads missing poses."""
+    plans = [s.plan for s in rollout.steps]
+    n_p = max((len(p.t_us) for p in plans if p is not None), default=0)
+    n_k = max((len(p.alternatives) for p in plans if p is not None), default=0)
+    T = len(plans)
+    xyyaw = np.full((T, n_p, 3), np.nan, np.float32)
+    dt = np.full((T, n_p), -1, np.int32)
+    alt = np.full((T, n_k, n_p, 2), np.nan, np.float32) if n_k else None
+    for i, (st, p) in enumerate(zip(rollout.steps, plans)):
+        if p is None or len(p.t_us) == 0:
+            continue
+        n = len(p.t_us)
+        xyyaw[i, :n, :2] = np.asarray(p.xyz_rig, np.float64)[:, :2]
+        xyyaw[i, :n, 2] = np.asarray(p.yaw_rig, np.float64)
+        dt[i, :n] = np.asarray(p.t_us, np.int64) - st.t_us
+        for k, (axyz, _ayaw) in enumerate(p.alternatives):
+            a = np.asarray(axyz, np.float64)[:n_p, :2]
+            alt[i, k, : len(a)] = a
+    out = {"plan_xyyaw": xyyaw, "plan_dt_us": dt}
+    if alt is not None:
+        out["plan_alt_xy"] = alt
+    return out
+
+
+def _plan_meta(plan) -> dict | None:
+    if plan is None:
+        return None
+    return {"coc": plan.coc, "decisions": _jsonable(plan.decisions), "timing_ms": _jsonable(plan.timing_ms),
+            "warming_up": bool(plan.warming_up), "n_alternatives": len(plan.alternatives)}
+
+
+def _plans_from(t_us: np.ndarray, arrays: dict, metas: list) -> list:
+    from cordillera.sim.types import Plan
+
+    xyyaw, dt, alt = arrays["plan_xyyaw"], arrays["plan_dt_us"], arrays.get("plan_alt_xy")
+    plans = []
+    for i, m in enumerate(metas):
+        if m is None:
+            plans.append(None)
+            continue
+        n = int(np.sum(dt[i] >= 0))
+        a = xyyaw[i, :n].astype(np.float64)
+        xyz = np.column_stack([a[:, :2], np.zeros(n)])
+        alts = ()
+        if alt is not None:
+            alts = tuple((np.column_stack([alt[i, k, :n].astype(np.float64), np.zeros(n)]), np.zeros(n))
+                         for k in range(int(m.get("n_alternatives", 0))))
+        plans.append(Plan(t_us=int(t_us[i]) + dt[i, :n].astype(np.int64), xyz_rig=xyz, yaw_rig=a[:, 2].copy(),
+                          alternatives=alts, coc=m.get("coc"), decisions=m.get("decisions"),
+                          timing_ms=dict(m.get("timing_ms") or {}), warming_up=bool(m.get("warming_up", False))))
+    return plans
+
+
 def _states_array(states: list[AgentState | None]) -> np.ndarray:
     out = np.full((len(states), len(_STATE_FIELDS)), np.nan)
     for i, s in enumerate(states):
@@ -140,8 +218,9 @@ def _state_from(row: np.ndarray) -> AgentState:
 
 
 def save_rollout(path_stem: str | Path, rollout: Rollout, extra: dict | None = None) -> None:
-    """``<stem>.npz`` (ego (T, F) and actors (T, A, F) state arrays) + ``<stem>.json`` (metadata,
-    actor ids, signals). Plans, frames and timings are not stored."""
+    """``<stem>.npz`` (ego (T, F) and actors (T, A, F) state arrays, plans as float32 arrays, see
+    ``_plan_arrays``) + ``<stem>.json`` (metadata, actor ids, signals, per step the plan's CoC,
+    decisions, timings and the step's timing breakdown). Frames are not stored."""
     stem = Path(path_stem)
     actor_ids = sorted({aid for s in rollout.steps for aid in s.actors})
     t = rollout.t_us()
@@ -152,14 +231,16 @@ def save_rollout(path_stem: str | Path, rollout: Rollout, extra: dict | None = N
     import io
 
     buf = io.BytesIO()
-    np.savez_compressed(buf, t_us=t, ego=ego, actors=actors, force_gt=np.array([s.force_gt for s in rollout.steps]))
+    np.savez_compressed(buf, t_us=t, ego=ego, actors=actors, force_gt=np.array([s.force_gt for s in rollout.steps]),
+                        **_plan_arrays(rollout))
     meta = {
         "schema": "cordillera.rollout/1",
         "scenario_id": rollout.scenario_id, "rollout_id": rollout.rollout_id, "policy_name": rollout.policy_name,
         "seed": rollout.seed, "status": rollout.status, "error": rollout.error,
         "force_gt_end_us": rollout.force_gt_end_us, "wall_time_s": rollout.wall_time_s,
         "state_fields": list(_STATE_FIELDS), "actor_ids": actor_ids,
-        "signals": [s.signals for s in rollout.steps], **(extra or {}),
+        "signals": [s.signals for s in rollout.steps], "plans": [_plan_meta(s.plan) for s in rollout.steps],
+        "step_timing_ms": [_jsonable(s.timing_ms) for s in rollout.steps], **(extra or {}),
     }
     atomic_write_bytes(stem.with_suffix(".npz"), buf.getvalue())
     atomic_write_text(stem.with_suffix(".json"), json.dumps(meta))
@@ -172,16 +253,112 @@ def load_rollout(path_stem: str | Path) -> tuple[Rollout, dict]:
         raise ValueError(f"{stem}.json is not a cordillera rollout (schema={meta.get('schema')!r})")
     with np.load(stem.with_suffix(".npz")) as z:
         t, ego, actors, force_gt = z["t_us"], z["ego"], z["actors"], z["force_gt"]
+        plan_arrays = {k: z[k] for k in ("plan_xyyaw", "plan_dt_us", "plan_alt_xy") if k in z.files}
     ids = meta["actor_ids"]
+    # files written before plans were stored have neither the arrays nor the "plans" list
+    plans = (_plans_from(t, plan_arrays, meta["plans"]) if "plans" in meta and "plan_xyyaw" in plan_arrays
+             else [None] * len(t))
+    timings = meta.get("step_timing_ms") or [{}] * len(t)
     steps = []
     for i in range(len(t)):
         acts = {aid: _state_from(actors[i, j]) for j, aid in enumerate(ids) if not np.isnan(actors[i, j, 0])}
         steps.append(StepRecord(t_us=int(t[i]), ego=_state_from(ego[i]), actors=acts, signals=dict(meta["signals"][i]),
-                                force_gt=bool(force_gt[i])))
+                                plan=plans[i], force_gt=bool(force_gt[i]), timing_ms=dict(timings[i] or {})))
     ro = Rollout(scenario_id=meta["scenario_id"], rollout_id=meta["rollout_id"], policy_name=meta["policy_name"],
                  seed=int(meta["seed"]), steps=steps, status=meta["status"], error=meta["error"],
                  force_gt_end_us=int(meta["force_gt_end_us"]), wall_time_s=float(meta["wall_time_s"]))
     return ro, meta
+
+
+# ----------------------------------------------------------------------------------------------
+# Rollout videos (AlpaSim's per-rollout MP4, spec/alpasim.md §4.5)
+# ----------------------------------------------------------------------------------------------
+VIDEO_CAMERA = "camera_front_wide_120fov"
+# per-step metrics shown in the video's panel (flags first, then distances)
+VIDEO_PANEL_METRICS = ("collision_front", "collision_lateral", "collision_rear", "offroad", "wrong_lane",
+                       "red_light_violation", "dist_to_gt_trajectory", "min_time_to_collision_s")
+
+
+def default_renderer_factory(scenario: Scenario):
+    """The renderer used for videos when the batch is given none (GL when EGL works, else OpenCV)."""
+    from cordillera.render import make_renderer
+
+    return make_renderer(scenario)
+
+
+def video_file(out_dir: str | Path, scene_id: str, rollout_id: str, camera: str = VIDEO_CAMERA) -> Path:
+    """``rollouts/<scene>/<rollout>/{scene}_{rollout}_{camera}_default.mp4``."""
+    return rollout_dir(out_dir, scene_id, rollout_id) / f"{scene_id}_{rollout_id}_{camera}_default.mp4"
+
+
+def decision_text(decisions: dict | None) -> str | None:
+    """One line from a plan's ``decisions`` (the rule-based expert writes decisions, not CoC):
+    ``"Stop · Keep Lane — because of ped_0 — light light_W red"``."""
+    if not decisions:
+        return None
+    lon, lat = decisions.get("longitudinal"), decisions.get("lateral")
+    if lat and decisions.get("lateral_direction"):
+        lat = f"{lat} {decisions['lateral_direction']}"
+    text = " · ".join(str(x) for x in (lon, lat) if x)
+    if decisions.get("causal_object"):
+        text += f" — because of {decisions['causal_object']}"
+    sig = decisions.get("signal")
+    if isinstance(sig, dict) and sig.get("id"):
+        text += f" — light {sig['id']} {sig.get('state', '?')}"
+    return text or None
+
+
+def display_coc(plan) -> str | None:
+    """What a video/report shows as the step's reasoning: the CoC, else the expert's decisions."""
+    if plan is None:
+        return None
+    if plan.coc:
+        return plan.coc
+    d = decision_text(plan.decisions)
+    return f"[decision] {d}" if d else None
+
+
+def _per_step(rows, t_us: np.ndarray, names) -> dict[str, np.ndarray]:
+    """Metric rows -> per-step arrays aligned on the rollout's step times (NaN where absent/invalid)."""
+    out = {}
+    by_name = {r.name: r for r in rows or ()}
+    for name in names:
+        r = by_name.get(name)
+        if r is None:
+            continue
+        a = np.full(len(t_us), np.nan)
+        idx = np.searchsorted(t_us, r.timestamps_us)
+        ok = (idx < len(t_us)) & r.valid
+        ok[ok] &= t_us[idx[ok]] == r.timestamps_us[ok]
+        a[idx[ok]] = r.values[ok]
+        out[name] = a
+    return out
+
+
+def write_rollout_video(rollout: Rollout, scenario: Scenario, renderer, out_dir: str | Path, rows=None,
+                        reference: Rollout | None = None, camera: str = VIDEO_CAMERA) -> Path:
+    """Render ``camera`` for every step (or use the frames the run kept) and write the AlpaSim-layout
+    MP4 (camera + projected plan + CoC, BEV, metrics panel) into the rollout directory. Frames are
+    streamed into the encoder one at a time; frames kept by the run are dropped afterwards."""
+    from dataclasses import replace
+
+    from cordillera.render.video import rollout_video
+
+    steps = [replace(s, plan=replace(s.plan, coc=display_coc(s.plan))) if s.plan is not None else s
+             for s in rollout.steps]
+    shown = Rollout(rollout.scenario_id, rollout.rollout_id, rollout.policy_name, rollout.seed, steps,
+                    rollout.status, rollout.error, rollout.force_gt_end_us, rollout.wall_time_s)
+    kept = all(s.frames is not None and camera in s.frames for s in steps)
+    if not kept and renderer is None:
+        raise ValueError(f"no renderer and no stored {camera} frames for the video of {rollout.rollout_id}")
+    panel = _per_step(rows, rollout.t_us(), VIDEO_PANEL_METRICS)
+    gt = reference.ego_xy_yaw()[:, :2] if reference is not None and reference.steps else None
+    path = video_file(out_dir, rollout.scenario_id, rollout.rollout_id, camera)
+    rollout_video(shown, scenario, None if kept else renderer, path, camera=camera, metrics=panel,
+                  rig=getattr(renderer, "rig", None), gt_xy=gt)
+    for s in rollout.steps:
+        s.frames = None
+    return path
 
 
 def _scenario_hash(scenario: Scenario) -> str:
@@ -251,13 +428,16 @@ class _Job:
 
 
 def rollout_task(job: _Job, policy_factory, config, reference: tuple, out_dir: str, run_uuid: str, run_name: str,
-                 metrics_config: MetricsConfig, renderer_factory=None, run_fn=None) -> RolloutOutcome:
-    """Run one rollout, compute and write its metrics; never raises (failures are recorded)."""
+                 metrics_config: MetricsConfig, renderer_factory=None, run_fn=None, video: bool = False) -> RolloutOutcome:
+    """Run one rollout, compute and write its metrics (and its MP4 when ``video``); never raises
+    (failures are recorded). A failed video keeps the rollout's status and metrics but records
+    ``video_error`` and leaves the rollout incomplete, so a rerun retries it."""
     c0 = time.perf_counter()
     sc = job.scenario
     d = rollout_dir(out_dir, sc.id, job.rollout_id)
     ref_rollout, ref_error = reference[0], reference[1]
-    status, error = "ok", None
+    status, error, video_error = "ok", None, None
+    renderer = None
     try:
         (d / COMPLETE_MARKER).unlink(missing_ok=True)
         if ref_error is not None:
@@ -271,19 +451,35 @@ def rollout_task(job: _Job, policy_factory, config, reference: tuple, out_dir: s
         else:
             rows = compute_metrics(ro, sc, ref_rollout, metrics_config)
             write_rollout_metrics(out_dir, metrics_to_frame(rows, sc.id, job.rollout_id, run_uuid, run_name))
+            if video:
+                try:
+                    write_rollout_video(ro, sc, renderer, out_dir, rows, ref_rollout)
+                except Exception as e:  # noqa: BLE001 - the metrics stand; the video is retried on rerun
+                    video_error = _err(e)
     except Exception as e:  # noqa: BLE001 - recorded, the batch goes on
         status, error = "failed", _err(e)
+    finally:
+        if renderer is not None and hasattr(renderer, "close"):
+            try:
+                renderer.close()
+            except Exception:  # noqa: BLE001 - releasing GL objects is best effort
+                pass
     wall = time.perf_counter() - c0
     st = RolloutStatus(sc.id, job.rollout_id, job.index, status, error, run_uuid, run_name, job.policy_name, job.seed, wall)
-    atomic_write_text(d / STATUS_JSON, json.dumps({**st.to_dict(), "family": sc.family, "category": sc.category}))
-    if status == "ok":
+    extra = {"family": sc.family, "category": sc.category}
+    if video_error is not None:
+        extra["video_error"] = video_error
+    atomic_write_text(d / STATUS_JSON, json.dumps({**st.to_dict(), **extra}))
+    if status == "ok" and video_error is None:
         atomic_write_text(d / COMPLETE_MARKER, "")
     return RolloutOutcome(sc.id, job.rollout_id, job.index, status, error, False, wall)
 
 
-def _resumed_outcome(out_dir: str, clip: str, rid: str, index: int) -> RolloutOutcome | None:
+def _resumed_outcome(out_dir: str, clip: str, rid: str, index: int, video: bool = False) -> RolloutOutcome | None:
     d = rollout_dir(out_dir, clip, rid)
     if not (d / COMPLETE_MARKER).exists() or not (d / STATUS_JSON).exists():
+        return None
+    if video and not video_file(out_dir, clip, rid).exists():
         return None
     try:
         st = json.loads((d / STATUS_JSON).read_text())
@@ -334,7 +530,7 @@ def run_batch(scenarios: list[Scenario], policy_factory: Callable, out_dir: str 
               metrics_config: MetricsConfig = MetricsConfig(), aggregation_config: AggregationConfig = AggregationConfig(),
               renderer_factory: Callable | None = None, run_fn: Callable | None = None,
               broken: dict[str, str] | None = None, test_suite_id: str | None = None,
-              description: str = "") -> BatchResult:
+              description: str = "", video: bool = False) -> BatchResult:
     """Run ``rollouts_per_scenario`` rollouts of ``policy_factory()`` on every scenario and write
     AlpaSim's outputs to ``out_dir``.
 
@@ -343,8 +539,10 @@ def run_batch(scenarios: list[Scenario], policy_factory: Callable, out_dir: str 
     speed); ``workers=1`` runs in-process, otherwise Ray tasks (``address`` joins an existing
     cluster); rollout ``i`` uses seed ``seed + i``. ``run_fn(scenario, policy, config, renderer,
     rollout_id, seed, reference) -> Rollout`` replaces the simulator (tests). ``broken`` lists
-    scenario ids that could not even be built (recorded as failed rollouts). Factories and
-    ``run_fn`` must be picklable for Ray (top-level functions or small dataclasses)."""
+    scenario ids that could not even be built (recorded as failed rollouts). ``video`` writes each
+    rollout's front-wide MP4 (``write_rollout_video``), rendering with ``renderer_factory`` or, if
+    None, ``default_renderer_factory``. Factories and ``run_fn`` must be picklable for Ray
+    (top-level functions or small dataclasses)."""
     c0 = time.perf_counter()
     if rollouts_per_scenario < 1:
         raise ValueError(f"rollouts_per_scenario must be >= 1, got {rollouts_per_scenario}")
@@ -358,6 +556,8 @@ def run_batch(scenarios: list[Scenario], policy_factory: Callable, out_dir: str 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pname = policy_name or _factory_name(policy_factory)
+    if video and renderer_factory is None:
+        renderer_factory = default_renderer_factory
 
     meta = read_run_metadata(out)
     if meta and meta.get("run_uuid"):
@@ -373,7 +573,7 @@ def run_batch(scenarios: list[Scenario], policy_factory: Callable, out_dir: str 
     outcomes: dict[str, RolloutOutcome] = {}
     todo: list[_Job] = []
     for j in jobs:
-        r = _resumed_outcome(str(out), j.scenario.id, j.rollout_id, j.index)
+        r = _resumed_outcome(str(out), j.scenario.id, j.rollout_id, j.index, video)
         if r is not None:
             outcomes[j.rollout_id] = r
         else:
@@ -390,7 +590,7 @@ def run_batch(scenarios: list[Scenario], policy_factory: Callable, out_dir: str 
     if n_workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     args = dict(policy_factory=policy_factory, config=config, out_dir=str(out), run_uuid=run_uuid, run_name=rname,
-                metrics_config=metrics_config, renderer_factory=renderer_factory, run_fn=run_fn)
+                metrics_config=metrics_config, renderer_factory=renderer_factory, run_fn=run_fn, video=video)
     with _progress_bar(progress, len(jobs), len(jobs) - len(todo)) as advance:
         if todo and n_workers == 1 and address is None:
             _run_serial(todo, reference_factory, seed, args, outcomes, advance)
@@ -569,9 +769,8 @@ def summary_table(agg: AggregateResult, families: dict[str, str], policy_name: s
 # ----------------------------------------------------------------------------------------------
 def main_sim_run(suite: str, policy: str, out: str | Path, rollouts: int = 1, workers: int | None = None,
                  address: str | None = None, video: bool = False, progress: bool = True) -> BatchResult:
-    """``cordillera sim run --suite S --policy P --out DIR [--rollouts N] [--workers N] [--address A]``."""
-    if video:
-        raise NotImplementedError("rollout videos are not yet available")
+    """``cordillera sim run --suite S --policy P --out DIR [--rollouts N] [--workers N] [--address A]
+    [--video]``."""
     if policy not in POLICY_NAMES:
         raise ValueError(f"unknown policy {policy!r}; valid: {', '.join(POLICY_NAMES)}")
     from cordillera.world import generator
@@ -584,7 +783,7 @@ def main_sim_run(suite: str, policy: str, out: str | Path, rollouts: int = 1, wo
             broken[f"{family}-{int(seed):05d}"] = _err(e)
     result = run_batch(scenarios, PolicyFactory(policy), out, rollouts_per_scenario=rollouts, workers=workers,
                        address=address, progress=progress, broken=broken, test_suite_id=suite,
-                       description=f"suite={suite} policy={policy}")
+                       description=f"suite={suite} policy={policy}", video=video)
     if progress:
         sys.stdout.write(result.summary_text)
     return result
@@ -593,5 +792,6 @@ def main_sim_run(suite: str, policy: str, out: str | Path, rollouts: int = 1, wo
 __all__ = [
     "POLICY_NAMES", "make_policy", "PolicyFactory", "expert_reference_factory", "rollout_id_for", "save_rollout",
     "load_rollout", "reference_task", "rollout_task", "RolloutOutcome", "BatchResult", "run_batch", "summary_table",
-    "main_sim_run",
+    "main_sim_run", "VIDEO_CAMERA", "default_renderer_factory", "video_file", "decision_text", "display_coc",
+    "write_rollout_video",
 ]
