@@ -17,10 +17,10 @@ import numpy as np
 import cv2
 
 from cordillera.render.raster import (
-    NEAR_M, PinholePass, T_local_tile, finish, ground_look_maps, ground_maps, make_passes, rain_streaks,
+    NEAR_M, PinholePass, tile_view, finish, ground_look_maps, ground_maps, make_passes, rain_streaks,
 )
 from cordillera.render.rig import Rig, default_rig
-from cordillera.render.scene import DynamicScene, Mesh, build_static, headlight_factor, look_for
+from cordillera.render.scene import LAYER_GRASS, DynamicScene, Mesh, build_static, headlight_factor, look_for
 from cordillera.world.scenario import Scenario, WorldState
 
 __all__ = ["CvRenderer", "clip_near"]
@@ -49,7 +49,9 @@ class CvRenderer:
 
     backend = "cv"
 
-    def __init__(self, scenario: Scenario, rig: Rig | None = None, pass_scale: float = 1.0):
+    def __init__(self, scenario: Scenario, rig: Rig | None = None, pass_scale: float = 1.0,
+                 tile_half_angle_deg: float = 25.0):
+        self.tile_half_angle_deg = tile_half_angle_deg
         self.scenario = scenario
         self.rig = rig if rig is not None else default_rig()
         self.look = look_for(scenario.conditions)
@@ -60,12 +62,17 @@ class CvRenderer:
         self.dynamic = DynamicScene(scenario)
         # Ground groups in draw order: (indices, colour 0..255 BGR-agnostic RGB tuple).
         g = self.ground
+        grass = g.layer == LAYER_GRASS
+        self._grass_rgb = tuple(g.color[np.flatnonzero(grass)[0]]) if grass.any() else None
+        g = self.ground = g.take(np.flatnonzero(~grass))
         bounds = np.flatnonzero(np.diff(g.group) != 0) + 1
         self._ground_groups = [(idx, tuple(float(v) for v in g.color[idx[0]] * 255))
                                for idx in np.split(np.arange(len(g)), bounds) if len(idx)]
-        self._passes: dict[str, list[tuple[PinholePass, tuple[np.ndarray, np.ndarray]]]] = {}
+        self._passes: dict[str, list[tuple[PinholePass, tuple]]] = {}
+        self._static_normals = self.objects.normals()
+        self._static_centres = self.objects.quads.mean(axis=1)
         self._dyn_key = None
-        self._dyn_mesh = Mesh.empty()
+        self._objects_now = (Mesh.empty(), np.zeros((0, 3)), np.zeros((0, 3)))
 
     # -- Renderer protocol ---------------------------------------------------------------------
     def cameras(self) -> list[str]:
@@ -75,30 +82,47 @@ class CvRenderer:
         cam = self.rig.camera(camera)
         entry = self._passes.get(camera)
         if entry is None:
-            entry = self._passes[camera] = [(p, ground_look_maps(ground_maps(p), self.look))
-                                            for p in make_passes(cam, self.pass_scale)]
+            entry = self._passes[camera] = [(p, self._tile_look(p))
+                                            for p in make_passes(cam, self.pass_scale, self.tile_half_angle_deg)]
         key = (id(world_state), world_state.t_us, int(t_end_us))
-        if key != self._dyn_key:
-            self._dyn_mesh = self.dynamic.mesh(world_state, t_end_us)
+        if key != self._dyn_key:  # the dynamic mesh is shared by every camera of one frame
+            dyn = self.dynamic.mesh(world_state, t_end_us)
+            m = Mesh.concat([self.objects, dyn])
+            self._objects_now = (m, np.concatenate([self._static_normals, dyn.normals()]),
+                                 np.concatenate([self._static_centres, dyn.quads.mean(axis=1)]))
             self._dyn_key = key
         out = finish([p for p, _ in entry], [self._draw(p, gm, world_state) for p, gm in entry])
         if self.look.rain:
-            out = rain_streaks(out, t_end_us, camera)
+            out = rain_streaks(out, t_end_us, camera, brightness=self.look.light_scale)
         return out
 
     def close(self) -> None:
         pass
 
     # -- internals -----------------------------------------------------------------------------
-    def _draw(self, p: PinholePass, gm: tuple[np.ndarray, np.ndarray], ws: WorldState) -> np.ndarray:
-        T = T_local_tile(ws.ego, p)
-        Tinv = T.inverse()
-        R, t = Tinv.rotation_matrix, Tinv.translation
+    def _tile_look(self, p: PinholePass):
+        """Per tile: the sky background, the first row that sees ground, and the ground-look
+        gain/offset (H - row0, W, 3) float32 maps below it."""
+        gm = ground_maps(p)
+        gain, offset = ground_look_maps(gm, self.look)
+        rows = np.flatnonzero(gm.hits.any(axis=1))
+        row0 = int(rows[0]) if len(rows) else p.height
+        bg = np.empty((p.height, p.width, 3), np.uint8)
+        bg[:] = np.round(np.asarray(self.look.sky_rgb) * 255).astype(np.uint8)
+        # The grass layer is the whole ground plane (2 km beyond the map, < 0.2 px short of the
+        # horizon), so it is baked into the background instead of filled every frame.
+        if self._grass_rgb is not None:
+            bg[gm.hits] = np.round(np.asarray(self._grass_rgb) * 255).astype(np.uint8)
+        gain3 = np.ascontiguousarray(np.repeat(gain[row0:], 3, axis=2))
+        return bg, row0, gain3, np.ascontiguousarray(offset[row0:])
+
+    def _draw(self, p: PinholePass, gm: tuple, ws: WorldState) -> np.ndarray:
+        R, t, cam_pos = tile_view(ws.ego, p)
         W, H = p.width, p.height
         K = np.array([p.fx, p.fy])
         c = np.array([p.cx, p.cy])
-        img = np.empty((H, W, 3), np.uint8)
-        img[:] = np.round(np.asarray(self.look.sky_rgb) * 255).astype(np.uint8)
+        bg, row0, gain3, offset = gm
+        img = bg.copy()
 
         # Ground, in layer order.
         g = self.ground
@@ -125,56 +149,57 @@ class CvRenderer:
                     polys.append(np.round((poly[:, :2] / poly[:, 2:3] * K + c) * (1 << _SHIFT)).astype(np.int32))
             if polys:
                 cv2.fillPoly(img, polys, colour, lineType=cv2.LINE_8, shift=_SHIFT)
-        gain, offset = gm
-        img = cv2.convertScaleAbs(img * gain + offset)  # round + saturate to uint8
+        if row0 < H:  # night darkening, headlights and fog of the ground (round + saturate to uint8)
+            img[row0:] = cv2.convertScaleAbs(cv2.add(cv2.multiply(img[row0:], gain3, dtype=cv2.CV_32F), offset))
 
         # Objects, far to near.
-        m = Mesh.concat([self.objects, self._dyn_mesh])
+        m, normals, centre = self._objects_now
         if not len(m):
             return img
-        cam_pos = T.translation
-        centre = m.quads.mean(axis=1)
         to_face = centre - cam_pos
-        keep = np.sum(m.normals() * to_face, axis=1) < 0  # front faces only (same winding as GL culling)
-        qc = m.quads @ R.T + t
+        keep = np.einsum("ij,ij->i", normals, to_face) < 0  # front faces only (same winding as GL culling)
+        idx = np.flatnonzero(keep)
+        qc = m.quads[idx] @ R.T + t
         front = qc[..., 2] >= NEAR_M
-        keep &= front.any(axis=1)
+        all_front = front.all(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             uv = qc[..., :2] / qc[..., 2:3] * K + c
-        all_front = front.all(axis=1)
+        vis = front.any(axis=1)
         for ax, lim in ((0, W), (1, H)):
             v = uv[..., ax]
-            keep &= ~(all_front & ((v < -1).all(axis=1) | (v > lim).all(axis=1)))
-        idx = np.flatnonzero(keep)
+            vis &= ~(all_front & ((v < -1).all(axis=1) | (v > lim).all(axis=1)))
+        idx, qc, uv, all_front = idx[vis], qc[vis], uv[vis], all_front[vis]
         if not len(idx):
             return img
         dist = np.linalg.norm(to_face[idx], axis=1)
         col = self._lit_colors(m, idx, centre[idx], dist, ws)
+        pts_all = np.zeros(uv.shape, np.int32)
+        pts_all[all_front] = np.round(uv[all_front] * (1 << _SHIFT))
         # Decals (lamps, windows, sign faces) lie on another face: sort them as if DECAL_M nearer.
         for j in np.argsort(-(dist - DECAL_M * m.decal[idx]), kind="stable"):
-            i = idx[j]
-            if all_front[i]:
-                pts = uv[i]
+            if all_front[j]:
+                pts = pts_all[j]
             else:
-                poly = clip_near(qc[i])
+                poly = clip_near(qc[j])
                 if len(poly) < 3:
                     continue
-                pts = poly[:, :2] / poly[:, 2:3] * K + c
-            cv2.fillConvexPoly(img, np.round(pts * (1 << _SHIFT)).astype(np.int32), col[j], lineType=cv2.LINE_8,
-                               shift=_SHIFT)
+                pts = np.round((poly[:, :2] / poly[:, 2:3] * K + c) * (1 << _SHIFT)).astype(np.int32)
+            cv2.fillConvexPoly(img, pts, col[j], lineType=cv2.LINE_8, shift=_SHIFT)
         return img
 
     def _lit_colors(self, m: Mesh, idx, centre, dist, ws: WorldState) -> list[tuple]:
         look = self.look
         col = m.color[idx].copy()
         emis = m.emissive[idx]
-        e = ws.ego
-        cz, sz = np.cos(e.yaw_rad), np.sin(e.yaw_rad)
-        d = centre - np.array([e.x_m, e.y_m, e.z_m])
-        rig = np.column_stack([cz * d[:, 0] + sz * d[:, 1], -sz * d[:, 0] + cz * d[:, 1], d[:, 2]])
-        light = look.light_scale + look.headlight_gain * headlight_factor(rig)
+        if look.headlight_gain > 0:
+            e = ws.ego
+            cz, sz = np.cos(e.yaw_rad), np.sin(e.yaw_rad)
+            d = centre - np.array([e.x_m, e.y_m, e.z_m])
+            rig = np.column_stack([cz * d[:, 0] + sz * d[:, 1], -sz * d[:, 0] + cz * d[:, 1], d[:, 2]])
+            light = look.light_scale + look.headlight_gain * headlight_factor(rig)
+        else:
+            light = np.full(len(idx), look.light_scale)
         col = np.where(emis[:, None], col, col * light[:, None])
         fog = 1.0 - np.exp(-dist / np.where(emis, 3.0 * look.fog_distance_m, look.fog_distance_m))
         col = col * (1 - fog[:, None]) + np.asarray(look.fog_rgb) * fog[:, None]
-        col = np.clip(np.round(col * 255), 0, 255)
-        return [tuple(map(float, v)) for v in col]
+        return np.clip(np.round(col * 255), 0, 255).tolist()

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from cordillera.render.raster import FAR_M, NEAR_M, PinholePass, T_local_tile, finish, make_passes, rain_streaks
+from cordillera.render.raster import FAR_M, NEAR_M, PinholePass, finish, make_passes, rain_streaks, tile_view
 from cordillera.render.rig import Rig, default_rig
-from cordillera.render.scene import HEADLIGHT_RIG_M, DynamicScene, Mesh, build_static, look_for
+from cordillera.render.scene import (
+    HEADLIGHT_FALLOFF_M, HEADLIGHT_INNER_DEG, HEADLIGHT_OUTER_DEG, HEADLIGHT_PEAK, HEADLIGHT_RIG_M, DynamicScene,
+    Mesh, build_static, look_for,
+)
 from cordillera.world.scenario import Scenario, WorldState
 
 __all__ = ["GLRenderer", "egl_context", "egl_available", "projection_from_intrinsics"]
@@ -90,6 +93,8 @@ uniform float fog_dist;
 uniform vec3 fog_rgb;
 uniform float cos_outer;
 uniform float cos_inner;
+uniform float head_peak;
+uniform float head_falloff;
 in vec3 v_world;
 in vec3 v_col;
 in float v_emis;
@@ -103,8 +108,8 @@ void main() {
         vec3 q = vec3(dot(d, head_fwd), dot(d, head_left), d.z);
         float dist = length(q);
         float cosang = q.x / max(dist, 1e-6);
-        float cone = clamp((cosang - cos_outer) / (cos_inner - cos_outer), 0.0, 1.0);
-        float head = q.x > 0.5 ? 1.3 * cone / (1.0 + (dist / 22.0) * (dist / 22.0)) : 0.0;
+        float cone = smoothstep(cos_outer, cos_inner, cosang);
+        float head = q.x > 0.5 ? head_peak * cone / (1.0 + (dist / head_falloff) * (dist / head_falloff)) : 0.0;
         col = col * (light_scale + head_gain * head);
 #else
         col = col * light_scale;
@@ -164,8 +169,10 @@ class GLRenderer:
         self._set("head_gain", self.look.headlight_gain)
         self._set("fog_dist", self.look.fog_distance_m)
         self._set("fog_rgb", tuple(self.look.fog_rgb))
-        self._set("cos_outer", float(np.cos(np.radians(28))))
-        self._set("cos_inner", float(np.cos(np.radians(10))))
+        self._set("cos_outer", float(np.cos(np.radians(HEADLIGHT_OUTER_DEG))))
+        self._set("cos_inner", float(np.cos(np.radians(HEADLIGHT_INNER_DEG))))
+        self._set("head_peak", HEADLIGHT_PEAK)
+        self._set("head_falloff", HEADLIGHT_FALLOFF_M)
 
     def _set(self, name: str, value) -> None:
         if name in self.prog:  # the compiler drops uniforms a shader variant does not use
@@ -192,7 +199,7 @@ class GLRenderer:
         self._upload_dynamic(world_state, t_end_us)
         out = finish(passes, [self._draw(p, world_state) for p in passes])
         if self.look.rain:
-            out = rain_streaks(out, t_end_us, camera)
+            out = rain_streaks(out, t_end_us, camera, brightness=self.look.light_scale)
         return out
 
     def close(self) -> None:
@@ -241,13 +248,14 @@ class GLRenderer:
     def _draw(self, p: PinholePass, ws: WorldState) -> np.ndarray:
         mgl, ctx, prog = self._mgl, self.ctx, self.prog
         fb = self._fbo(p.width, p.height)
-        T = T_local_tile(ws.ego, p)
-        T_cam_local = T.inverse().as_matrix()
-        T_cam_local[:3, 3] += T_cam_local[:3, :3] @ self.origin  # positions are relative to origin
+        R, t, cam_pos = tile_view(ws.ego, p)
+        T_cam_local = np.eye(4)
+        T_cam_local[:3, :3] = R
+        T_cam_local[:3, 3] = t + R @ self.origin  # vertex positions are relative to origin
         P = projection_from_intrinsics(p.fx, p.fy, p.cx, p.cy, p.width, p.height)
         mvp = P @ _OPTICAL_TO_GL @ T_cam_local
         prog["mvp"].write(mvp.T.astype("f4").tobytes())
-        prog["cam_pos"].value = tuple((T.translation - self.origin).tolist())
+        prog["cam_pos"].value = tuple((cam_pos - self.origin).tolist())
         c, s = np.cos(ws.ego.yaw_rad), np.sin(ws.ego.yaw_rad)
         head = np.array([ws.ego.x_m + c * HEADLIGHT_RIG_M[0], ws.ego.y_m + s * HEADLIGHT_RIG_M[0], ws.ego.z_m + HEADLIGHT_RIG_M[2]])
         self._set("head_pos", tuple((head - self.origin).tolist()))

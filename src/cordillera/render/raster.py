@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -19,7 +20,7 @@ from cordillera.render.rig import CameraSpec
 from cordillera.render.scene import Look, headlight_factor
 from cordillera.world.scenario import AgentState
 
-__all__ = ["PinholePass", "make_passes", "finish", "T_local_camera", "T_local_tile", "ground_maps", "ground_look_maps", "apply_ground_look", "rain_streaks",
+__all__ = ["PinholePass", "make_passes", "finish", "T_local_camera", "T_local_tile", "tile_view", "ground_maps", "ground_look_maps", "apply_ground_look", "rain_streaks",
            "NEAR_M", "FAR_M"]
 
 NEAR_M, FAR_M = 0.15, 5000.0  # [m] clip planes
@@ -44,6 +45,23 @@ class PinholePass:
     map_x: np.ndarray | None  # (H_out, W_out) float32: tile pixel of each output pixel (-10 = not here)
     map_y: np.ndarray | None
 
+    @cached_property
+    def fixed_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """The remap maps in OpenCV's fixed-point form (1/32 px), faster than float maps."""
+        return cv2.convertMaps(self.map_x, self.map_y, cv2.CV_16SC2)
+
+    @cached_property
+    def out_cols(self) -> tuple[int, int]:
+        """[first, last + 1) output columns that contain pixels of this tile."""
+        cols = np.flatnonzero((self.map_x >= 0).any(axis=0))
+        return (int(cols[0]), int(cols[-1]) + 1) if len(cols) else (0, 0)
+
+    @cached_property
+    def rig_tile_rt(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rotation (3, 3), translation (3,)) of ``T_rig_tile``, cached."""
+        T = self.T_rig_tile
+        return T.rotation_matrix, T.translation
+
     @property
     def T_rig_tile(self) -> Pose:
         return self.cam.T_rig_camera @ Pose(np.zeros(3), quat_from_matrix(self.R_cam_tile))
@@ -59,10 +77,17 @@ def finish(passes: list[PinholePass], images: list[np.ndarray]) -> np.ndarray:
     tiles' output pixels are disjoint)."""
     if len(passes) == 1 and passes[0].map_x is None:
         return images[0]
-    out = None
+    if len(passes) == 1:
+        m1, m2 = passes[0].fixed_maps
+        return cv2.remap(images[0], m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    cam = passes[0].cam
+    out = np.zeros((cam.height, cam.width, 3), np.uint8)
     for p, img in zip(passes, images):
-        part = cv2.remap(img, p.map_x, p.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        out = part if out is None else cv2.add(out, part)
+        c0, c1 = p.out_cols  # remap only the columns this tile serves (others map outside -> black)
+        m1, m2 = p.fixed_maps
+        part = cv2.remap(img, m1[:, c0:c1], m2[:, c0:c1], cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        out[:, c0:c1] = cv2.add(out[:, c0:c1], part)
     return out
 
 
@@ -122,6 +147,18 @@ def T_local_tile(ego: AgentState, p: PinholePass) -> Pose:
     return Pose.from_xy_yaw(ego.x_m, ego.y_m, ego.yaw_rad, ego.z_m) @ p.T_rig_tile
 
 
+def tile_view(ego: AgentState, p: PinholePass) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(R, t, cam_pos): ``p_tile = R @ p_local + t`` and the tile's optical centre in local.
+    The fast path of :func:`T_local_tile` (plain matrices, called per tile per frame)."""
+    c, s = math.cos(ego.yaw_rad), math.sin(ego.yaw_rad)
+    R_ego = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    R_rt, t_rt = p.rig_tile_rt
+    R_lt = R_ego @ R_rt  # tile orientation in local
+    pos = R_ego @ t_rt + np.array([ego.x_m, ego.y_m, ego.z_m])
+    R = R_lt.T
+    return R, -R @ pos, pos
+
+
 @dataclass(frozen=True, eq=False)
 class GroundMaps:
     """Per-pass-pixel factors for the flat ground (fixed in the rig, so fixed per camera)."""
@@ -162,15 +199,17 @@ def apply_ground_look(img_f: np.ndarray, gm: GroundMaps, look: Look) -> np.ndarr
     return img_f * gain + offset / 255.0
 
 
-def rain_streaks(img: np.ndarray, t_us: int, camera: str, n: int = 140) -> np.ndarray:
-    """Light, slanted rain streaks, deterministic in (camera, t_us)."""
+def rain_streaks(img: np.ndarray, t_us: int, camera: str, n: int = 140, brightness: float = 1.0) -> np.ndarray:
+    """Light, slanted rain streaks, deterministic in (camera, t_us); ``brightness`` follows the
+    scene light (faint at night)."""
     h, w = img.shape[:2]
     seed = (int(t_us) // 1000 + sum(map(ord, camera)) * 7919) % (2**32)
     rng = np.random.default_rng(seed)
     out = img.copy()
+    col = tuple(float(c * max(0.25, min(1.0, brightness))) for c in (200, 205, 215))
     x0 = rng.integers(0, w, n)
     y0 = rng.integers(0, h, n)
     length = rng.integers(h // 40 + 3, h // 12 + 6, n)
     for x, y, ln in zip(x0, y0, length):
-        cv2.line(out, (int(x), int(y)), (int(x + ln * 0.15), int(y + ln)), (200, 205, 215), 1, cv2.LINE_AA)
+        cv2.line(out, (int(x), int(y)), (int(x + ln * 0.15), int(y + ln)), col, 1, cv2.LINE_AA)
     return cv2.addWeighted(img, 0.6, out, 0.4, 0)

@@ -29,7 +29,8 @@ from cordillera.world.scenario import ActorSpec, Conditions, Scenario, TrafficLi
 __all__ = [
     "LAYER_OBJECT", "LAYER_GRASS", "LAYER_SIDEWALK", "LAYER_ROAD", "LAYER_PAINT",
     "Mesh", "Look", "look_for", "shade", "build_static", "actor_template", "DynamicScene",
-    "HEADLIGHT_RIG_M", "lamp_color",
+    "HEADLIGHT_RIG_M", "HEADLIGHT_OUTER_DEG", "HEADLIGHT_INNER_DEG", "HEADLIGHT_PEAK",
+    "HEADLIGHT_FALLOFF_M", "headlight_factor", "lamp_color",
 ]
 
 LAYER_OBJECT, LAYER_GRASS, LAYER_SIDEWALK, LAYER_ROAD, LAYER_PAINT = -1, 0, 1, 2, 3
@@ -213,9 +214,9 @@ class Look:
 def look_for(conditions: Conditions) -> Look:
     tod, weather = conditions.time_of_day, conditions.weather
     if tod == "night":
-        sky, fog, dist, scale, head = (0.02, 0.025, 0.05), (0.03, 0.035, 0.05), 300.0, 0.10, 1.1
+        sky, fog, dist, scale, head = (0.02, 0.025, 0.05), (0.03, 0.035, 0.05), 300.0, 0.10, 0.9
     elif tod == "dusk":
-        sky, fog, dist, scale, head = (0.80, 0.58, 0.45), (0.70, 0.58, 0.52), 600.0, 0.55, 0.5
+        sky, fog, dist, scale, head = (0.55, 0.55, 0.64), (0.62, 0.57, 0.56), 600.0, 0.55, 0.25
     else:
         sky, fog, dist, scale, head = (0.60, 0.76, 0.93), (0.76, 0.82, 0.90), 900.0, 1.0, 0.0
     rain = weather == "rain"
@@ -231,13 +232,20 @@ def look_for(conditions: Conditions) -> Look:
     return Look(tuple(map(float, sky)), tuple(map(float, fog)), dist, scale, head, rain)
 
 
+HEADLIGHT_OUTER_DEG, HEADLIGHT_INNER_DEG = 38.0, 6.0  # [deg] cone edge (zero) and full-strength angle
+HEADLIGHT_PEAK, HEADLIGHT_FALLOFF_M = 1.0, 18.0  # peak gain and 1/d² falloff distance [m]
+
+
 def headlight_factor(points_rig) -> np.ndarray:
-    """Ego headlight illumination (0..~1.3) at rig-frame points: a 25° cone with 1/d² falloff."""
+    """Ego headlight illumination at rig-frame points: a soft cone with 1/d² falloff (the GL
+    fragment shader evaluates the same formula)."""
     d = np.asarray(points_rig, float) - HEADLIGHT_RIG_M
     dist = np.linalg.norm(d, axis=-1)
     cosang = d[..., 0] / np.maximum(dist, 1e-6)
-    cone = np.clip((cosang - math.cos(math.radians(28))) / (math.cos(math.radians(10)) - math.cos(math.radians(28))), 0, 1)
-    return 1.3 * cone / (1.0 + (dist / 22.0) ** 2) * (d[..., 0] > 0.5)
+    co, ci = math.cos(math.radians(HEADLIGHT_OUTER_DEG)), math.cos(math.radians(HEADLIGHT_INNER_DEG))
+    x = np.clip((cosang - co) / (ci - co), 0, 1)
+    cone = x * x * (3 - 2 * x)  # smoothstep
+    return HEADLIGHT_PEAK * cone / (1.0 + (dist / HEADLIGHT_FALLOFF_M) ** 2) * (d[..., 0] > 0.5)
 
 
 # ----------------------------------------------------------------------------------------------
