@@ -131,10 +131,35 @@ def main(out_dir: str = "docs/img", backend: str = "auto") -> list[Path]:
                      route_xy=sc.route_polyline_xy())
     _save_png(out / "render_bev.png", bev)
     written.append(out / "render_bev.png")
+    # 3x zoom (nearest) of the region around the light and the pedestrian, to check them by eye.
+    zoom = cv2.resize(img[110:200, 250:370], None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
+    _save_png(out / "render_front_wide_zoom_light_ped.png", zoom)
+    written.append(out / "render_front_wide_zoom_light_ped.png")
     sc_n = demo_scenario(conditions=Conditions(time_of_day="night"), light_state="green")
     rn = make_renderer(sc_n, backend=backend)
     _save_png(out / "render_front_wide_night.png", rn.render(initial_world_state(sc_n), "camera_front_wide_120fov", -33_333, 0))
     written.append(out / "render_front_wide_night.png")
+    try:
+        from cordillera.world.generator import make
+    except ImportError:  # the world families are optional for these pictures
+        return written
+    from cordillera.render.rig import default_rig
+
+    tiles = []
+    rig = default_rig(["camera_front_wide_120fov"])
+    for fam in ("traffic_light", "pedestrian_crosswalk", "construction_zone", "unprotected_left_turn",
+                "merge_on_ramp", "debris_in_lane"):
+        fsc = make(fam, 3000)
+        t = 3_000_000
+        tile = make_renderer(fsc, rig, backend=backend).render(initial_world_state(fsc, t), "camera_front_wide_120fov",
+                                                               t - 33_333, t)
+        tile = cv2.resize(tile, (288, 160), interpolation=cv2.INTER_AREA)
+        cv2.putText(tile, f"{fam} ({fsc.conditions.time_of_day}, {fsc.conditions.weather})", (5, 14),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(tile)
+    grid = np.concatenate([np.concatenate(tiles[i:i + 2], axis=1) for i in range(0, len(tiles), 2)], axis=0)
+    _save_png(out / "render_families.png", grid)
+    written.append(out / "render_families.png")
     return written
 
 
