@@ -75,6 +75,11 @@ def test_features_hand_values():
     # Adapt Speed: slows a little, never speeds up
     (CocRecord("Adapt Speed", "Keep Lane"), straight(15.0, -0.5, v_floor=11.0), True),
     (CocRecord("Adapt Speed", "Keep Lane"), straight(15.0, 0.5), False),
+    (CocRecord("Adapt Speed", "Keep Lane"), straight(10.0, -2.5), False),  # slowing for a curve is not stopping
+    # a lane change waiting for its gap (Gap-search / Stop) may not have started; moving the other way disagrees
+    (CocRecord("Gap-search", "Lane Change", "left"), straight(10.0, -2.5), True),
+    (CocRecord("Gap-search", "Lane Change", "left"), lateral(12.0, -3.5), False),
+    (CocRecord("Resume Speed", "Lane Change", "left"), straight(10.0), False),
     # Keep Distance with a known lead (30 m ahead at 8 m/s): matching speed keeps the gap
     (CocRecord("Keep Distance", "Keep Lane", objects=(CriticalObject("car", "lead", distance_m=30.0, speed_mps=8.0),)),
      straight(8.0), True),

@@ -8,14 +8,17 @@
 | Yield         | slows by ≥ 1 m/s or is slow (< 3 m/s)                                                     |
 | Pass/Overtake | speeds up by ≥ 0.5 m/s                                                                     |
 | Gap-search    | changes speed by ≥ 0.3 m/s, moves sideways ≥ 0.5 m, or waits (stopped)                    |
-| Keep Distance | with a known lead (distance, speed): the predicted gap never closes below the time gap; otherwise no acceleration > 1 m/s |
-| Adapt Speed   | no acceleration > 0.5 m/s and slows by ≥ 0.3 m/s (or is already slower than the limit)    |
-| Resume Speed  | no slowing > 1 m/s and no stop                                                              |
+| Keep Distance | with a known lead (distance, speed, accel at t0): the predicted gap never closes below the time gap and the ego does not stop behind a moving lead; otherwise no acceleration > 1 m/s |
+| Adapt Speed   | no acceleration > 0.5 m/s in 3 s, slows by ≥ 0.3 m/s or holds its speed for 2 s, no stop  |
+| Resume Speed  | no slowing > 1 m/s (> 40 % in a turn) and no stop                                           |
 | Keep Lane     | lateral offset ≤ 1 m and no turn (heading change < 45° at intersection curvature)         |
-| Lane Change d | net lateral shift ≥ 2.5 m towards d (history included, so a change under way counts)      |
+| Lane Change d | peak lateral shift ≥ 2.5 m towards d (history included, so a change under way counts)     |
 | Nudge d       | peak offset towards d in [0.2, 2.5) m (bounded) and larger than any offset the other way  |
-| Turn d        | heading change ≥ 45° towards d, or ≥ 15° and still turning towards d at the end            |
-| Merge / Split | net lateral shift ≥ 1 m (towards d if given)                                             |
+| Turn d        | heading change ≥ 45° towards d, or ≥ 15° and still turning at the end, or turning now (finishing) |
+| Merge / Split | no turn (the ramp geometry decides the sideways motion)                                   |
+
+Lane Change / Nudge / Turn stated with Stop, Yield or Gap-search may still be pending at the end of
+the horizon (waiting for the gap); they then agree unless the ego moves the other way.
 
 Each check gives a soft agreement in [0, 1]: 0.5 + margin / scale, clipped, so 0.5 is the
 threshold and the reward has a slope near it. The overall score is the mean over the decisions the
@@ -32,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cordillera.reasoning.meta_actions import egomotion
-from cordillera.reasoning.schema import VEHICLE_KINDS, CocRecord, parse
+from cordillera.reasoning.schema import DIRECTED_LATERAL, VEHICLE_KINDS, CocRecord, parse
 
 DT_S = 0.1  # [s] 10 Hz trajectories, spec/alpamayo_model.md §3
 STOP_SPEED_MPS = 0.5  # [m/s] the brief: Stop ⇒ speed < 0.5 m/s
@@ -42,6 +45,9 @@ KEEP_LANE_MAX_M = 1.0  # [m]
 NUDGE_MIN_M, NUDGE_MAX_M = 0.2, 2.5  # [m]
 TIME_GAP_S = 1.0  # [s] Keep Distance: gap ≥ 2 m + 1.0 s × speed (lenient vs the expert's 1.5 s headway)
 MIN_GAP_M = 2.0
+PENDING_LONGITUDINAL = ("Stop", "Yield", "Gap-search")
+TURN_SPEED_KEEP = 0.6  # Resume Speed through a turn may slow to 60 % of v0 for the curvature
+TURN_MIN_CURVATURE_1PM = 0.025  # [1/m] intersection-scale curvature (radius <= 40 m), as meta_actions  # a lateral manoeuvre may wait on these
 EGO_FRONT_M = 4.09  # [m] rig origin → front bumper, spec/alpasim.md §1.2 (1.3965 + 5.393 / 2)
 
 
@@ -113,6 +119,7 @@ def trajectory_features(trajectory, history=None, yaw=None, history_yaw=None) ->
         "yaw_end_rad": float(yaw_rel[-1]),
         "yaw_hist_start_rad": float(yaw_rel[0]),
         "yaw_rate_end_radps": float((em.yaw_rad[-1] - em.yaw_rad[-3]) / (2 * DT_S)) if len(path) >= 3 else 0.0,
+        "curvature_t0_1pm": float(np.mean(kappa[max(i0 - 2, 0):i0 + 3])),
         "mean_abs_curvature_1pm": float(np.mean(np.abs(kappa[i0:]))),
         "max_abs_curvature_1pm": float(np.max(np.abs(kappa[i0:]))),
     }
@@ -143,30 +150,63 @@ def _check_longitudinal(rec: CocRecord, f: dict) -> float:
                      and o.relation in ("lead", "cut_in_left", "cut_in_right", "merging", "ahead")), None)
         if lead is None:
             return _soft((v0 + 1.0) - vmax, 0.5)
+        # the lead as known at t0: its speed, and its acceleration if it is speeding up (a lead
+        # moving off); a braking lead is extrapolated at constant speed (the ego reacts later)
         t = DT_S * np.arange(1, len(f["v_fut_mps"]) + 1)
-        gap = lead.distance_m + max(lead.speed_mps, 0.0) * t - f["x_fwd_m"]
-        need = np.minimum(MIN_GAP_M + TIME_GAP_S * f["v_fut_mps"], 0.8 * lead.distance_m)
-        return _soft(float(np.min(gap - need)), 2.0)
+        v_l0 = max(lead.speed_mps, 0.0)
+        a_l = max(lead.accel_mps2 or 0.0, 0.0)
+        v_l = np.minimum(v_l0 + a_l * t, max(v_l0, vmax))
+        s_l = np.cumsum(v_l) * DT_S
+        gap = lead.distance_m + s_l - f["x_fwd_m"]
+        if lead.relation == "lead":
+            need = np.minimum(MIN_GAP_M + TIME_GAP_S * f["v_fut_mps"], 0.8 * lead.distance_m)
+        else:  # a cut-in / merging car is not yet straight ahead: only no contact is required
+            need = np.full_like(gap, min(MIN_GAP_M, 0.8 * lead.distance_m))
+        m = float(np.min(gap - need))
+        if v_l0 >= 3.0 and (lead.accel_mps2 or 0.0) > -1.0:  # following a moving lead is not stopping
+            m = min(m, 2.0 * (vmin - 1.0))
+        return _soft(m, 2.0)
     if lon == "Adapt Speed":
-        return _soft(min((v0 + 0.5) - vmax, (v0 - 0.3) - vmin), 0.5)
+        v3 = f["v_fut_mps"][:30]
+        v2 = f["v_fut_mps"][:20]
+        # slows, or holds an adapted speed, and does not speed up in the next 3 s
+        m = min((v0 + 0.5) - float(v3.max()), max((v0 - 0.3) - float(v3.min()), (v0 + 0.3) - float(v2.max())))
+        if v0 >= 2.0:  # slowing for a curve or a limit is not stopping
+            m = min(m, vmin - 1.0)
+        return _soft(m, 0.5)
     if lon == "Resume Speed":
         if v0 < 1.0:
             return _soft(vmax - 1.0, 0.5)
-        return _soft(min(vmin - (v0 - 1.0), vmin - STOP_SPEED_MPS), 0.5)
+        floor = min(v0 - 1.0, TURN_SPEED_KEEP * v0) if rec.lateral == "Turn" else v0 - 1.0  # turns slow the car
+        return _soft(min(vmin - floor, vmin - STOP_SPEED_MPS), 0.5)
     raise ValueError(f"unknown longitudinal decision {lon!r}")
 
 
 def _check_lateral(rec: CocRecord, f: dict) -> float:
+    score = _check_lateral_motion(rec, f)
+    lat, d = rec.lateral, rec.lateral_direction
+    if lat in DIRECTED_LATERAL and lat != "Keep Lane" and rec.longitudinal in PENDING_LONGITUDINAL and score < 0.5:
+        # a manoeuvre waiting on a stop / yield / gap may not have started within the horizon;
+        # it agrees as long as the ego does not move the other way
+        s = 1.0 if d == "left" else -1.0
+        other = max(float(np.max(-s * f["lat_fut_m"])), 0.0)
+        other_yaw = max(-s * f["yaw_end_rad"], 0.0)
+        score = max(score, min(_soft(0.5 - other, 0.5), _soft(np.deg2rad(15.0) - other_yaw, 0.2)))
+    return score
+
+
+def _check_lateral_motion(rec: CocRecord, f: dict) -> float:
     lat, d = rec.lateral, rec.lateral_direction
     lf, lh = f["lat_fut_m"], f["lat_hist_m"]
     s = 1.0 if d == "left" else -1.0
     if lat == "Keep Lane":
         m = KEEP_LANE_MAX_M - float(np.max(np.abs(lf)))
-        if f["max_abs_curvature_1pm"] >= 0.025:  # intersection-scale curvature: is it a turn?
+        if f["max_abs_curvature_1pm"] >= TURN_MIN_CURVATURE_1PM:  # intersection-scale curvature: is it a turn?
             m = min(m, TURN_MIN_RAD - abs(f["yaw_end_rad"]))
         return _soft(m, 0.5)
     if lat == "Lane Change":
-        shift = float(s * lf[-1] - min(np.min(s * lh), 0.0))
+        # the peak counts: a pass changes lanes and may come back within the horizon
+        shift = float(np.max(s * lf) - min(np.min(s * lh), 0.0))
         return _soft(shift - LANE_CHANGE_MIN_M, 0.75)
     if lat == "Nudge":
         peak = float(np.max(s * lf))
@@ -176,12 +216,13 @@ def _check_lateral(rec: CocRecord, f: dict) -> float:
         # heading change towards d, counting a turn already under way in the history
         dtheta = max(s * f["yaw_end_rad"], s * (f["yaw_end_rad"] - f["yaw_hist_start_rad"]))
         still = min(s * f["yaw_end_rad"] - np.deg2rad(15.0), s * f["yaw_rate_end_radps"] - 0.1)
-        return _soft(max(dtheta - TURN_MIN_RAD, still), 0.3)
+        # finishing a turn: turning now at intersection curvature, towards d
+        now = 20.0 * (s * f["curvature_t0_1pm"] - 0.5 * TURN_MIN_CURVATURE_1PM)
+        return _soft(max(dtheta - TURN_MIN_RAD, still, now), 0.3)
     if lat in ("Merge", "Split"):
-        net = float(lf[-1] - lh[0])
-        if d in ("left", "right"):
-            return _soft(s * net - 1.0, 0.5)
-        return _soft(abs(net) - 1.0, 0.5)
+        # the ramp geometry decides how much sideways motion a merge shows (often none against a
+        # converging lane), so only what contradicts it is checked: a turn
+        return _soft(TURN_MIN_RAD - abs(f["yaw_end_rad"]), 0.3)
     raise ValueError(f"unknown lateral decision {lat!r}")
 
 

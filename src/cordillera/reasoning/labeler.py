@@ -137,7 +137,7 @@ def _object_from_state(scenario, step, actor_id: str, relation: str | None, dist
     # speed along the ego heading (for Keep Distance checks)
     v_along = st.speed_mps * math.cos(st.yaw_rad - step.ego.yaw_rad)
     return CriticalObject(kind=spec.kind, relation=rel, state=state, distance_m=round(dist, 2),
-                          speed_mps=round(float(v_along), 2), id=actor_id)
+                          speed_mps=round(float(v_along), 2), accel_mps2=round(float(st.accel_mps2), 2), id=actor_id)
 
 
 def _statics_ahead(scenario, step, t0_us, range_m=PERCEPTION_RANGE_M) -> list[tuple[str, float, float]]:
@@ -186,8 +186,10 @@ def build_record(scenario, step, decisions: dict | None, t0_us: int, hazards=())
         objects.append(_object_from_state(scenario, step, co["id"], co.get("relation"), co.get("distance_m")))
     # hazards that have begun by t0 and whose actor is visible add their object
     for hz in hazards:  # a recent hazard names its object when the decision reacts but names none
-        if objects or rec.longitudinal not in HAZARD_REACTIONS or not hz.actor_id:
+        if objects or rec.longitudinal not in HAZARD_REACTIONS:
             break
+        if not hz.actor_id:
+            continue
         if 0 <= t0_us - hz.t_us <= HAZARD_MEMORY_US and actor_visible_at(scenario, step, hz.actor_id, t0_us):
             rel = {"cut_in": "cut_in", "jaywalker": "crossing", "pedestrian_crossing": "crossing",
                    "lead_braking": "lead", "lead_emergency_braking": "lead", "blocked_lane": "blocking",
@@ -439,8 +441,8 @@ def label_rollout(rollout, scenario, seed: int = 0, keyframes: list[Keyframe] | 
     events = []
     for kf in kfs:
         i0 = index.get(int(kf.t_us))
-        if i0 is None:
-            continue
+        if i0 is None or kf.t_us < rollout.force_gt_end_us:
+            continue  # during force-GT warm-up the expert's decision is not what the ego drives
         step = rollout.steps[i0]
         dec = _decision_at(rollout, i0, scenario, kf.t_us)
         if not dec or (dec.get("longitudinal") not in LONGITUDINAL and dec.get("lateral") not in LATERAL):

@@ -69,7 +69,8 @@ class CriticalObject:
     relation: str = "ahead"  # ahead | lead | left | right | crossing | oncoming | cut_in_left | cut_in_right | behind
     state: str = "moving"  # moving | stopped | braking | crossing | parked | static | slow
     distance_m: float | None = None  # along the ego heading at t0
-    speed_mps: float | None = None  # the object's speed at t0 (for Keep Distance checks)
+    speed_mps: float | None = None  # the object's speed along the ego heading at t0 (Keep Distance checks)
+    accel_mps2: float | None = None  # its acceleration at t0
     id: str | None = None
 
     def __post_init__(self):
