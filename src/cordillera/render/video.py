@@ -285,7 +285,7 @@ def rollout_video(rollout, scenario: Scenario, renderer_or_frames, path: str | P
                              route_xy=scenario.route_polyline_xy(), gt_xy=gt_xy, radius_m=bev_radius_m)
             accel = st.ego.accel_mps2
             lines = [
-                (f"{scenario.id}  {rollout.rollout_id}", (230, 230, 230)),
+                (f"{scenario.id}  {rollout.rollout_id[:8]}", (230, 230, 230)),
                 (f"t = {st.t_us / 1e6:6.2f} s  step {i}{'  [force GT]' if st.force_gt else ''}", (230, 230, 230)),
                 (f"speed {speeds[i]:5.2f} m/s ({speeds[i] * 3.6:5.1f} km/h)", (230, 230, 230)),
                 (f"accel {accel:+5.2f} m/s2", (230, 230, 230)),
