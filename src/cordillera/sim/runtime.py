@@ -31,6 +31,12 @@ worker thread when ``policy_timeout_s > 0``) or an invalid plan after warm-up en
 ``status="failed"`` and an ``error`` such as ``"policy raised ValueError: ..."`` or
 ``"invalid plan at t=2000000: plan contains NaN or inf"``.
 
+Remote services: ``Simulator(..., endpoints=SimEndpoints(...))`` swaps the in-process controller,
+physics and traffic for other implementations of the same roles (the gRPC clients of
+:mod:`cordillera.serve.client`), and ``hooks`` see the session start and every commit (logging). The
+loop stays this one loop; :func:`build_observation` is the one place an ``Observation`` is built, for
+this runtime and for the gRPC driver service alike.
+
 Determinism: nothing random is drawn by the runtime (the seed goes to the policy session and to an
 RNG kept in the snapshot for future noise models), so scenario + seed + policy + config → the
 same rollout, bit for bit.
@@ -73,6 +79,9 @@ __all__ = [
     "SimSnapshot",
     "run_rollout",
     "route_waypoints_rig",
+    "ego_history_from_states",
+    "build_observation",
+    "SimEndpoints",
 ]
 
 SHUTTER_US = 30_000  # [µs] camera shutter duration, spec/alpasim.md §0
@@ -143,6 +152,78 @@ def _wrap(a: float) -> float:
     return math.atan2(math.sin(a), math.cos(a))
 
 
+def ego_history_from_states(history) -> EgoHistory:
+    """Committed ego states ``[(t_us, AgentState), ...]`` (oldest first) -> :class:`EgoHistory`.
+
+    Rig-frame velocity ``(speed, lateral speed, 0)``, acceleration ``(accel, speed · yaw rate, 0)``,
+    yaw-only orientation."""
+    t = np.array([k for k, _ in history], dtype=np.int64)
+    a = np.array([(s.x_m, s.y_m, s.yaw_rad, s.speed_mps, s.lat_speed_mps, s.accel_mps2, s.yaw_rate_radps)
+                  for _, s in history], dtype=np.float64).reshape(-1, 7)
+    n = len(history)
+    z = np.zeros(n)
+    quat = np.stack([z, z, np.sin(0.5 * a[:, 2]), np.cos(0.5 * a[:, 2])], axis=-1)
+    return EgoHistory(t_us=t, xyz_local=np.stack([a[:, 0], a[:, 1], z], axis=-1), quat_local=quat,
+                      velocity_rig_mps=np.stack([a[:, 3], a[:, 4], z], axis=-1),
+                      accel_rig_mps2=np.stack([a[:, 5], a[:, 3] * a[:, 6], z], axis=-1),
+                      yaw_rate_radps=a[:, 6].copy())
+
+
+def build_observation(t_us: int, frames: dict[str, CameraFrame], ego_history: EgoHistory, route_rig,
+                      nav_text: str | None = None, history_poses: int | None = None) -> Observation:
+    """What a policy sees at ``t_us`` — built here for the in-process loop and the gRPC driver alike.
+
+    Keeps the last ``history_poses`` ego poses at or before ``t_us`` (all when None) and pads
+    (NaN) or truncates the route to :data:`ROUTE_WAYPOINTS` rows (an empty route is all NaN)."""
+    t = np.asarray(ego_history.t_us)
+    keep = int(np.searchsorted(t, int(t_us), side="right"))
+    lo = 0 if history_poses is None else max(keep - int(history_poses), 0)
+    if lo != 0 or keep != len(t):
+        h = ego_history
+        ego_history = EgoHistory(h.t_us[lo:keep], h.xyz_local[lo:keep], h.quat_local[lo:keep],
+                                 h.velocity_rig_mps[lo:keep], h.accel_rig_mps2[lo:keep], h.yaw_rate_radps[lo:keep])
+    route = np.asarray(route_rig, dtype=np.float64)
+    if route.size == 0:
+        route = route.reshape(0, 3)
+    if route.ndim != 2 or route.shape[1] != 3:
+        raise ValueError(f"route waypoints must be (N, 3) in the rig frame, got shape {route.shape}")
+    if len(route) != ROUTE_WAYPOINTS:
+        padded = np.full((ROUTE_WAYPOINTS, 3), np.nan)
+        padded[: min(len(route), ROUTE_WAYPOINTS)] = route[:ROUTE_WAYPOINTS]
+        route = padded
+    return Observation(t_us=int(t_us), cameras=dict(frames), ego_history=ego_history, route_rig=route,
+                       nav_text=nav_text)
+
+
+@dataclass(frozen=True, eq=False)
+class SimEndpoints:
+    """Other implementations of AlpaSim's service roles (None = the in-process function).
+
+    - ``controller.track(ego, plan, t_us, t_next_us) -> AgentState`` (``controller="tracking"``)
+      and ``controller.force_gt(ego, ego_gt_next, t_us, t_next_us)`` (AlpaSim still calls the
+      controller during force-GT and discards its answer; keeps timestamps chained).
+    - ``physics.ground(ego_next, t_us, t_next_us) -> AgentState`` (not during force-GT).
+    - ``traffic.step(ego_next, t_us, dt_us) -> dict[str, AgentState]`` actor box states at t + dt.
+    - ``hooks``: objects with any of ``before_start(sim)`` (before ``policy.start``),
+      ``after_start(sim)``, ``after_commit(sim)`` (after every commit), ``on_close(sim, rollout)``.
+
+    Snapshots do not include the state held by remote services."""
+
+    controller: object | None = None
+    physics: object | None = None
+    traffic: object | None = None
+    hooks: tuple = ()
+
+    def call_hooks(self, name: str, *args) -> None:
+        for h in self.hooks:
+            fn = getattr(h, name, None)
+            if fn is not None:
+                fn(*args)
+
+
+_NO_ENDPOINTS = SimEndpoints()
+
+
 @dataclass(frozen=True, eq=False)
 class SimSnapshot:
     t_us: int
@@ -160,8 +241,10 @@ class Simulator:
     """Runs one policy on one scenario; see the module docstring for the loop."""
 
     def __init__(self, scenario: Scenario, policy: Policy, config: SimConfig = SimConfig(), renderer: Renderer | None = None,
-                 rollout_id: str | None = None, seed: int = 0, reference: Rollout | None = None):
+                 rollout_id: str | None = None, seed: int = 0, reference: Rollout | None = None,
+                 endpoints: SimEndpoints | None = None):
         self.scenario = scenario
+        self.endpoints = endpoints or _NO_ENDPOINTS
         self.policy = policy
         self.config = config
         self.renderer = renderer
@@ -231,11 +314,13 @@ class Simulator:
     def reset(self) -> None:
         """Back to t = 0 and (re)start the policy session."""
         self._init_state()
+        self.endpoints.call_hooks("before_start", self)
         try:
             self.policy.start(self.session_info())
         except Exception as e:  # noqa: BLE001 - any policy error fails the rollout
             raise _PolicyFailure(f"policy raised {type(e).__name__} in start(): {e}") from e
         self._started = True
+        self.endpoints.call_hooks("after_start", self)
 
     def done(self) -> bool:
         return self._finished
@@ -282,8 +367,8 @@ class Simulator:
         # 2. policy ---------------------------------------------------------------------------------
         c0 = time.perf_counter()
         force_gt = t + dt <= self.force_gt_end_us
-        obs = Observation(t_us=t, cameras=frames, ego_history=self._ego_history(),
-                          route_rig=route_waypoints_rig(self._route, self._ego), nav_text=self.scenario.ego.nav_text)
+        obs = build_observation(t, frames, self._ego_history(), route_waypoints_rig(self._route, self._ego),
+                                self.scenario.ego.nav_text)
         plan = self._call_policy(ws, obs, t, t + dt)
         plan, error = self._check_plan(plan, t, force_gt)
         timing["policy"] = (time.perf_counter() - c0) * 1e3
@@ -299,20 +384,30 @@ class Simulator:
 
         # 3. controller (+ 4. physics: flat ground, nothing to do) --------------------------------------
         c0 = time.perf_counter()
+        ep = self.endpoints
         if force_gt:
             ego_next = self._ground_truth(t + dt)
             self._ctrl = ControllerState()
+            if ep.controller is not None:
+                ep.controller.force_gt(self._ego, ego_next, t, t + dt)
         elif cfg.controller == "perfect":
             ego_next = perfect_step(self._ego, plan_to_local(plan.t_us, plan.xyz_rig, plan.yaw_rig, self._ego), t + dt)
+        elif ep.controller is not None:
+            ego_next = ep.controller.track(self._ego, plan, t, t + dt)
         else:
             tr = plan_to_local(plan.t_us, plan.xyz_rig, plan.yaw_rig, self._ego)
             ego_next, self._ctrl = track(self._ego, tr, self._ctrl, t, t + dt, cfg.physics_substep_us)
         ego_next = replace(ego_next, yaw_rad=_wrap(ego_next.yaw_rad))
+        if ep.physics is not None and not force_gt:
+            ego_next = ep.physics.ground(ego_next, t, t + dt)
         timing["controller"] = (time.perf_counter() - c0) * 1e3
 
         # 5. traffic --------------------------------------------------------------------------------
         c0 = time.perf_counter()
-        self._traffic, _ = step_traffic(self._traffic, self.scenario, ego_next, t, dt)
+        if ep.traffic is not None:
+            self._traffic = replace(self._traffic, t_us=t + dt, states=dict(ep.traffic.step(ego_next, t, dt)))
+        else:
+            self._traffic, _ = step_traffic(self._traffic, self.scenario, ego_next, t, dt)
         timing["traffic"] = (time.perf_counter() - c0) * 1e3
 
         # 6. step: commit -------------------------------------------------------------------------------
@@ -321,6 +416,7 @@ class Simulator:
         self._history.append((self._t_us, ego_next))
         if len(self._history) > cfg.history_poses:
             del self._history[: len(self._history) - cfg.history_poses]
+        ep.call_hooks("after_commit", self)
         return record
 
     def run(self) -> Rollout:
@@ -345,6 +441,11 @@ class Simulator:
                     rollout.status, rollout.error = "failed", f"policy raised {type(e).__name__} in close(): {e}"
             self._shutdown_executor(wait=rollout.error is None or "timed out" not in rollout.error)
         rollout.steps = list(self._records)
+        try:
+            self.endpoints.call_hooks("on_close", self, rollout)
+        except Exception as e:  # noqa: BLE001 - closing remote sessions must not lose the rollout
+            if rollout.error is None:
+                rollout.status, rollout.error = "failed", f"closing services failed: {type(e).__name__}: {e}"
         rollout.wall_time_s = time.perf_counter() - c0
         return rollout
 
@@ -385,17 +486,7 @@ class Simulator:
         return plan, None
 
     def _ego_history(self) -> EgoHistory:
-        h = self._history[-self.config.history_poses:]
-        t = np.array([k for k, _ in h], dtype=np.int64)
-        a = np.array([(s.x_m, s.y_m, s.yaw_rad, s.speed_mps, s.lat_speed_mps, s.accel_mps2, s.yaw_rate_radps)
-                      for _, s in h], dtype=np.float64)
-        n = len(h)
-        z = np.zeros(n)
-        quat = np.stack([z, z, np.sin(0.5 * a[:, 2]), np.cos(0.5 * a[:, 2])], axis=-1)
-        return EgoHistory(t_us=t, xyz_local=np.stack([a[:, 0], a[:, 1], z], axis=-1), quat_local=quat,
-                          velocity_rig_mps=np.stack([a[:, 3], a[:, 4], z], axis=-1),
-                          accel_rig_mps2=np.stack([a[:, 5], a[:, 3] * a[:, 6], z], axis=-1),
-                          yaw_rate_radps=a[:, 6].copy())
+        return ego_history_from_states(self._history[-self.config.history_poses:])
 
     def _ground_truth(self, t_us: int) -> AgentState:
         """Ego at ``t_us`` on the ground truth: the reference rollout, else the lane-keeping rule."""
@@ -429,5 +520,6 @@ class Simulator:
 
 
 def run_rollout(scenario: Scenario, policy: Policy, config: SimConfig = SimConfig(), renderer: Renderer | None = None,
-                rollout_id: str | None = None, seed: int = 0, reference: Rollout | None = None) -> Rollout:
-    return Simulator(scenario, policy, config, renderer, rollout_id, seed, reference).run()
+                rollout_id: str | None = None, seed: int = 0, reference: Rollout | None = None,
+                endpoints: SimEndpoints | None = None) -> Rollout:
+    return Simulator(scenario, policy, config, renderer, rollout_id, seed, reference, endpoints).run()
