@@ -7,6 +7,7 @@ and finally the whole run is aggregated (``metrics.aggregate``). Layout (spec/al
 
     <out>/run_metadata.yaml
     <out>/reference/<scene_id>.npz, <scene_id>.json          expert reference (cache)
+    <out>/rollouts/<scene_id>/scenario.json                   the scenario (Scenario.to_json)
     <out>/rollouts/<scene_id>/<rollout_id>/metrics.parquet   long metrics table
                                           /rollout.npz|json  the executed rollout: states, signals and
                                                              per step the plan (x, y, yaw), CoC, decisions,
@@ -274,6 +275,7 @@ def load_rollout(path_stem: str | Path) -> tuple[Rollout, dict]:
 # Rollout videos (AlpaSim's per-rollout MP4, spec/alpasim.md §4.5)
 # ----------------------------------------------------------------------------------------------
 VIDEO_CAMERA = "camera_front_wide_120fov"
+SCENARIO_JSON = "scenario.json"  # rollouts/<scene_id>/scenario.json
 # per-step metrics shown in the video's panel (flags first, then distances)
 VIDEO_PANEL_METRICS = ("collision_front", "collision_lateral", "collision_rear", "offroad", "wrong_lane",
                        "red_light_violation", "dist_to_gt_trajectory", "min_time_to_collision_s")
@@ -291,20 +293,39 @@ def video_file(out_dir: str | Path, scene_id: str, rollout_id: str, camera: str 
     return rollout_dir(out_dir, scene_id, rollout_id) / f"{scene_id}_{rollout_id}_{camera}_default.mp4"
 
 
+def decision_cause(decisions: dict | None) -> str | None:
+    """The "why" of a plan's ``decisions``: causal object and signal, e.g.
+    ``"truck oncoming0 (crossing, 63 m) · light light_W red"``."""
+    if not decisions:
+        return None
+    parts = []
+    obj = decisions.get("causal_object")
+    if isinstance(obj, dict):
+        what = " ".join(str(obj[k]) for k in ("kind", "id") if obj.get(k))
+        how = [str(obj["relation"])] if obj.get("relation") else []
+        if isinstance(obj.get("distance_m"), (int, float)):
+            how.append(f"{obj['distance_m']:.0f} m")
+        parts.append(what + (f" ({', '.join(how)})" if how else ""))
+    elif obj:
+        parts.append(str(obj))
+    sig = decisions.get("signal")
+    if isinstance(sig, dict) and sig.get("id"):
+        parts.append(f"light {sig['id']} {sig.get('state', '?')}")
+    return " · ".join(parts) or None
+
+
 def decision_text(decisions: dict | None) -> str | None:
     """One line from a plan's ``decisions`` (the rule-based expert writes decisions, not CoC):
-    ``"Stop · Keep Lane — because of ped_0 — light light_W red"``."""
+    ``"Stop · Keep Lane — because of pedestrian ped_0 (crossing, 12 m) · light light_W red"``."""
     if not decisions:
         return None
     lon, lat = decisions.get("longitudinal"), decisions.get("lateral")
     if lat and decisions.get("lateral_direction"):
         lat = f"{lat} {decisions['lateral_direction']}"
     text = " · ".join(str(x) for x in (lon, lat) if x)
-    if decisions.get("causal_object"):
-        text += f" — because of {decisions['causal_object']}"
-    sig = decisions.get("signal")
-    if isinstance(sig, dict) and sig.get("id"):
-        text += f" — light {sig['id']} {sig.get('state', '?')}"
+    cause = decision_cause(decisions)
+    if cause:
+        text += f" — because of {cause}" if text else cause
     return text or None
 
 
@@ -442,6 +463,9 @@ def rollout_task(job: _Job, policy_factory, config, reference: tuple, out_dir: s
         (d / COMPLETE_MARKER).unlink(missing_ok=True)
         if ref_error is not None:
             raise RuntimeError(f"reference (expert) rollout failed: {ref_error}")
+        scenario_json = d.parent / SCENARIO_JSON  # one per scene: reports read conditions and the map
+        if not scenario_json.exists():
+            atomic_write_text(scenario_json, sc.to_json())
         policy = policy_factory()
         renderer = renderer_factory(sc) if renderer_factory is not None else None
         ro = (run_fn or _default_run_fn)(sc, policy, config, renderer, job.rollout_id, job.seed, ref_rollout)
@@ -792,6 +816,6 @@ def main_sim_run(suite: str, policy: str, out: str | Path, rollouts: int = 1, wo
 __all__ = [
     "POLICY_NAMES", "make_policy", "PolicyFactory", "expert_reference_factory", "rollout_id_for", "save_rollout",
     "load_rollout", "reference_task", "rollout_task", "RolloutOutcome", "BatchResult", "run_batch", "summary_table",
-    "main_sim_run", "VIDEO_CAMERA", "default_renderer_factory", "video_file", "decision_text", "display_coc",
-    "write_rollout_video",
+    "main_sim_run", "SCENARIO_JSON", "VIDEO_CAMERA", "default_renderer_factory", "video_file", "decision_cause",
+    "decision_text", "display_coc", "write_rollout_video",
 ]
