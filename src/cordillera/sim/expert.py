@@ -717,6 +717,12 @@ def _time_to_travel(dist, v0: float, v_max: float, accel: float = 1.5) -> np.nda
     return np.where(dist <= d_acc, t1, t2)
 
 
+def _dist_in_time(t_s: float, v0: float, v_max: float, accel: float = 1.0) -> float:
+    """Distance covered in ``t_s`` from ``v0`` accelerating gently up to ``v_max``."""
+    t_acc = min(t_s, max(0.0, (v_max - v0) / accel))
+    return v0 * t_acc + 0.5 * accel * t_acc**2 + max(v_max, v0) * (t_s - t_acc) if v_max > v0 else v0 * t_s
+
+
 def _plan(ctx: _Context, mem: _Memory, P: ExpertParams, ws: WorldState, t_now_us: int) -> Plan:
     route = ctx.route
     sc = ctx.scenario
@@ -809,21 +815,28 @@ def _plan(ctx: _Context, mem: _Memory, P: ExpertParams, ws: WorldState, t_now_us
         if is_static[a]:
             # a blocker not bypassed: stop behind it
             sb = np.where(occ, s_back, np.nan)
-            leaders.append(_Leader(sb, np.zeros_like(sb), P.min_gap_static_m, ("blocking", aid), P.emergency_brake_mps2))
+            s0_block = max(P.min_gap_static_m, lat.get("stop_gap_m", 0.0))
+            leaders.append(_Leader(sb, np.zeros_like(sb), s0_block, ("blocking", aid), P.emergency_brake_mps2))
             continue
-        if same_dir and not is_vru[a]:
+        if same_dir:  # vehicles, and cyclists/walkers moving along our path
             if k_in == 0 and in_corr[a, 0]:
                 sb = np.where(in_corr[a] & ahead, s_back, np.nan)
                 sb[0] = s_back[0]
                 leaders.append(_Leader(sb, v_along[a], P.min_gap_vehicle_m, ("lead", aid), P.emergency_brake_mps2))
             else:
                 t_in = k_in * PRED_DT_S
-                if t_in > P.cut_in_lookahead_s:
+                crossing_join = abs(float(dyaw[a, 0])) > np.pi / 4  # crossing now, joins our path later
+                if t_in > P.cut_in_lookahead_s and not crossing_join:
                     continue
-                ego_rear_then = s_rear + v0 * t_in
-                if s_fwd[k_in] < ego_rear_then - 1.0:
-                    continue  # enters behind us: it has to yield
-                rel = "merging" if any(sp.kind == "merge" and sp.s0 - 10 <= s_e <= sp.s1 for sp in ctx.spans) else "cut_in"
+                ego_rear_then = s_rear + _dist_in_time(t_in, v0, max(nominal_cap, v0))
+                if s_fwd[k_in] < ego_rear_then - max(3.0, (1.5 if crossing_join else 1.0) * float(pspeed[a])):
+                    continue  # joins well behind us: it has to yield
+                if abs(float(dyaw[a, 0])) > np.pi / 4:
+                    rel = "crossing"  # crossing traffic that turns into / continues along our path
+                elif any(sp.kind == "merge" and sp.s0 - 10 <= s_e <= sp.s1 for sp in ctx.spans):
+                    rel = "merging"
+                else:
+                    rel = "cut_in"
                 sb = s_back.copy()
                 sb[~valid[a]] = np.nan
                 leaders.append(_Leader(sb, v_along[a], P.min_gap_vehicle_m, (rel, aid), P.max_comfort_brake_mps2))
@@ -1038,6 +1051,12 @@ def _plan(ctx: _Context, mem: _Memory, P: ExpertParams, ws: WorldState, t_now_us
 # ----------------------------------------------------------------------------------------------
 # Lateral planning
 # ----------------------------------------------------------------------------------------------
+def _shift_length_m(c: float) -> float:
+    """Shortest run [m] for a smooth lateral shift of ``c`` metres at ≤ 0.12 1/m curvature
+    (smoothstep peak second derivative ≈ 5.8 c / L²)."""
+    return max(8.0, math.sqrt(5.8 * abs(c) / 0.12))
+
+
 def _ramp_profile(S: np.ndarray, a0: float, a1: float, b0: float, b1: float, c: float, d0: float = 0.0) -> np.ndarray:
     """d0 before a0, smooth move to c at a1, hold to b0, smooth return to 0 at b1."""
     up = _smoothstep((S - a0) / max(a1 - a0, 1e-3))
@@ -1059,7 +1078,7 @@ def _plan_lateral(ctx, mem, P, ids, is_static, sa, da, hl, hw, v_along, dyaw, va
         if not valid[a, 0]:
             continue
         lo_s, hi_s = sa[a, 0] - hl[a, 0], sa[a, 0] + hl[a, 0]
-        if hi_s < s_rear - 1.0 or lo_s > s_e + 80.0:
+        if hi_s < s_rear - 1.0 or lo_s > s_e + P.lookahead_m:
             continue
         obs.append((ids[a], float(lo_s), float(hi_s), float(da[a, 0] - hw[a, 0]), float(da[a, 0] + hw[a, 0])))
     band = ego_hw + clr
@@ -1134,7 +1153,9 @@ def _plan_lateral(ctx, mem, P, ids, is_static, sa, da, hl, hw, v_along, dyaw, va
                 break
         if chosen is None:
             if pending is not None:
-                out.update(kind=pending[1], direction=pending[2], causal=group[0][0], pending=True)
+                # wait far enough back to steer around the blocker from standstill
+                out.update(kind=pending[1], direction=pending[2], causal=group[0][0], pending=True,
+                           stop_gap_m=_shift_length_m(pending[0]) + 1.5)
             return out
         # the offset profile is fixed in space once chosen; a late start shortens the ramp-in
         a1 = g_lo - front_m - 1.0
@@ -1142,7 +1163,7 @@ def _plan_lateral(ctx, mem, P, ids, is_static, sa, da, hl, hw, v_along, dyaw, va
         d0 = 0.0
         if a0 < s_e:  # late start (e.g. from standstill behind the blocker): start from here
             a0, d0 = s_e, d_e
-            a1 = max(a1, s_e + 8.0 + 0.5 * abs(chosen[0] - d_e) * max(v0, 2.0) / 2.0)
+            a1 = max(a1, s_e + _shift_length_m(chosen[0] - d_e) + 0.5 * abs(chosen[0] - d_e) * max(v0, 2.0) / 2.0)
         mem.maneuver = {"key": key, "cand": chosen, "a0": a0, "a1": a1, "d0": d0}
     c, kind, dr = chosen
     b0 = max(g_hi + rear_m + 2.0, mem.maneuver.get("b0", -np.inf))
@@ -1162,7 +1183,9 @@ def _target_gap_safe(P, c, lane_w, ego_hw, ids, is_static, sa, da, hl, v_along, 
     sgn = 1.0 if c > 0 else -1.0
     far = max(abs(c), 0.5 * lane_w) + 0.5 * lane_w + 0.5
     for a in range(len(ids)):
-        if is_static[a] or not valid[a, 0]:
+        # beyond the projection window the Frenet coordinates are extrapolated along the last
+        # tangent: good enough to see far oncoming traffic on the stretch we are about to borrow
+        if is_static[a] or abs(float(da[a, 0])) > 25.0 or float(sa[a, 0]) < s_e - 80.0:
             continue
         d0 = sgn * float(da[a, 0])
         if d0 < 0.5 * lane_w - 0.3 or d0 > far:
@@ -1170,8 +1193,12 @@ def _target_gap_safe(P, c, lane_w, ego_hw, ids, is_static, sa, da, hl, v_along, 
         va = float(v_along[a, 0])
         s_back, s_fwd = float(sa[a, 0] - hl[a, 0]), float(sa[a, 0] + hl[a, 0])
         if abs(float(dyaw[a, 0])) > np.pi / 2:
-            # oncoming in the band: it must be far enough to pass before we use the band
-            if s_fwd > s_rear - 2.0 and s_back - s_front < (v0 + abs(va)) * 8.0 + 10.0:
+            # oncoming in the band: we must be through the obstacle zone well before it gets there
+            if s_fwd < s_rear - 2.0:
+                continue  # already behind us
+            t_exit = _time_to_travel(g_hi + 8.0 - s_e, v0, max(v0, 8.0), 1.0)
+            t_arrive = (s_back - g_hi) / max(abs(va), 0.1) if s_back > g_hi else 0.0
+            if t_arrive < float(t_exit) + 3.0:
                 return False
             continue
         if s_back > s_front:  # ahead in the target band
