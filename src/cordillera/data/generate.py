@@ -1,0 +1,301 @@
+"""Generate PhysicalAI-AV clips from expert rollouts: scenario → rollout → render → clip files.
+
+For each (family, seed) of a suite: ``world.generator.make`` builds the scenario (its family
+randomises map, traffic and conditions from the seed), the privileged ``ExpertPolicy`` drives it
+for 20 s through ``sim.runtime.run_rollout`` with the model's four cameras rendered at 320×576
+each 10 Hz step (``keep_images=True``), REASONING's ``label_rollout`` writes the CoC events (when
+the labeler is importable; otherwise a clip gets no reasoning and ``event_t0s`` = its hazard
+onsets), and :func:`cordillera.data.writer.stage_clip` encodes and stages the clip.
+
+Frame rate: the simulator renders at 10 Hz (its control period); the MP4s are 30 fps like the
+PhysicalAI-AV release, so every rendered frame appears three times (frame at 30 fps time t = the
+latest render at or before t). Nothing after t reaches a frame stamped t.
+
+Clips are named by a UUID derived from (family, seed), so a rerun skips clips already written
+(resume). Work runs through Ray (``address=None`` → a local cluster with ``workers`` CPUs,
+``--address`` → an existing cluster), or in-process with ``workers=1``. Workers stage their own
+clips (encoding in parallel); the driver packs chunks. A scenario that fails (build, rollout,
+labelling or encoding) is skipped and reported; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import traceback
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cordillera.data import keys as K
+from cordillera.data import layout as L
+from cordillera.data.egomotion import egomotion_from_states
+from cordillera.data.writer import DEFAULT_CHUNK_SIZE, CameraStream, ClipData, ClipRecord, create, stage_clip
+
+__all__ = ["CLIP_NAMESPACE", "DEFAULT_TRACK_WIDTH_M", "clip_uuid", "split_for", "rollout_to_clip",
+           "generate_one", "generate", "main_generate"]
+
+CLIP_NAMESPACE = uuid.UUID("6f1c2a4e-8d3b-5e7f-9a0b-1c2d3e4f5a6b")  # fixed: clip ids are reproducible
+CLIP_DURATION_US = 20_000_000  # [µs] PhysicalAI-AV clips are ~20 s, spec/alpamayo_training_data.md §7.2
+DEFAULT_IMAGE_HW = (320, 576)  # model input size, spec/alpamayo_model.md §2.2
+DEFAULT_TRACK_WIDTH_M = 1.7  # [m] EgoSpec has no track width; a mid-size car's
+VAL_FRACTION = 10  # one clip in ten goes to "val" (by clip uuid)
+
+
+def clip_uuid(family: str, seed: int) -> str:
+    return str(uuid.uuid5(CLIP_NAMESPACE, f"cordillera/{family}/{int(seed)}"))
+
+
+def split_for(clip_id: str) -> str:
+    return "val" if uuid.UUID(clip_id).int % VAL_FRACTION == 0 else "train"
+
+
+# ---------------------------------------------------------------------------------------------
+# Rollout → ClipData
+# ---------------------------------------------------------------------------------------------
+def _obstacles(scenario, rollout, yaw0: float, x0: float, y0: float) -> pd.DataFrame:
+    """Actor cuboids per step in the anchor frame (box centre, z = half height above ground)."""
+    c, s = np.cos(yaw0), np.sin(yaw0)
+    rows = []
+    for step in rollout.steps:
+        for aid, st in step.actors.items():
+            if not st.visible:
+                continue
+            spec = scenario.actor(aid)
+            dx, dy = st.x_m - x0, st.y_m - y0
+            yaw = st.yaw_rad - yaw0
+            rows.append((int(step.t_us), aid, spec.label, c * dx + s * dy, -s * dx + c * dy,
+                         st.z_m + spec.height_m / 2, 0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2),
+                         spec.length_m, spec.width_m, spec.height_m))
+    if not rows:
+        from cordillera.data.writer import _empty_obstacles
+
+        return _empty_obstacles()
+    df = pd.DataFrame(rows, columns=list(K.OBSTACLE_COLUMNS))
+    df[K.TIMESTAMP] = df[K.TIMESTAMP].astype(np.int64)
+    return df
+
+
+def _events(scenario, rollout, seed: int) -> tuple[list[dict], list[int], str]:
+    """(events, event_t0s, source): REASONING's labels when available, else hazard onsets."""
+    try:
+        from cordillera.reasoning.labeler import label_rollout
+    except ImportError:
+        label_rollout = None
+    if label_rollout is not None:
+        evs = label_rollout(rollout, scenario, seed=seed)
+        events = [{K.EVENT_START_TIMESTAMP: int(e.event_start_timestamp_us), K.COT: str(e.cot)} for e in evs]
+        return events, [e[K.EVENT_START_TIMESTAMP] for e in events], "labeler"
+    return [], sorted({int(h.t_us) for h in scenario.hazards}), "hazards"
+
+
+def rollout_to_clip(scenario, rollout, rig, clip_id: str, events=None, event_t0s=None, split: str = "train",
+                    extra_metadata: dict | None = None) -> ClipData:
+    """A :class:`ClipData` from an expert rollout that kept its camera frames."""
+    steps = rollout.steps
+    if len(steps) < 2:
+        raise ValueError(f"scenario {scenario.id}: rollout has {len(steps)} steps")
+    t = np.array([s.t_us for s in steps], dtype=np.int64)
+    if t[0] != 0:
+        raise ValueError(f"scenario {scenario.id}: rollout must start at t=0, starts at {t[0]}")
+    ego = [s.ego for s in steps]
+    egomotion = egomotion_from_states(
+        t, [e.x_m for e in ego], [e.y_m for e in ego], [e.yaw_rad for e in ego], [e.speed_mps for e in ego],
+        [e.accel_mps2 for e in ego], [e.yaw_rate_radps for e in ego], [e.lat_speed_mps for e in ego],
+        [e.z_m for e in ego])
+    cameras = {}
+    for cam in rig.names:
+        frames, ft = [], []
+        for s in steps:
+            if not s.frames or cam not in s.frames:
+                raise ValueError(f"scenario {scenario.id}: step t={s.t_us} has no frame of {cam} "
+                                 "(run with keep_images=True and this camera)")
+            frames.append(s.frames[cam].image)
+            ft.append(s.t_us)  # the frame shows the committed state at the step time
+        cameras[cam] = CameraStream(frames, np.array(ft, dtype=np.int64))
+    eg = scenario.ego
+    vehicle = {"length": eg.length_m, "width": eg.width_m, "height": eg.height_m,
+               "rear_axle_to_bbox_center": eg.rear_axle_to_center_m, "wheelbase": eg.wheelbase_m,
+               "track_width": DEFAULT_TRACK_WIDTH_M}
+    meta = {K.FAMILY: scenario.family, K.CATEGORY: scenario.category, K.SEED: int(scenario.seed),
+            K.SCENARIO_ID: scenario.id, K.TIME_OF_DAY: scenario.conditions.time_of_day,
+            K.WEATHER: scenario.conditions.weather, K.DURATION_US: int(t[-1]),
+            "scenario_params": json.dumps(scenario.params, sort_keys=True, default=str)}
+    meta.update(extra_metadata or {})
+    return ClipData(clip_id=clip_id, egomotion=egomotion, cameras=cameras, camera_specs={c.name: c for c in rig},
+                    vehicle=vehicle, obstacles=_obstacles(scenario, rollout, ego[0].yaw_rad, ego[0].x_m, ego[0].y_m),
+                    events=list(events or []), event_t0s=event_t0s, metadata=meta, split=split)
+
+
+# ---------------------------------------------------------------------------------------------
+# One clip (runs in a worker)
+# ---------------------------------------------------------------------------------------------
+def generate_one(family: str, seed: int, out, cameras, image_hw=DEFAULT_IMAGE_HW,
+                 duration_us: int = CLIP_DURATION_US, rollout_seed: int = 0, backend: str = "auto") -> dict:
+    """Build, drive, render, label and stage one clip. Returns ``{"ok": True, "record": json}`` or
+    ``{"ok": False, "family", "seed", "error"}`` — it never raises for a broken scenario."""
+    t_start = time.perf_counter()
+    try:
+        from cordillera.render import make_renderer
+        from cordillera.render.rig import default_rig
+        from cordillera.sim.expert import ExpertPolicy
+        from cordillera.sim.runtime import SimConfig, run_rollout
+        from cordillera.world.generator import make
+
+        scenario = make(family, int(seed))
+        if scenario.duration_us != duration_us:
+            scenario = dataclasses.replace(scenario, duration_us=int(duration_us))
+        rig = default_rig(tuple(cameras), height=int(image_hw[0]), width=int(image_hw[1]))
+        renderer = make_renderer(scenario, rig, backend=backend)
+        config = SimConfig(cameras=tuple(cameras), keep_images=True)
+        rollout = run_rollout(scenario, ExpertPolicy(), config, renderer=renderer, seed=rollout_seed)
+        if rollout.failed:
+            raise ValueError(f"expert rollout failed: {rollout.error}")
+        events, t0s, source = _events(scenario, rollout, rollout_seed)
+        cid = clip_uuid(family, seed)
+        clip = rollout_to_clip(scenario, rollout, rig, cid, events, t0s, split_for(cid),
+                               {"events_source": source, "render_backend": type(renderer).__name__})
+        del rollout
+        rec = stage_clip(out, clip)
+        return {"ok": True, "record": rec.to_json(), "wall_s": time.perf_counter() - t_start}
+    except Exception as e:  # a broken scenario is reported, never fatal
+        return {"ok": False, "family": family, "seed": int(seed), "error": f"{type(e).__name__}: {e}",
+                "traceback": traceback.format_exc(limit=6), "wall_s": time.perf_counter() - t_start}
+
+
+# ---------------------------------------------------------------------------------------------
+# Many clips
+# ---------------------------------------------------------------------------------------------
+def _pairs(suite, clips: int) -> list[tuple[str, int]]:
+    if isinstance(suite, (list, tuple)):
+        pairs = [(str(f), int(s)) for f, s in suite]
+    else:
+        from cordillera.world.generator import suite as suite_pairs
+
+        pairs = suite_pairs(suite, n=clips) if suite == "train" else suite_pairs(suite)
+    if clips is not None:
+        if clips > len(pairs):
+            raise ValueError(f"suite has {len(pairs)} scenarios, {clips} clips asked (use suite 'train' for more)")
+        pairs = pairs[:clips]
+    return pairs
+
+
+class _Progress:
+    def __init__(self, total: int, done: int, enabled: bool):
+        self._p = None
+        if enabled:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self._p = Progress(TextColumn("[bold]clips"), BarColumn(), MofNCompleteColumn(),
+                               TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
+            self._p.start()
+            self._t = self._p.add_task("clips", total=total, completed=done, info="")
+
+    def advance(self, info: str) -> None:
+        if self._p is not None:
+            self._p.update(self._t, advance=1, info=info)
+
+    def close(self) -> None:
+        if self._p is not None:
+            self._p.stop()
+
+
+def generate(suite, clips: int | None, out, workers: int | None = None, address: str | None = None, seed: int = 0,
+             cameras=None, image_hw=DEFAULT_IMAGE_HW, duration_us: int = CLIP_DURATION_US,
+             chunk_size: int = DEFAULT_CHUNK_SIZE, progress: bool = True, backend: str = "auto") -> dict:
+    """Generate ``clips`` clips of ``suite`` (a suite name or a list of (family, seed)) into ``out``.
+
+    ``seed`` seeds the rollouts and the CoC phrasing. Returns a report dict: ``written`` (new
+    clip ids), ``skipped`` (already present), ``failed`` (list of {family, seed, error}),
+    ``clips_total``, ``wall_s``. Failures are also appended to ``.cordillera/failures.jsonl``."""
+    import os
+
+    from cordillera.render.rig import DEFAULT_MODEL_CAMERAS
+
+    cameras = tuple(cameras or DEFAULT_MODEL_CAMERAS)
+    out = Path(out)
+    t_start = time.perf_counter()
+    pairs = _pairs(suite, clips)
+    writer = create(out, cameras, chunk_size=chunk_size)
+    todo = [(f, s) for f, s in pairs if not writer.has_clip(clip_uuid(f, s))]
+    skipped = [clip_uuid(f, s) for f, s in pairs if writer.has_clip(clip_uuid(f, s))]
+    written, failed = [], []
+    bar = _Progress(len(pairs), len(skipped), progress)
+    fail_log = out / L.BOOKKEEPING_DIR / "failures.jsonl"
+
+    def collect(res: dict) -> None:
+        if res["ok"]:
+            rec = ClipRecord.from_json(res["record"])
+            writer.add_staged(rec)
+            written.append(rec.clip_id)
+            bar.advance(f"{rec.metadata.get(K.FAMILY)} ({res['wall_s']:.0f} s)")
+        else:
+            failed.append({k: res[k] for k in ("family", "seed", "error")})
+            fail_log.parent.mkdir(parents=True, exist_ok=True)
+            with open(fail_log, "a") as f:
+                f.write(json.dumps({k: res[k] for k in ("family", "seed", "error", "traceback")}) + "\n")
+            bar.advance(f"[red]FAILED {res['family']}/{res['seed']}")
+
+    n_workers = int(workers or os.cpu_count() or 1)
+    args = dict(out=str(out), cameras=cameras, image_hw=tuple(image_hw), duration_us=int(duration_us),
+                rollout_seed=int(seed), backend=backend)
+    try:
+        if address is None and n_workers == 1:
+            for f, s in todo:
+                collect(generate_one(f, s, **args))
+        elif todo:
+            import ray
+
+            own = not ray.is_initialized()
+            if own:
+                if address is None:
+                    ray.init(num_cpus=n_workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+                else:
+                    ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            try:
+                task = ray.remote(num_cpus=1, max_retries=0)(generate_one)
+                pending = [task.remote(f, s, **args) for f, s in todo]
+                while pending:
+                    done, pending = ray.wait(pending, num_returns=1)
+                    for ref in done:
+                        try:
+                            collect(ray.get(ref))
+                        except Exception as e:  # a worker died (OOM, segfault): report, go on
+                            collect({"ok": False, "family": "?", "seed": -1, "error": f"worker lost: {e}",
+                                     "traceback": "", "wall_s": 0.0})
+            finally:
+                if own:
+                    ray.shutdown()
+        all_ids = writer.finalize()
+    finally:
+        bar.close()
+    return {"written": written, "skipped": skipped, "failed": failed, "clips_total": len(all_ids),
+            "wall_s": time.perf_counter() - t_start}
+
+
+def main_generate(suite: str, clips: int, out, workers: int | None = None, address: str | None = None) -> dict:
+    """CLI entry (`cordillera data generate`): generate, then print a summary and any failures."""
+    from rich.console import Console
+    from rich.table import Table
+
+    rep = generate(suite, clips, out, workers=workers, address=address)
+    con = Console()
+    t = Table(title=f"data generate → {out}")
+    for col in ("written", "skipped (resume)", "failed", "clips in dataset", "wall [s]", "clips/min"):
+        t.add_column(col, justify="right")
+    rate = 60 * len(rep["written"]) / max(rep["wall_s"], 1e-9)
+    t.add_row(str(len(rep["written"])), str(len(rep["skipped"])), str(len(rep["failed"])), str(rep["clips_total"]),
+              f"{rep['wall_s']:.1f}", f"{rate:.2f}")
+    con.print(t)
+    if rep["failed"]:
+        ft = Table(title="skipped broken scenarios (details in .cordillera/failures.jsonl)")
+        for col in ("family", "seed", "error"):
+            ft.add_column(col)
+        for f in rep["failed"]:
+            ft.add_row(str(f["family"]), str(f["seed"]), f["error"][:200])
+        con.print(ft)
+    return rep
