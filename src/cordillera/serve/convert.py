@@ -189,10 +189,21 @@ def trajectory_to_proto(t_us, translations, quats_xyzw) -> common_pb2.Trajectory
         raise ValueError(f"trajectory: t_us {len(t)}, translations {np.shape(translations)}, "
                          f"quats_xyzw {np.shape(quats_xyzw)} disagree in length")
     _check_times(t, "trajectory_to_proto")
+    # Vectorised checks (a per-pose Pose() costs ~20 µs; plans have 65 poses and go out every step).
+    bad = ~np.all(np.isfinite(xyz), axis=1)
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"trajectory pose {i}: translation must be 3 finite numbers, got {xyz[i].tolist()}")
+    n = np.linalg.norm(q, axis=1)
+    bad = ~(np.all(np.isfinite(q), axis=1) & (n >= 1e-12))
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"trajectory pose {i}: quaternion must be finite and non-zero, got {q[i].tolist()}")
+    q = q / n[:, None]
     msg = common_pb2.Trajectory()
-    for i in range(len(t)):
-        pose = Pose(xyz[i], q[i])  # validates finiteness and normalises
-        msg.poses.append(pose_at_time_to_proto(int(t[i]), pose))
+    Vec3, Quat, P, PaT = common_pb2.Vec3, common_pb2.Quat, common_pb2.Pose, common_pb2.PoseAtTime
+    msg.poses.extend([PaT(pose=P(vec=Vec3(x=a, y=b, z=c), quat=Quat(w=qw, x=qx, y=qy, z=qz)), timestamp_us=ts)
+                      for ts, (a, b, c), (qx, qy, qz, qw) in zip(t.tolist(), xyz.tolist(), q.tolist())])
     return msg
 
 
@@ -203,15 +214,25 @@ def trajectory_from_proto(msg: common_pb2.Trajectory) -> tuple[np.ndarray, np.nd
     raise rather than wrap."""
     _check_type(msg, common_pb2.Trajectory, "trajectory_from_proto")
     n = len(msg.poses)
-    t = np.zeros(n, dtype=np.int64)
-    xyz, q = np.zeros((n, 3)), np.zeros((n, 4))
-    for i, p in enumerate(msg.poses):
-        ts = t_us_from_proto(p.timestamp_us)
-        if ts > _I64_MAX:
-            raise ValueError(f"Trajectory.poses[{i}].timestamp_us {ts} does not fit int64")
-        t[i] = ts
-        pose = pose_from_proto(p.pose)
-        xyz[i], q[i] = pose.translation, pose.quat_xyzw
+    ts = [p.timestamp_us for p in msg.poses]
+    if ts and max(ts) > _I64_MAX:
+        i = int(np.argmax(ts))
+        raise ValueError(f"Trajectory.poses[{i}].timestamp_us {ts[i]} does not fit int64")
+    t = np.array(ts, dtype=np.int64).reshape(n)
+    xyz = np.array([(p.pose.vec.x, p.pose.vec.y, p.pose.vec.z) for p in msg.poses], dtype=np.float64).reshape(n, 3)
+    q = np.array([(p.pose.quat.x, p.pose.quat.y, p.pose.quat.z, p.pose.quat.w) for p in msg.poses],
+                 dtype=np.float64).reshape(n, 4)
+    bad = ~np.all(np.isfinite(xyz), axis=1)
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"Trajectory.poses[{i}].pose.vec: components must be finite, got {xyz[i].tolist()}")
+    norm = np.linalg.norm(q, axis=1)
+    bad = ~(np.all(np.isfinite(q), axis=1) & (norm >= 1e-6))
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"Trajectory.poses[{i}].pose.quat: quaternion must be finite and non-zero, got "
+                         f"(x,y,z,w)={q[i].tolist()}")
+    q = q / norm[:, None]
     _check_times(t, "trajectory_from_proto")
     return t, xyz, q
 
@@ -310,3 +331,267 @@ def route_from_proto(msg: egodriver_pb2.Route) -> tuple[int, np.ndarray]:
     _check_type(msg, egodriver_pb2.Route, "route_from_proto")
     w = [vec3_from_proto(p, allow_nan=True, what=f"Route.waypoints[{i}]") for i, p in enumerate(msg.waypoints)]
     return t_us_from_proto(msg.timestamp_us), np.array(w, dtype=np.float64).reshape(-1, 3)
+
+
+# ================================================================================================
+# Contracts of the simulator <-> protos (servicers and runtime client)
+# ================================================================================================
+# These map cordillera's runtime types (AgentState, EgoHistory, Plan, CameraSpec) onto the AlpaSim
+# messages. Kept here so that servicers and client only call functions, never touch quaternions.
+#
+# Time base. A cordillera scenario's clock starts at 0 at the first policy call, and the seeded ego
+# history reaches back before it (negative µs), which fixed64 cannot carry. On the wire a scene's
+# time is therefore ``scenario time + SCENE_EPOCH_US`` — the role a recording's start timestamp
+# plays in AlpaSim. Every function below that takes or returns scenario times converts with
+# :func:`to_wire_t` / :func:`from_wire_t`; the generic functions above never shift.
+SCENE_EPOCH_US = 100_000_000  # [µs] wire time of scenario t = 0 (leaves 100 s for seeded history)
+
+
+def to_wire_t(t_us) -> int:
+    """Scenario µs -> wire (fixed64) µs."""
+    return t_us_to_proto(_as_int_us(t_us, "scenario time") + SCENE_EPOCH_US, "wire timestamp")
+
+
+def from_wire_t(value) -> int:
+    """Wire µs -> scenario µs (negative before the scenario start)."""
+    return t_us_from_proto(value) - SCENE_EPOCH_US
+
+def ego_pose(state) -> Pose:
+    """Rig pose in local (``local→rig``) of an ego :class:`AgentState` (rig origin, yaw only)."""
+    return Pose.from_xy_yaw(state.x_m, state.y_m, state.yaw_rad, state.z_m)
+
+
+def box_pose(state, z_center_m: float) -> Pose:
+    """``local→aabb`` pose of an actor :class:`AgentState` (box centre), z = box-centre height."""
+    return Pose.from_xy_yaw(state.x_m, state.y_m, state.yaw_rad, z_center_m)
+
+
+def ego_box_pose(state, rear_axle_to_center_m: float, height_m: float) -> Pose:
+    """``local→aabb`` of the ego: rig origin + (rear_axle_to_center, 0, height/2) in the rig frame
+    (spec/alpasim.md §1.2)."""
+    return ego_pose(state) @ Pose([rear_axle_to_center_m, 0.0, 0.5 * height_m], [0.0, 0.0, 0.0, 1.0])
+
+
+def ego_from_box_pose(pose: Pose, rear_axle_to_center_m: float, height_m: float) -> tuple[float, float, float, float]:
+    """Inverse of :func:`ego_box_pose`: (x, y, yaw, z) of the rig origin."""
+    rig = pose @ Pose([-rear_axle_to_center_m, 0.0, -0.5 * height_m], [0.0, 0.0, 0.0, 1.0])
+    return float(rig.translation[0]), float(rig.translation[1]), rig.yaw_rad, float(rig.translation[2])
+
+
+def agent_dynamic12(state) -> np.ndarray:
+    """The rig-frame 12-vector of an ego state, matching ``sim.runtime.ego_history_from_states``:
+    velocity ``(speed, lateral speed, 0)``, angular velocity ``(0, 0, yaw rate)``, acceleration
+    ``(accel, speed · yaw rate, 0)``, angular acceleration 0."""
+    s = np.zeros(12)
+    s[0], s[1] = state.speed_mps, state.lat_speed_mps
+    s[5] = state.yaw_rate_radps
+    s[6], s[7] = state.accel_mps2, state.speed_mps * state.yaw_rate_radps
+    return s
+
+
+def agent_state_from_pose_dynamic(pose: Pose, state12, steering_rad: float = 0.0):
+    """(local→rig pose, 12-vector) -> ego :class:`AgentState` (steering is not on the wire)."""
+    from cordillera.world.scenario import AgentState
+
+    s = np.asarray(state12, dtype=np.float64)
+    return AgentState(x_m=float(pose.translation[0]), y_m=float(pose.translation[1]), yaw_rad=pose.yaw_rad,
+                      speed_mps=float(s[0]), accel_mps2=float(s[6]), yaw_rate_radps=float(s[5]),
+                      z_m=float(pose.translation[2]), lat_speed_mps=float(s[1]), steering_rad=float(steering_rad))
+
+
+def ego_history_to_proto(history, after_t_us: int | None = None) -> tuple[common_pb2.Trajectory, list]:
+    """Rows of an :class:`~cordillera.sim.types.EgoHistory` with ``t > after_t_us`` (all when None)
+    -> (``local→rig`` Trajectory, DynamicStates) for ``RolloutEgoTrajectory``."""
+    t = np.asarray(history.t_us, dtype=np.int64)
+    sel = np.ones(len(t), bool) if after_t_us is None else t > int(after_t_us)
+    traj = trajectory_to_proto(t[sel] + SCENE_EPOCH_US, np.asarray(history.xyz_local)[sel],
+                               np.asarray(history.quat_local)[sel])
+    s12 = np.zeros((int(sel.sum()), 12))
+    s12[:, 0:3] = np.asarray(history.velocity_rig_mps)[sel]
+    s12[:, 5] = np.asarray(history.yaw_rate_radps)[sel]
+    s12[:, 6:9] = np.asarray(history.accel_rig_mps2)[sel]
+    return traj, dynamic_states_to_proto(s12)
+
+
+def ego_history_from_proto(trajectory: common_pb2.Trajectory, dynamic_states) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``RolloutEgoTrajectory`` parts -> (scenario t_us (N,), xyz (N, 3), quat_xyzw (N, 4), 12-vectors (N, 12)).
+
+    Every pose needs its DynamicState (1:1, spec/alpasim.md §2.2)."""
+    t, xyz, q = trajectory_from_proto(trajectory)
+    t = t - SCENE_EPOCH_US
+    s = dynamic_states_from_proto(dynamic_states)
+    if len(s) != len(t):
+        raise ValueError(f"egomotion has {len(t)} poses but {len(s)} dynamic states (must be 1:1)")
+    return t, xyz, q, s
+
+
+def ego_history_from_arrays(t_us, xyz, quat_xyzw, state12):
+    """Arrays (as from :func:`ego_history_from_proto`) -> :class:`~cordillera.sim.types.EgoHistory`."""
+    from cordillera.sim.types import EgoHistory
+
+    s = np.asarray(state12, dtype=np.float64).reshape(-1, 12)
+    return EgoHistory(t_us=np.asarray(t_us, dtype=np.int64), xyz_local=np.asarray(xyz, dtype=np.float64).reshape(-1, 3),
+                      quat_local=np.asarray(quat_xyzw, dtype=np.float64).reshape(-1, 4),
+                      velocity_rig_mps=s[:, 0:3].copy(), accel_rig_mps2=s[:, 6:9].copy(),
+                      yaw_rate_radps=s[:, 5].copy())
+
+
+# -- plans <-> driver trajectories ----------------------------------------------------------------
+def _yaw_quats(yaw) -> np.ndarray:
+    yaw = np.asarray(yaw, dtype=np.float64)
+    z = np.zeros_like(yaw)
+    return np.stack([z, z, np.sin(0.5 * yaw), np.cos(0.5 * yaw)], axis=-1)
+
+
+def rig_path_to_local(T_local_rig: Pose, xyz_rig, yaw_rig) -> tuple[np.ndarray, np.ndarray]:
+    """Rig-frame points + yaws at ``T_local_rig`` -> local (xyz (N, 3), quats (N, 4))."""
+    from cordillera.geometry.pose import quat_mul
+
+    xyz = T_local_rig.apply(np.asarray(xyz_rig, dtype=np.float64).reshape(-1, 3))
+    q = quat_mul(T_local_rig.quat_xyzw[None], _yaw_quats(yaw_rig)).reshape(-1, 4)
+    return xyz, q
+
+
+def local_path_to_rig(T_local_rig: Pose, xyz_local, quats_local) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`rig_path_to_local`: (xyz_rig (N, 3), yaw_rig (N,))."""
+    from cordillera.geometry.pose import quat_mul, yaw_of_quat
+
+    inv = T_local_rig.inverse()
+    xyz = inv.apply(np.asarray(xyz_local, dtype=np.float64).reshape(-1, 3))
+    q = quat_mul(inv.quat_xyzw[None], np.asarray(quats_local, dtype=np.float64).reshape(-1, 4))
+    return xyz, np.asarray(yaw_of_quat(q), dtype=np.float64).reshape(-1)
+
+
+def scene_trajectory_to_proto(t_us, poses) -> common_pb2.Trajectory:
+    """Poses at scenario times -> Trajectory in wire time."""
+    return trajectory_poses_to_proto(np.asarray(t_us, dtype=np.int64).reshape(-1) + SCENE_EPOCH_US, poses)
+
+
+def scene_trajectory_from_proto(msg: common_pb2.Trajectory) -> tuple[np.ndarray, list[Pose]]:
+    """Trajectory in wire time -> (scenario t_us, poses)."""
+    t, poses = trajectory_poses_from_proto(msg)
+    return t - SCENE_EPOCH_US, poses
+
+
+def plan_to_trajectory(plan, anchor_t_us: int, T_local_rig: Pose) -> common_pb2.Trajectory:
+    """A rig-frame plan -> ``DriveResponse.trajectory`` (``local→rig`` poses). Pose 0 is the anchor
+    (the latest egomotion pose, at its own timestamp) as AlpaSim's driver sends it; then the plan's
+    poses 1.. at their times (spec/alpasim.md §2.2)."""
+    t = np.asarray(plan.t_us, dtype=np.int64)
+    if len(t) < 2:
+        raise ValueError(f"a plan needs >= 2 poses to become a trajectory, got {len(t)}")
+    xyz, q = rig_path_to_local(T_local_rig, np.asarray(plan.xyz_rig)[1:], np.asarray(plan.yaw_rig)[1:])
+    ts = np.concatenate([[int(anchor_t_us)], t[1:]]) + SCENE_EPOCH_US
+    return trajectory_to_proto(ts, np.concatenate([T_local_rig.translation[None], xyz]),
+                               np.concatenate([T_local_rig.quat_xyzw[None], q]))
+
+
+def plan_arrays_from_trajectory(msg: common_pb2.Trajectory, T_local_rig: Pose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``DriveResponse.trajectory`` -> (scenario t_us, xyz_rig, yaw_rig) in the rig frame ``T_local_rig``."""
+    t, xyz, q = trajectory_from_proto(msg)
+    t = t - SCENE_EPOCH_US
+    if len(t) == 0:
+        return t, np.zeros((0, 3)), np.zeros(0)
+    xyz_rig, yaw_rig = local_path_to_rig(T_local_rig, xyz, q)
+    return t, xyz_rig, yaw_rig
+
+
+def rig_trajectory_to_proto(t_us, xyz_rig, yaw_rig) -> common_pb2.Trajectory:
+    """A rig-frame path (plan or reference, scenario times) -> ``planned_trajectory_in_rig``."""
+    return trajectory_to_proto(np.asarray(t_us, dtype=np.int64) + SCENE_EPOCH_US, xyz_rig, _yaw_quats(yaw_rig))
+
+
+def rig_trajectory_from_proto(msg: common_pb2.Trajectory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``planned_trajectory_in_rig`` -> (scenario t_us, xyz_rig, yaw_rig)."""
+    from cordillera.geometry.pose import yaw_of_quat
+
+    t, xyz, q = trajectory_from_proto(msg)
+    t = t - SCENE_EPOCH_US
+    return t, xyz, np.asarray(yaw_of_quat(q), dtype=np.float64).reshape(-1)
+
+
+# -- cameras ----------------------------------------------------------------------------------------
+def camera_spec_to_proto(cam):
+    """:class:`cordillera.render.rig.CameraSpec` -> sensorsim ``CameraSpec`` (pinhole or f-theta)."""
+    from cordillera.serve.stubs import sensorsim_pb2
+
+    spec = sensorsim_pb2.CameraSpec(logical_id=cam.name, resolution_h=cam.height, resolution_w=cam.width,
+                                    shutter_type=sensorsim_pb2.ShutterType.GLOBAL)
+    if cam.model == "pinhole":
+        spec.opencv_pinhole_param.CopyFrom(sensorsim_pb2.OpenCVPinholeCameraParam(
+            principal_point_x=cam.cx, principal_point_y=cam.cy, focal_length_x=cam.fx, focal_length_y=cam.fy,
+            radial_coeffs=[0.0] * 6, tangential_coeffs=[0.0] * 2, thin_prism_coeffs=[0.0] * 4))
+    else:
+        spec.ftheta_param.CopyFrom(sensorsim_pb2.FthetaCameraParam(
+            principal_point_x=cam.cx, principal_point_y=cam.cy,
+            reference_poly=sensorsim_pb2.FthetaCameraParam.PolynomialType.ANGLE_TO_PIXELDIST,
+            pixeldist_to_angle_poly=list(cam.bw_poly), angle_to_pixeldist_poly=list(cam.fw_poly),
+            max_angle=cam.max_angle_rad))
+    return spec
+
+
+def camera_spec_from_proto(msg, T_rig_camera: Pose, name: str | None = None):
+    """sensorsim ``CameraSpec`` -> :class:`cordillera.render.rig.CameraSpec` with the given mount.
+
+    Pinhole distortion coefficients must be zero (our renderer draws undistorted pinholes);
+    OpenCV fisheye is not supported."""
+    from cordillera.render.rig import CameraSpec
+
+    which = msg.WhichOneof("camera_param")
+    lid = name or msg.logical_id
+    if not lid:
+        raise ValueError("CameraSpec.logical_id is empty")
+    if msg.resolution_w <= 0 or msg.resolution_h <= 0:
+        raise ValueError(f"camera {lid}: resolution must be positive, got {msg.resolution_w}x{msg.resolution_h}")
+    if which == "opencv_pinhole_param":
+        p = msg.opencv_pinhole_param
+        if any(abs(c) > 1e-12 for c in (*p.radial_coeffs, *p.tangential_coeffs, *p.thin_prism_coeffs)):
+            raise ValueError(f"camera {lid}: pinhole distortion is not supported (coefficients must be 0)")
+        return CameraSpec(lid, "pinhole", msg.resolution_w, msg.resolution_h, p.principal_point_x, p.principal_point_y,
+                          T_rig_camera, fx=p.focal_length_x, fy=p.focal_length_y)
+    if which == "ftheta_param":
+        p = msg.ftheta_param
+        return CameraSpec(lid, "ftheta", msg.resolution_w, msg.resolution_h, p.principal_point_x, p.principal_point_y,
+                          T_rig_camera, fw_poly=tuple(p.angle_to_pixeldist_poly), bw_poly=tuple(p.pixeldist_to_angle_poly),
+                          max_angle_rad=p.max_angle)
+    raise ValueError(f"camera {lid}: camera model {which!r} is not supported (pinhole or f-theta)")
+
+
+def available_camera_to_proto(cam):
+    """:class:`CameraSpec` -> ``AvailableCamera`` (intrinsics + optical-frame ``rig_to_camera``)."""
+    from cordillera.serve.stubs import sensorsim_pb2
+
+    return sensorsim_pb2.AvailableCamerasReturn.AvailableCamera(
+        intrinsics=camera_spec_to_proto(cam), rig_to_camera=pose_to_proto(cam.T_rig_camera), logical_id=cam.name)
+
+
+def available_camera_from_proto(msg):
+    """``AvailableCamera`` -> :class:`CameraSpec`."""
+    return camera_spec_from_proto(msg.intrinsics, pose_from_proto(msg.rig_to_camera), msg.logical_id or None)
+
+
+# -- images -------------------------------------------------------------------------------------
+def encode_image(rgb, image_format: int, quality: float = 95.0) -> bytes:
+    """HxWx3 uint8 -> bytes in a sensorsim ``ImageFormat`` (PNG or JPEG; UNDEFINED = JPEG)."""
+    from cordillera.render.video import encode_jpeg, encode_png
+    from cordillera.serve.stubs import sensorsim_pb2
+
+    F = sensorsim_pb2.ImageFormat
+    if image_format == F.PNG:
+        return encode_png(rgb)
+    if image_format in (F.JPEG, F.UNDEFINED):
+        q = int(round(quality)) if quality and quality > 0 else 95
+        if not 1 <= q <= 100:
+            raise ValueError(f"image_quality must be in [1, 100], got {quality}")
+        return encode_jpeg(rgb, q)
+    raise ValueError(f"image format {F.Name(image_format) if image_format in F.values() else image_format} "
+                     "is not supported (PNG or JPEG)")
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """JPEG/PNG bytes -> HxWx3 uint8 RGB; empty or undecodable bytes raise ValueError."""
+    from cordillera.render.video import decode_image as _decode
+
+    if not data:
+        raise ValueError("image_bytes is empty")
+    return _decode(data)
