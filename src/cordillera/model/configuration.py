@@ -247,6 +247,9 @@ class InputConfig:
     image_std: float = 0.5
     system_prompt: str = "You are a driving assistant that generates safe and accurate actions."
     max_cot_tokens: int = 256  # [s] spec §4.2 examples pass max_generation_length=256
+    # False = trajectory-only model (the no-CoC ablation): the instruction asks only for the
+    # trajectory, training targets carry an empty CoC and sampling takes the fast path.
+    use_coc: bool = True
 
     def __post_init__(self):
         for cam in self.cameras:

@@ -404,6 +404,7 @@ class CordilleraVLA(nn.Module):
         from cordillera.action.unicycle import action_to_traj
 
         m = self.model
+        fast = fast or not self.cfg.inputs.use_coc  # a trajectory-only model never writes a CoC
         K, T = num_samples, self.cfg.inputs.future_steps
         steps = flow_steps or self.cfg.flow.num_inference_steps
         max_new = max_new_tokens or self.cfg.inputs.max_cot_tokens

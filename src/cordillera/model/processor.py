@@ -27,6 +27,7 @@ from cordillera.model.configuration import CAMERA_DISPLAY_NAMES, CAMERA_NAMES, V
 
 __all__ = [
     "INSTRUCTION",
+    "INSTRUCTION_TRAJ_ONLY",
     "IGNORE_INDEX",
     "VLAProcessor",
     "Segment",
@@ -39,6 +40,8 @@ __all__ = [
 INSTRUCTION = (
     "output the chain-of-thought reasoning of the driving process, then output the future trajectory."
 )
+# [s] spec/alpamayo_training_data.md §1.3: components_prompt [traj_future] (trajectory-only models).
+INSTRUCTION_TRAJ_ONLY = "output the future trajectory."
 IGNORE_INDEX = -100
 
 # Batch keys (defined once; the model imports them from here).
@@ -153,7 +156,7 @@ class VLAProcessor:
                         Segment(token="<|traj_history_end|>")]  # fmt: skip
             if nav_text:
                 seg += [Segment(token="<|route_start|>"), Segment(nav_text), Segment(token="<|route_end|>")]
-            seg.append(Segment(INSTRUCTION))
+            seg.append(Segment(INSTRUCTION if inp.use_coc else INSTRUCTION_TRAJ_ONLY))
         seg += [Segment(token="<|im_end|>"), Segment("\n"), Segment(token="<|im_start|>"), Segment("assistant\n"),
                 Segment(token="<|answer_start|>" if question is not None else "<|cot_start|>")]  # fmt: skip
         return seg
@@ -243,7 +246,7 @@ class VLAProcessor:
         ids, labels = prompt_t, torch.full_like(prompt_t, IGNORE_INDEX)
         if sample.get(EGO_FUTURE_XYZ) is not None and question is None:
             actions, fut = self.future_ids(hist_xyz, hist_rot, sample[EGO_FUTURE_XYZ], sample[EGO_FUTURE_ROT])
-            cot = sample.get("cot") or ""
+            cot = (sample.get("cot") or "") if self.cfg.inputs.use_coc else ""  # no-CoC ablation: empty CoC
             target = torch.tensor(
                 (self._encode_text(cot) if cot else [])
                 + [self.ids["<|cot_end|>"], self.ids["<|traj_future_start|>"]]

@@ -1,0 +1,124 @@
+"""Data plumbing for training: open the PhysicalAI-AV dataset, split it by scenario, fit the action
+normalisation statistics on the training split, and turn dataset samples into processor batches.
+
+The split is by scenario (family, seed): every clip rendered from one scenario lands on the same
+side, so validation never sees a scenario the model trained on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Subset
+
+from cordillera.data import keys as K
+
+__all__ = ["scenario_key", "split_by_scenario", "open_splits", "ego_window", "fit_action_stats", "Collate",
+           "COT_TEXT"]  # fmt: skip
+
+COT_TEXT = "cot_text"  # batch key: the label CoC strings (list[str]) next to the processor tensors
+CLIP_IDS = "clip_ids"
+
+
+def scenario_key(meta: dict, clip_id: str) -> tuple:
+    """(family, seed) of a clip when its metadata has them, else the clip id alone."""
+    if meta.get(K.SEED) is not None:
+        return (str(meta.get(K.FAMILY, "")), int(meta[K.SEED]))
+    return (clip_id,)
+
+
+def split_by_scenario(keys: dict[str, tuple], val_fraction: float = 0.1, seed: int = 0,
+                      val_seeds=None, train_seeds=None) -> tuple[list[str], list[str]]:  # fmt: skip
+    """Clip ids → (train, val) by scenario. Explicit `val_seeds`/`train_seeds` (scenario seeds)
+    win; otherwise round(val_fraction · #scenarios) scenarios (at least 1 when val_fraction > 0
+    and there are ≥ 2) are drawn with a seeded permutation."""
+    clips = sorted(keys)
+    if val_seeds is not None or train_seeds is not None:
+        vs = set(val_seeds or ())
+        ts = set(train_seeds) if train_seeds is not None else None
+        val = [c for c in clips if keys[c][-1] in vs]
+        train = [c for c in clips if keys[c][-1] not in vs and (ts is None or keys[c][-1] in ts)]
+        return train, val
+    scen = sorted(set(keys.values()))
+    n_val = int(round(val_fraction * len(scen)))
+    if val_fraction > 0 and n_val == 0 and len(scen) >= 2:
+        n_val = 1
+    perm = np.random.default_rng(seed).permutation(len(scen))
+    val_scen = {scen[i] for i in perm[:n_val]}
+    return [c for c in clips if keys[c] not in val_scen], [c for c in clips if keys[c] in val_scen]
+
+
+def open_splits(data, image_hw, cameras, seed: int = 0):
+    """(PaiDataset, train Subset, val Subset) for `data` (`DataSettings`)."""
+    from cordillera.data.dataset import PaiDataset
+
+    ds = PaiDataset(data.dir, image_hw=image_hw, cameras=cameras, per=data.per,
+                    frame_cache_frames=data.frame_cache_frames)  # fmt: skip
+    reader = ds.reader
+    keys = {cid: scenario_key(reader.metadata(cid), cid) for cid in sorted({c for c, _, _ in ds.index})}
+    train_clips, val_clips = split_by_scenario(keys, data.val_fraction, seed, data.val_seeds, data.train_seeds)
+    tr, va = set(train_clips), set(val_clips)
+    train_idx = [i for i, (c, _, _) in enumerate(ds.index) if c in tr]
+    val_idx = [i for i, (c, _, _) in enumerate(ds.index) if c in va]
+    if data.max_train_samples is not None:
+        train_idx = train_idx[: data.max_train_samples]
+    if not train_idx:
+        raise ValueError(f"{data.dir}: no training samples after the split ({len(ds.index)} samples, "
+                         f"{len(keys)} clips, {len(val_clips)} held out)")
+    return ds, Subset(ds, train_idx), Subset(ds, val_idx)
+
+
+def ego_window(reader, clip_id: str, t0_us: int) -> tuple[np.ndarray, ...]:
+    """History (16) and future (64) poses in the t0 rig frame, as `data.samples.build_sample`
+    computes them, without touching the videos."""
+    from cordillera.data.samples import EGO_MAX_GAP_US, FUTURE_OFFSETS_US, HISTORY_OFFSETS_US
+    from cordillera.geometry.frames import to_frame
+    from cordillera.geometry.pose import quat_to_matrix
+
+    ego = reader.egomotion(clip_id)
+    t0 = int(t0_us)
+    xyz_h, q_h = ego.poses(t0 + np.asarray(HISTORY_OFFSETS_US, np.int64), upto_us=t0, max_gap_us=EGO_MAX_GAP_US)
+    xyz_f, q_f = ego.poses(t0 + np.asarray(FUTURE_OFFSETS_US, np.int64), max_gap_us=EGO_MAX_GAP_US)
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = quat_to_matrix(q_h[-1]), xyz_h[-1]
+    hx, hr = to_frame(xyz_h, quat_to_matrix(q_h), T)
+    fx, fr = to_frame(xyz_f, quat_to_matrix(q_f), T)
+    return hx, hr, fx, fr
+
+
+def fit_action_stats(subset: Subset, action_cfg=None) -> dict:
+    """`compute_action_stats` over the raw (accel, curvature) ground truth of every training sample."""
+    from cordillera.action.unicycle import ActionSpaceConfig, compute_action_stats, traj_to_action
+
+    action_cfg = action_cfg or ActionSpaceConfig()
+    ds = subset.dataset
+    reader = ds.reader
+    win = [ego_window(reader, *ds.index[i][:2]) for i in subset.indices]
+    hx, hr, fx, fr = (torch.as_tensor(np.stack([w[j] for w in win]), dtype=torch.float32) for j in range(4))
+    raw = traj_to_action(hx, hr, fx, fr, action_cfg, normalize=False)  # (N, T, 2)
+    return compute_action_stats(raw)
+
+
+class Collate:
+    """Dataset samples → one processor batch (+ `cot_text` labels). With `use_coc=False` the CoC
+    is dropped (trajectory-only ablation)."""
+
+    def __init__(self, processor, use_coc: bool = True):
+        self.processor = processor
+        self.use_coc = use_coc
+
+    def __call__(self, samples: list[dict]) -> dict:
+        items = []
+        for s in samples:
+            items.append({
+                K.IMAGE_FRAMES: torch.as_tensor(s[K.IMAGE_FRAMES]),
+                K.CAMERA_INDICES: s[K.CAMERA_INDICES],
+                K.EGO_HISTORY_XYZ: s[K.EGO_HISTORY_XYZ], K.EGO_HISTORY_ROT: s[K.EGO_HISTORY_ROT],
+                K.EGO_FUTURE_XYZ: s[K.EGO_FUTURE_XYZ], K.EGO_FUTURE_ROT: s[K.EGO_FUTURE_ROT],
+                K.COT_KEY: s.get(K.COT_KEY) if self.use_coc else None,
+                "nav_text": s.get("nav_text"),
+            })  # fmt: skip
+        batch = self.processor(items)
+        batch[COT_TEXT] = [s.get(K.COT_KEY) or "" for s in samples]
+        batch[CLIP_IDS] = [s.get(K.CLIP_ID_KEY) for s in samples]
+        return batch

@@ -1,0 +1,294 @@
+"""`cordillera train nano` / `make train-nano`: the whole nano pipeline in one command.
+
+  (a) data: `cordillera.data.generate` renders expert rollouts of the `train` suite at a reduced
+      resolution (the nano model reads 96×160), then `densify_coc` re-drives each clip's scenario
+      without cameras (same scenario, policy and seed → the same rollout; checked against the
+      stored egomotion) and has the reasoning labeler compose a CoC at every t0 of a 1 s grid
+      (`generate.t0_start_us` … clip end − 6.4 s) so every sample carries reasoning;
+  (b) train/val split by scenario (family, seed);
+  (c) stage 1 (CE on CoC + discrete trajectory tokens);
+  (d) stage 2 (flow-matching expert on the frozen stage-1 backbone);
+  (e) open-loop evaluation on the validation split (minADE_6 family, CoC decision accuracy);
+  (f) export to `out` (config.json, model.safetensors, tokenizer, README.md with the command,
+      data size, wall time and metrics, train_log.csv); with `ablation: true` the same recipe
+      without CoC goes to `ablation_out`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cordillera.train.config import NanoConfig, TrainConfig, load_train_config
+
+__all__ = ["dense_t0s", "densify_coc", "train_variant", "open_loop_eval", "write_readme", "run", "main"]
+
+CLIP_END_MARGIN_US = 6_400_000  # [µs] spec/alpamayo_training_data.md §1.4: t0 + 6.4 s <= clip end
+
+
+def dense_t0s(end_us: int, start_us: int, every_us: int, force_gt_end_us: int = 0) -> list[int]:
+    """t0 grid start, start + every, … ≤ end − 6.4 s, never inside the force-GT warm-up."""
+    first = max(start_us, force_gt_end_us)
+    first = int(-(-first // 100_000) * 100_000)  # onto the 100 ms control grid
+    return list(range(first, end_us - CLIP_END_MARGIN_US + 1, every_us))
+
+
+def _relabel_one(args) -> tuple[str, list[dict], str]:
+    """Re-drive one clip's scenario (no cameras) and label it densely. Returns (clip, events, status)."""
+    clip_id, family, seed, end_us, ego_xy, start_us, every_us, rollout_seed = args
+    try:
+        from cordillera.data.generate import CLIP_DURATION_US
+        from cordillera.reasoning.keyframes import Keyframe, rollout_keyframes
+        from cordillera.reasoning.labeler import label_rollout
+        from cordillera.sim.expert import ExpertPolicy
+        from cordillera.sim.runtime import SimConfig, run_rollout
+        from cordillera.world.generator import make
+
+        sc = make(family, int(seed))
+        if sc.duration_us != CLIP_DURATION_US:
+            sc = dataclasses.replace(sc, duration_us=CLIP_DURATION_US)
+        ro = run_rollout(sc, ExpertPolicy(), SimConfig(), seed=rollout_seed)
+        if ro.failed:
+            return clip_id, [], f"rollout failed: {ro.error}"
+        # the clip's egomotion must be this rollout's (same scenario/policy/seed, cameras don't matter)
+        e0 = ro.steps[0].ego  # egomotion is stored in the anchor frame p_a = R(-yaw0)(p - p0)
+        c, s_ = np.cos(e0.yaw_rad), np.sin(e0.yaw_rad)
+        d = np.array([[st.ego.x_m - e0.x_m, st.ego.y_m - e0.y_m] for st in ro.steps[: len(ego_xy)]])
+        xy = np.stack([c * d[:, 0] + s_ * d[:, 1], -s_ * d[:, 0] + c * d[:, 1]], axis=1)
+        if xy.shape != ego_xy.shape or float(np.abs(xy - ego_xy).max()) > 1e-2:
+            return clip_id, [], "re-driven rollout differs from the stored egomotion"
+        grid = dense_t0s(end_us, start_us, every_us, ro.force_gt_end_us)
+        kfs = sorted({kf.t_us: kf for kf in [Keyframe(t, "meta_action", "grid") for t in grid]
+                      + list(rollout_keyframes(ro, sc))}.values(), key=lambda k: k.t_us)  # fmt: skip
+        evs = label_rollout(ro, sc, seed=rollout_seed, keyframes=kfs)
+        return clip_id, [{"event_start_timestamp": int(e.event_start_timestamp_us), "cot": str(e.cot)} for e in evs], "ok"
+    except Exception as e:  # a clip that cannot be relabelled keeps its original events
+        return clip_id, [], f"{type(e).__name__}: {e}"
+
+
+def densify_coc(data_dir: str | Path, start_us: int = 1_600_000, every_us: int = 1_000_000, workers: int = 1,
+                rollout_seed: int = 0) -> dict:  # fmt: skip
+    """Replace `reasoning/ood_reasoning.parquet` with CoC events on a dense t0 grid (plus the
+    labeler's own keyframes). Clips whose rollout cannot be reproduced keep their events."""
+    from cordillera.data import keys as K
+    from cordillera.data import layout as L
+    from cordillera.data.reader import PaiReader
+    from cordillera.reasoning.labeler import write_reasoning_parquet
+
+    reader = PaiReader(data_dir)
+    jobs = []
+    for cid in reader.clips():
+        meta = reader.metadata(cid)
+        ego = reader.egomotion(cid)
+        t = np.arange(0, reader.end_timestamp(cid) + 1, 100_000, dtype=np.int64)
+        t = t[t <= ego.end_us]
+        xyz, _ = ego.poses(t)
+        jobs.append((cid, meta[K.FAMILY], int(meta[K.SEED]), reader.end_timestamp(cid), np.asarray(xyz)[:, :2],
+                     start_us, every_us, rollout_seed))  # fmt: skip
+    if workers > 1:
+        from multiprocessing import get_context
+
+        with get_context("spawn").Pool(workers) as pool:
+            results = pool.map(_relabel_one, jobs, chunksize=1)
+    else:
+        results = [_relabel_one(j) for j in jobs]
+    events, failed = {}, {}
+    for cid, evs, status in results:
+        events[cid] = evs if status == "ok" else reader.reasoning_events(cid)
+        if status != "ok":
+            failed[cid] = status
+    path = Path(data_dir) / L.REASONING
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write_reasoning_parquet(events, tmp)
+    os.replace(tmp, path)
+    n = sum(len(v) for v in events.values())
+    return {"clips": len(jobs), "events": n, "failed": failed}
+
+
+# ----------------------------------------------------------------------------------------------
+def _with(m, **changes):
+    return m.model_copy(update=changes)
+
+
+def train_variant(cfg: NanoConfig, data_dir: Path, use_coc: bool) -> dict:
+    """Stage 1 then stage 2 for one variant; returns the two FitResults and the run dirs."""
+    from cordillera.train import stage1, stage2
+
+    tag = "coc" if use_coc else "traj-only"
+    run = Path(cfg.work_dir) / tag
+    s1 = cfg.stage1
+    s1 = _with(s1, use_coc=use_coc, data=_with(s1.data, dir=str(data_dir), val_fraction=cfg.val_fraction),
+               checkpoint=_with(s1.checkpoint, out_dir=str(run / "stage1")))  # fmt: skip
+    r1 = stage1.train(s1)
+    s2 = cfg.stage2
+    s2 = _with(s2, use_coc=use_coc, init_from=str(r1.final_dir),
+               data=_with(s2.data, dir=str(data_dir), val_fraction=cfg.val_fraction),
+               checkpoint=_with(s2.checkpoint, out_dir=str(run / "stage2")))  # fmt: skip
+    r2 = stage2.train(s2)
+    return {"stage1": r1, "stage2": r2, "run_dir": run, "stage1_cfg": s1, "stage2_cfg": s2}
+
+
+def open_loop_eval(checkpoint: str | Path, cfg: TrainConfig, n_samples: int) -> dict:
+    """minADE_6 family + CoC decision accuracy of a checkpoint on `n_samples` validation samples."""
+    from cordillera.model.modeling import CordilleraVLA
+    from cordillera.model.processor import VLAProcessor
+    from cordillera.model.tokenizer import load_tokenizer
+    from cordillera.train import loop
+    from cordillera.train.data import Collate
+
+    vla = CordilleraVLA.from_pretrained(checkpoint).eval()
+    tok = load_tokenizer(vla.cfg, checkpoint)
+    data = loop.open_data(cfg, vla.cfg)
+    ev = _with(cfg.eval, num_samples=n_samples, coc_samples=n_samples)
+    batches = loop.val_batches_fn(data.val, Collate(VLAProcessor(vla.cfg, tok), cfg.use_coc), ev)
+    if batches is None:
+        return {}
+    return loop.evaluate(vla, batches(), "stage2", None, ev, cfg.use_coc, tok)
+
+
+def _merge_logs(run_dir: Path, out: Path) -> int:
+    rows, cols = [], ["stage"]
+    for stage in ("stage1", "stage2"):
+        p = run_dir / stage / "metrics.csv"
+        if not p.exists():
+            continue
+        with open(p) as f:
+            for r in csv.DictReader(f):
+                rows.append({"stage": stage, **r})
+                cols += [k for k in r if k not in cols]
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    return len(rows)
+
+
+def write_readme(out: Path, info: dict) -> None:
+    m = info["metrics"]
+    lines = [
+        f"# {info['name']}",
+        "",
+        f"cordillera VLA, preset `{info['preset']}` ({info['params']:,} parameters), trained from scratch on a "
+        f"{os.cpu_count()}-core CPU {'with' if info['use_coc'] else 'WITHOUT'} Chain-of-Causation reasoning.",
+        "",
+        "## Command",
+        "",
+        "```",
+        info["command"],
+        "```",
+        "",
+        "## Data",
+        "",
+        f"- `{info['data_dir']}`: {info['clips']} clips of the `{info['suite']}` suite, "
+        f"{info['train_samples']} training / {info['val_samples']} validation samples (split by scenario seed)",
+        f"- CoC events: {info['events']} (dense t0 grid every {info['t0_every_s']:g} s)",
+        "",
+        "## Wall time",
+        "",
+        *[f"- {k}: {v / 60:.1f} min" for k, v in info["wall_s"].items()],
+        "",
+        "## Final open-loop metrics (validation)",
+        "",
+        "| metric | value |",
+        "|---|---:|",
+        *[f"| {k} | {v:.4g} |" for k, v in sorted(m.items())],
+        "",
+        "Training curves: `train_log.csv` (stage, step, train/* and val/* columns).",
+        "",
+    ]
+    (out / "README.md").write_text("\n".join(lines))
+
+
+def _export(final_dir: Path, out: Path, run_dir: Path, info: dict) -> None:
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(final_dir, tmp)
+    _merge_logs(run_dir, tmp / "train_log.csv")
+    write_readme(tmp, info)
+    (tmp / "train_info.json").write_text(json.dumps(info, indent=2, default=str))
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, out)
+
+
+def run(cfg: NanoConfig, command: str = "cordillera train nano") -> dict:
+    from cordillera.data.reader import PaiReader
+    from cordillera.train import loop
+
+    wall: dict[str, float] = {}
+    t_all = time.perf_counter()
+    work = Path(cfg.work_dir)
+    data_dir = work / "data"
+    g = cfg.generate
+    # (a) data
+    tic = time.perf_counter()
+    if not cfg.skip_generate:
+        from cordillera.data.generate import generate
+
+        rep = generate(g.suite, g.clips, data_dir, workers=g.workers, image_hw=(g.image_height, g.image_width))
+        if rep["failed"]:
+            print(f"data: {len(rep['failed'])} scenarios failed and were skipped")
+        wall["generate"] = time.perf_counter() - tic
+        tic = time.perf_counter()
+        dens = densify_coc(data_dir, g.t0_start_us, g.t0_every_us, workers=g.workers or os.cpu_count() or 1)
+        wall["coc labels"] = time.perf_counter() - tic
+        print(f"data: {dens['events']} CoC events on {dens['clips']} clips ({len(dens['failed'])} kept their own)")
+    reader = PaiReader(data_dir)
+    clips = len(reader.clips())
+    events = sum(len(reader.reasoning_events(c)) for c in reader.clips())
+    results = {}
+    variants = [True] + ([False] if cfg.ablation else [])
+    for use_coc in variants:
+        tic = time.perf_counter()
+        res = train_variant(cfg, data_dir, use_coc)
+        t_train = time.perf_counter() - tic
+        tic = time.perf_counter()
+        metrics = open_loop_eval(res["stage2"].final_dir, res["stage2_cfg"], cfg.eval_samples)
+        t_eval = time.perf_counter() - tic
+        data = loop.open_data(res["stage1_cfg"], loop.model_config(res["stage1_cfg"]))
+        out = Path(cfg.out if use_coc else cfg.ablation_out)
+        from cordillera.model.hf_config import CordilleraVLAConfig
+
+        vcfg = CordilleraVLAConfig.from_pretrained(res["stage2"].final_dir).to_vla()
+        from safetensors import safe_open
+
+        with safe_open(str(Path(res["stage2"].final_dir) / "model.safetensors"), "pt") as f:
+            params = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+        info = {
+            "name": out.name, "preset": vcfg.name, "params": params, "use_coc": use_coc, "command": command,
+            "data_dir": str(data_dir), "suite": g.suite, "clips": clips, "events": events,
+            "t0_every_s": g.t0_every_us / 1e6, "train_samples": len(data.train), "val_samples": len(data.val),
+            "wall_s": {**wall, "stage 1": res["stage1"].seconds, "stage 2": res["stage2"].seconds,
+                       "train (incl. set-up)": t_train, "open-loop eval": t_eval,
+                       "total": time.perf_counter() - t_all},
+            "stage1": {"steps": res["stage1"].step, "samples_per_s": res["stage1"].samples_per_s,
+                       **res["stage1"].val_logs},
+            "stage2": {"steps": res["stage2"].step, "samples_per_s": res["stage2"].samples_per_s},
+            "metrics": {k: v for k, v in metrics.items() if isinstance(v, float)},
+        }  # fmt: skip
+        _export(Path(res["stage2"].final_dir), out, res["run_dir"], info)
+        print(f"nano: wrote {out} — " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(info["metrics"].items())
+                                                  if k in ("val/min_ade", "val/coc_decision_acc")))  # fmt: skip
+        results["coc" if use_coc else "traj-only"] = info
+    return results
+
+
+def main(config: str = "train_nano", overrides: list[str] | None = None) -> None:
+    cfg = load_train_config(config, NanoConfig, overrides)
+    cmd = "cordillera train nano" + (f" --config {config}" if config != "train_nano" else "")
+    cmd += "".join(f" --set {o}" for o in (overrides or []))
+    run(cfg, command=cmd)
+
+
+if __name__ == "__main__":
+    main(overrides=sys.argv[1:])

@@ -1,0 +1,119 @@
+"""Stage 2 (spec/alpamayo_training_data.md §2.2): the flow-matching action expert on a frozen
+stage-1 backbone.
+
+The backbone comes from the stage-1 checkpoint the recipes way: build the full model, then load
+the `vlm.*` tensors with the prefix stripped, checking every key and shape, then freeze it. The
+expert, `action_in_proj` and `action_out_proj` train on
+
+    L_FM = mean (v̂(x_t, t) − (x − ε))²,  x_t = t·x + (1 − t)·ε,  t = 0.999·(1 − Beta(1.5, 1)),
+
+reading the backbone's KV cache up to the last `<|traj_future_start|>`, detached
+(`CordilleraVLA.forward(stage="stage2")`). `stage: joint` (for comparison) trains both: the
+stage-1 CE reaches the backbone, the FM loss does not (stop-gradient on the cache).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from cordillera.train import loop
+from cordillera.train.config import TrainConfig, load_train_config
+
+__all__ = ["loss_fn", "joint_loss_fn", "load_stage1_backbone", "build_model", "train", "main"]
+
+
+def loss_fn(model, batch, generator=None):
+    return model(batch, stage="stage2", generator=generator)
+
+
+def joint_loss_fn(model, batch, generator=None):
+    ce, ce_logs = model(batch, stage="stage1")
+    fm, fm_logs = model(batch, stage="stage2", generator=generator)
+    loss = ce + fm
+    return loss, {"loss": loss.item(), "ce": ce.item(), "fm": fm.item(),
+                  **{f"ce/{k}": v for k, v in ce_logs.items() if k != "loss"},
+                  **{f"fm/{k}": v for k, v in fm_logs.items() if k != "loss"}}  # fmt: skip
+
+
+@torch.no_grad()
+def load_stage1_backbone(vla, directory: str | Path) -> int:
+    """Copy the stage-1 checkpoint's `vlm.*` tensors into `vla.model.vlm` (prefix stripped, every
+    key and shape checked, device and dtype kept). Returns the number of tensors loaded."""
+    from safetensors.torch import load_file
+
+    from cordillera.model.modeling import WEIGHTS_NAME
+
+    path = Path(directory) / WEIGHTS_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found (stage 1 checkpoint directory expected)")
+    state = {k[len("vlm."):]: v for k, v in load_file(str(path)).items() if k.startswith("vlm.")}
+    own = vla.model.vlm.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(f"{path}: backbone keys differ: {len(missing)} missing {missing[:3]}, "
+                         f"{len(unexpected)} unexpected {unexpected[:3]}")
+    for k, t in own.items():
+        if tuple(state[k].shape) != tuple(t.shape):
+            raise ValueError(f"{path}: shape mismatch for vlm.{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(t.shape)}")
+        t.copy_(state[k].to(dtype=t.dtype, device=t.device))
+    return len(own)
+
+
+def build_model(cfg: TrainConfig, data: loop.RunData):
+    from cordillera.model.hf_config import CordilleraVLAConfig
+    from cordillera.model.modeling import CordilleraVLA
+
+    if cfg.init_from:
+        s1 = CordilleraVLAConfig.from_pretrained(cfg.init_from).to_vla()
+        if s1.inputs.use_coc != cfg.use_coc:
+            raise ValueError(f"{cfg.init_from} was trained with use_coc={s1.inputs.use_coc}, "
+                             f"the run asks use_coc={cfg.use_coc}")
+        vla_cfg = s1  # carries the action statistics the discrete tokens were trained with
+    else:
+        vla_cfg = loop.model_config(cfg)
+        if data.dataset is not None:
+            from cordillera.train.data import fit_action_stats
+
+            vla_cfg = loop.with_action_stats(vla_cfg, fit_action_stats(data.train))
+    loop.seed_everything(cfg.seed)
+    vla = CordilleraVLA(vla_cfg)
+    if cfg.init_from:
+        n = load_stage1_backbone(vla, cfg.init_from)
+        print(f"stage2: loaded {n} backbone tensors from {cfg.init_from}")
+    vla.model.requires_grad_(True)
+    if cfg.stage == "stage2":
+        vla.model.vlm.requires_grad_(False)
+    elif cfg.lora.enabled:
+        loop.apply_lora(vla, cfg.lora)
+    return vla
+
+
+def _freeze_eval(vla):
+    vla.model.vlm.eval()
+
+
+def train(cfg: TrainConfig, data: loop.RunData | None = None, stop_after: int | None = None) -> loop.FitResult:
+    if cfg.stage not in ("stage2", "joint"):
+        raise ValueError(f"stage2.train got stage {cfg.stage!r}")
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    data = data or loop.open_data(cfg, loop.model_config(cfg))
+    vla = build_model(cfg, data)
+    tokenizer = None
+    if cfg.init_from:
+        from cordillera.model.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(vla.cfg, cfg.init_from)
+    if cfg.stage == "stage2":
+        return loop.run_stage(cfg, vla, data, loss_fn, _freeze_eval, tokenizer, stop_after, desc="stage2")
+    return loop.run_stage(cfg, vla, data, joint_loss_fn, None, tokenizer, stop_after, desc="joint")
+
+
+def main(config: str = "train_stage2", overrides: list[str] | None = None) -> None:
+    cfg = load_train_config(config, TrainConfig, overrides)
+    res = train(cfg)
+    print(f"{cfg.stage}: {res.step} steps in {res.seconds:.0f} s ({res.samples_per_s:.1f} samples/s) → {res.final_dir}")
+    for k, v in sorted(res.val_logs.items()):
+        print(f"  {k} = {v:.4g}")

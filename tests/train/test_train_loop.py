@@ -1,0 +1,266 @@
+"""Training plumbing: schedule, decay groups, gradient accumulation, atomic checkpoints, exact
+resume, data order, config strictness. Tiny synthetic batches and a shrunk nano config."""
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_synth import make_samples, tiny_config  # noqa: E402
+
+from cordillera.config import ConfigError  # noqa: E402
+from cordillera.train import loop, stage1, stage2  # noqa: E402
+from cordillera.train.config import NanoConfig, OptimSettings, TrainConfig, load_train_config, parse_overrides  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from cordillera.model.tokenizer import load_tokenizer
+
+    return load_tokenizer(tiny_config())
+
+
+@pytest.fixture(scope="module")
+def proc(tok):
+    from cordillera.model.processor import VLAProcessor
+
+    return VLAProcessor(tiny_config(), tok)
+
+
+def _vla(seed=0, use_coc=True):
+    from cordillera.model.modeling import CordilleraVLA
+
+    torch.manual_seed(seed)
+    return CordilleraVLA(tiny_config(use_coc))
+
+
+# ---------------------------------------------------------------------------------------------
+# schedule
+def test_lr_at_hand_values():
+    o = OptimSettings(lr=1.0, min_lr=0.1, warmup_steps=4, max_steps=14)
+    assert loop.lr_at(0, o) == pytest.approx(0.25)  # (0+1)/4
+    assert loop.lr_at(1, o) == pytest.approx(0.5)
+    assert loop.lr_at(3, o) == pytest.approx(1.0)  # end of warm-up
+    assert loop.lr_at(4, o) == pytest.approx(1.0)  # cosine progress 0
+    assert loop.lr_at(9, o) == pytest.approx(0.1 + 0.5 * 0.9)  # progress 0.5 → midway
+    assert loop.lr_at(14, o) == pytest.approx(0.1)  # min at max_steps
+    assert loop.lr_at(100, o) == pytest.approx(0.1)  # and after
+    # cosine at progress 0.25: min + (lr-min)(1+cos(π/4))/2
+    o2 = OptimSettings(lr=2.0, min_lr=0.0, warmup_steps=0, max_steps=8)
+    assert loop.lr_at(2, o2) == pytest.approx(2.0 * (1 + math.cos(math.pi / 4)) / 2)
+
+
+def test_lr_multiplier_longest_prefix():
+    m = {"vlm": 2.0, "vlm.model.visual": 0.1}
+    assert loop._multiplier("vlm.model.visual.blocks.0.attn.qkv.weight", m) == 0.1
+    assert loop._multiplier("vlm.model.language_model.layers.0.mlp.up_proj.weight", m) == 2.0
+    assert loop._multiplier("vlm.model.visualx.weight", {"vlm.model.visual": 0.1}) == 1.0  # not a path prefix
+    assert loop._multiplier("expert.layers.0.weight", m) == 1.0
+
+
+def test_decay_groups_and_multipliers(capsys):
+    vla = _vla()
+    o = OptimSettings(lr=1e-3, min_lr=1e-4, warmup_steps=0, weight_decay=0.1,
+                      lr_multipliers={"vlm.model.visual": 0.1})
+    groups = loop.param_groups(vla.model.named_parameters(), o)
+    printed = capsys.readouterr().out
+    named = dict(vla.model.named_parameters())
+    seen = set()
+    for g in groups:
+        for n in g["names"]:
+            p = named[n]
+            assert (p.ndim >= 2) == (g["weight_decay"] == 0.1), n
+            assert g["lr_mult"] == (0.1 if n.startswith("vlm.model.visual.") else 1.0), n
+            seen.add(n)
+        assert f"optimizer group {g['name']}: {len(g['params'])} tensors" in printed
+    assert seen == set(named)  # every trainable parameter in exactly one group
+    assert {g["name"] for g in groups} == {"decay@x1", "no_decay@x1", "decay@x0.1", "no_decay@x0.1"}
+    opt = loop.make_optimizer(vla.model.named_parameters(), o, verbose=False)
+    assert loop.set_lr(opt, 10, o) == pytest.approx(loop.lr_at(10, o))
+    for g in opt.param_groups:
+        assert g["lr"] == pytest.approx(loop.lr_at(10, o) * g["lr_mult"])
+
+
+# ---------------------------------------------------------------------------------------------
+# gradient accumulation
+def _grads(vla):
+    return {n: p.grad.clone() for n, p in vla.model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_grad_accumulation_equals_big_batch(proc, stage):
+    """accum 2 × batch 2 == batch 4 (same samples; equal token counts; fixed noise and t)."""
+    samples = make_samples(4, seed=3)
+    for s in samples:
+        s["cot"] = "Stop for the red light ahead."  # equal lengths: token means agree exactly
+    vla = _vla()
+    big = proc(samples)
+    noise = torch.randn(4, 64, 2, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([0.1, 0.5, 0.7, 0.95])
+
+    def loss_for(batch, sl):
+        if stage == "stage1":
+            return vla(batch, stage="stage1")
+        return vla(batch, stage="stage2", noise=noise[sl], t=t[sl])
+
+    vla.zero_grad()
+    loop.accumulate_gradients(vla, lambda b: loss_for(b, slice(0, 4)), [big])
+    g_big = _grads(vla)
+    vla.zero_grad()
+    halves = [proc(samples[:2]), proc(samples[2:])]
+    sls = iter([slice(0, 2), slice(2, 4)])
+    logs = loop.accumulate_gradients(vla, lambda b: loss_for(b, next(sls)), halves)
+    g_acc = _grads(vla)
+    assert set(g_big) == set(g_acc) and len(g_big) > 10
+    worst = max(float((g_big[n] - g_acc[n]).abs().max()) for n in g_big)
+    assert worst < 1e-5, worst
+    assert "loss" in logs
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+def _save(out, step, vla, opt, gen=None, keep_last=3):
+    return loop.save_checkpoint(out, step, vla.cfg, vla.model.state_dict(), opt, {"data": {"epoch": 0, "position": step}},
+                                {"noise": gen or torch.Generator().manual_seed(step)}, keep_last=keep_last)
+
+
+def test_checkpoint_crash_mid_save_keeps_previous(tmp_path, monkeypatch):
+    vla = _vla()
+    opt = loop.make_optimizer(vla.model.named_parameters(), OptimSettings(warmup_steps=0), verbose=False)
+    first = _save(tmp_path, 1, vla, opt)
+    saved = {k: v.clone() for k, v in vla.model.state_dict().items()}
+    with torch.no_grad():
+        for p in vla.model.parameters():
+            p.add_(1.0)
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    # crash while writing the optimizer state (after the weights were written)
+    monkeypatch.setattr(loop.torch, "save", boom)
+    with pytest.raises(OSError):
+        _save(tmp_path, 2, vla, opt)
+    monkeypatch.undo()
+    assert loop.latest_checkpoint(tmp_path) == first
+    assert not (tmp_path / "step-000002").exists()
+    # crash after the rename, before `latest` moves: latest still names step 1
+    monkeypatch.setattr(loop, "_write_text_atomic", boom)
+    with pytest.raises(OSError):
+        _save(tmp_path, 2, vla, opt)
+    monkeypatch.undo()
+    assert loop.latest_checkpoint(tmp_path) == first
+    fresh = _vla(seed=5)
+    ts = loop.load_checkpoint(first, fresh.model)
+    assert ts["step"] == 1 and ts["data"] == {"epoch": 0, "position": 1}
+    for k, v in fresh.model.state_dict().items():
+        assert torch.equal(v, saved[k]), k
+    # the next good save replaces the orphan and moves `latest`; old ones are pruned to keep_last
+    _save(tmp_path, 2, vla, opt, keep_last=1)
+    assert loop.latest_checkpoint(tmp_path).name == "step-000002"
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-000002"]
+    assert not list(tmp_path.glob(".tmp-*"))
+    # weights are safetensors, never pickles
+    assert (tmp_path / "step-000002" / "model.safetensors").exists()
+
+
+def test_resumable_sampler_order():
+    s = loop.ResumableSampler(10, seed=7)
+    e0, e1 = s.order(0), s.order(1)
+    assert sorted(e0) == list(range(10)) and e0 != e1
+    s.epoch, s.position = 1, 4
+    assert list(s) == e1[4:]
+    r1 = loop.ResumableSampler(10, seed=7, rank=1, world_size=2)
+    assert r1.order(0) == e0[1::2]
+    stream = loop.BatchStream(list(range(10)), lambda b: b, batch_size=3, seed=7)
+    seen = [next(stream) for _ in range(4)]  # 3 batches per epoch (drop_last), then epoch 1
+    assert seen[:3] == [e0[0:3], e0[3:6], e0[6:9]] and seen[3] == e1[0:3]
+    assert stream.state_dict() == {"epoch": 1, "position": 3}
+    other = loop.BatchStream(list(range(10)), lambda b: b, batch_size=3, seed=7)
+    other.load_state_dict({"epoch": 0, "position": 6})
+    assert next(other) == e0[6:9] and next(other) == e1[0:3]
+
+
+# ---------------------------------------------------------------------------------------------
+# exact resume
+def _cfg(out, stage="stage2", steps=6, **kw):
+    return TrainConfig(stage=stage, num_threads=1, progress=False, tensorboard=False, log_every=1,
+                       optim=dict(lr=1e-3, min_lr=1e-4, warmup_steps=2, max_steps=steps, batch_size=2,
+                                  ema_decay=0.9, **kw.pop("optim", {})),
+                       checkpoint=dict(out_dir=str(out), save_every=3, keep_last=2),
+                       eval=dict(every=100, num_samples=2, batch_size=2, k=2, flow_steps=2, coc_samples=0), **kw)  # fmt: skip
+
+
+def _stage2_vla():
+    vla = _vla()
+    vla.model.vlm.requires_grad_(False)
+    return vla
+
+
+def _train_losses(out):
+    import csv
+
+    with open(Path(out) / "metrics.csv") as f:
+        return [(int(r["step"]), r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
+
+
+def test_exact_resume_after_kill(tmp_path):
+    data = loop.RunData(make_samples(6), None)
+    straight = loop.run_stage(_cfg(tmp_path / "a"), _stage2_vla(), data, stage2.loss_fn, stage2._freeze_eval,
+                              desc="straight")  # fmt: skip
+    assert straight.step == 6
+    # same run killed after step 3 (the checkpoint at 3 is the last thing it wrote) …
+    killed = loop.run_stage(_cfg(tmp_path / "b"), _stage2_vla(), data, stage2.loss_fn, stage2._freeze_eval,
+                            stop_after=3)  # fmt: skip
+    assert killed.step == 3 and not (tmp_path / "b" / "final").exists()
+    # … and resumed in a fresh model object with a different random init
+    torch.manual_seed(999)
+    from cordillera.model.modeling import CordilleraVLA
+
+    fresh = CordilleraVLA(tiny_config())
+    fresh.model.vlm.requires_grad_(False)
+    resumed = loop.run_stage(_cfg(tmp_path / "b"), fresh, data, stage2.loss_fn, stage2._freeze_eval)
+    assert resumed.step == 6
+    a, b = _train_losses(tmp_path / "a"), _train_losses(tmp_path / "b")
+    assert [s for s, _ in a] == list(range(1, 7)) and a == b  # bit-identical loss strings
+    from safetensors.torch import load_file
+
+    wa = load_file(str(tmp_path / "a" / "final" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "b" / "final" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+# ---------------------------------------------------------------------------------------------
+# configs
+def test_config_unknown_keys_fail_and_overrides(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_train_config("train_stage1", TrainConfig, ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_train_config("train_nano", NanoConfig, ["stage1.optim.bogus=1"])
+    cfg = load_train_config("train_stage1", TrainConfig, ["optim.lr=3e-4", "use_coc=false", "data.dir=/x"])
+    assert cfg.optim.lr == 3e-4 and cfg.use_coc is False and cfg.data.dir == "/x"
+    assert cfg.optim.lr_multipliers == {"vlm.model.visual": 0.1}
+    assert load_train_config("train_stage2", TrainConfig).stage == "stage2"
+    nano = load_train_config("train_nano", NanoConfig)
+    assert nano.stage1.stage == "stage1" and nano.stage2.stage in ("stage2", "joint")
+    assert parse_overrides(["a.b=[1, 2]", "c=null"]) == {"a.b": [1, 2], "c": None}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["novalue"])
+    with pytest.raises(ConfigError, match="min_lr"):
+        load_train_config("train_stage1", TrainConfig, ["optim.min_lr=1.0"])
+
+
+def test_split_by_scenario():
+    from cordillera.train.data import split_by_scenario
+
+    keys = {f"c{i}": ("fam", i // 2) for i in range(20)}  # 10 scenarios, 2 clips each
+    train, val = split_by_scenario(keys, val_fraction=0.2, seed=0)
+    assert len(val) == 4 and len(train) == 16 and not set(train) & set(val)
+    assert {keys[c] for c in val}.isdisjoint({keys[c] for c in train})  # never split a scenario
+    assert split_by_scenario(keys, 0.2, seed=0) == (train, val)  # deterministic
+    t2, v2 = split_by_scenario(keys, val_seeds=[3])
+    assert v2 == ["c6", "c7"] and len(t2) == 18
