@@ -3,8 +3,9 @@
 ``scenario_figure`` draws three panels for every policy's rollout of one scenario:
 
 - **BEV** (local frame, metres, north up): the map (lanes, crosswalks, stop lines, lights), the
-  expert reference path (dashed), each policy's ego path and its plans every ``plan_every_s``
-  (thin, transformed from the rig frame at their step to the local frame);
+  other road users' tracks in the first rollout (grey; pedestrians/cyclists orange), the expert
+  reference path (dashed), each policy's ego path and its plans every ``plan_every_s`` (thin,
+  transformed from the rig frame at their step to the local frame);
 - **speed vs time**, with the force-GT warm-up shaded;
 - **decision timeline**: one strip per policy coloured by the longitudinal decision over time,
   numbered ticks at each change (the numbers key the change list in the HTML).
@@ -125,6 +126,24 @@ def _draw_map(ax, scenario, box) -> None:
             ax.plot(tl.x_m, tl.y_m, "o", ms=4, mfc="#f2c230", mec="#333333", mew=0.6, zorder=3)
 
 
+def _draw_actor_tracks(ax, rollout: Rollout, scenario) -> None:
+    """Other road users of one rollout: thin grey tracks, a dot at their last position (vulnerable
+    road users in orange)."""
+    kinds = {a.id: a.kind for a in scenario.actors} if scenario is not None else {}
+    tracks: dict[str, list] = {}
+    for s in rollout.steps:
+        for aid, st in s.actors.items():
+            if st.visible:
+                tracks.setdefault(aid, []).append((st.x_m, st.y_m))
+    for aid, xy in tracks.items():
+        xy = np.asarray(xy)
+        vru = kinds.get(aid) in ("pedestrian", "cyclist", "animal")
+        col = "#e07b39" if vru else "#8f99a5"
+        if len(xy) > 1 and np.ptp(xy, axis=0).max() > 0.5:
+            ax.plot(xy[:, 0], xy[:, 1], color=col, lw=0.8, alpha=0.8, zorder=3)
+        ax.plot(xy[-1, 0], xy[-1, 1], "o", ms=2.5 if not vru else 3.5, color=col, zorder=3)
+
+
 def _strip(ax, rollouts: dict[str, Rollout], t_end_s: float) -> None:
     names = list(rollouts)
     for row, name in enumerate(names):
@@ -150,7 +169,7 @@ def _strip(ax, rollouts: dict[str, Rollout], t_end_s: float) -> None:
             ax.text(tc, y + 0.38, str(c.number), ha="left" if tc < 0.05 * t_end_s else "center", va="bottom",
                     fontsize=6.5, color="#1b1f24")
     ax.set_yticks(range(len(names)))
-    ax.set_yticklabels(list(reversed(names)), fontsize=8)
+    ax.set_yticklabels([n.replace("_", " ") for n in reversed(names)], fontsize=7.5)
     ax.set_ylim(-0.6, len(names) - 0.1)
     ax.set_xlim(0, t_end_s)
     ax.set_xlabel("time [s]", fontsize=8)
@@ -165,7 +184,8 @@ def _strip(ax, rollouts: dict[str, Rollout], t_end_s: float) -> None:
         from matplotlib.patches import Patch
 
         ax.legend(handles=[Patch(color=DECISION_COLOURS.get(k, "#888888"), label=k) for k in seen], fontsize=6.5,
-                  ncol=min(len(seen), 4), loc="upper center", bbox_to_anchor=(0.5, -0.42), frameon=False)
+                  ncol=min(len(seen), 4), loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False,
+                  handlelength=1.2, columnspacing=1.0, borderaxespad=0.1)
 
 
 def scenario_figure(path: str | Path, scenario, rollouts: dict[str, Rollout], reference: Rollout | None = None,
@@ -182,26 +202,40 @@ def scenario_figure(path: str | Path, scenario, rollouts: dict[str, Rollout], re
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     colours = {name: POLICY_COLOURS[k % len(POLICY_COLOURS)] for k, name in enumerate(rollouts)}
-    fig = plt.figure(figsize=(12.0, 5.0), dpi=dpi)
-    gs = fig.add_gridspec(2, 2, width_ratios=[1.0, 1.45], height_ratios=[1.5, 1.0], wspace=0.16, hspace=0.55,
-                          left=0.05, right=0.985, top=0.87, bottom=0.16)
-    ax_bev = fig.add_subplot(gs[:, 0])
-    ax_v = fig.add_subplot(gs[0, 1])
-    ax_d = fig.add_subplot(gs[1, 1])
-    if title:
-        fig.suptitle(title, fontsize=11, x=0.05, y=0.985, ha="left")
-
-    # -- BEV ------------------------------------------------------------------------------------
+    # -- layout: the BEV window is the paths' bounding box; long straight runs get a full-width
+    # BEV on top, compact ones a square-ish panel on the left ----------------------------------------
     paths = [ro.ego_xy_yaw()[:, :2] for ro in rollouts.values() if ro.steps]
     if reference is not None and reference.steps:
         paths.append(reference.ego_xy_yaw()[:, :2])
     allxy = np.concatenate(paths) if paths else np.zeros((1, 2))
-    lo, hi = allxy.min(axis=0) - 15.0, allxy.max(axis=0) + 15.0
-    span = max(hi - lo)  # square window around the paths
-    mid = 0.5 * (lo + hi)
-    box = (mid[0] - span / 2, mid[0] + span / 2, mid[1] - span / 2, mid[1] + span / 2)
+    lo, hi = allxy.min(axis=0) - 12.0, allxy.max(axis=0) + 12.0
+    mid, size = 0.5 * (lo + hi), np.maximum(hi - lo, 0.3 * np.max(hi - lo))  # keep some context across
+    box = (mid[0] - size[0] / 2, mid[0] + size[0] / 2, mid[1] - size[1] / 2, mid[1] + size[1] / 2)
+    ratio = size[0] / size[1]
+    W = 12.0
+    if ratio >= 1.6:
+        bev_h, low_h = float(np.clip((W - 0.9) / ratio, 1.8, 4.2)), 2.5
+        H = bev_h + low_h + 1.75
+        fig = plt.figure(figsize=(W, H), dpi=dpi)
+        gs = fig.add_gridspec(2, 2, height_ratios=[bev_h, low_h], hspace=0.75 / ((bev_h + low_h) / 2), wspace=0.26,
+                              left=0.06, right=0.985, top=1 - 0.55 / H, bottom=0.55 / H)
+        ax_bev, ax_v, ax_d = fig.add_subplot(gs[0, :]), fig.add_subplot(gs[1, 0]), fig.add_subplot(gs[1, 1])
+    else:
+        H = 5.0
+        fig = plt.figure(figsize=(W, H), dpi=dpi)
+        gs = fig.add_gridspec(2, 2, width_ratios=[1.0, 1.45], height_ratios=[1.5, 1.0], wspace=0.2, hspace=0.55,
+                              left=0.05, right=0.985, top=0.87, bottom=0.1)
+        ax_bev, ax_v, ax_d = fig.add_subplot(gs[:, 0]), fig.add_subplot(gs[0, 1]), fig.add_subplot(gs[1, 1])
+    if title:
+        fig.suptitle(title, fontsize=11, x=0.05, y=1 - 0.12 / H, ha="left", va="top")
+
+    # -- BEV ------------------------------------------------------------------------------------
+    grow = max(size)  # the equal-aspect axes may show more than the box; draw the map around it too
     if scenario is not None:
-        _draw_map(ax_bev, scenario, box)
+        _draw_map(ax_bev, scenario, (box[0] - grow, box[1] + grow, box[2] - grow, box[3] + grow))
+    first = next((ro for ro in rollouts.values() if ro.steps), None)
+    if first is not None:
+        _draw_actor_tracks(ax_bev, first, scenario)
     if reference is not None and reference.steps:
         r = reference.ego_xy_yaw()
         ax_bev.plot(r[:, 0], r[:, 1], "--", color=REFERENCE_COLOUR, lw=1.2, label="expert reference (GT)", zorder=4)
@@ -220,9 +254,12 @@ def scenario_figure(path: str | Path, scenario, rollouts: dict[str, Rollout], re
         ax_bev.plot(e[-1, 0], e[-1, 1], "s", color=colours[name], ms=5, zorder=7)
     if paths:
         ax_bev.plot(paths[0][0, 0], paths[0][0, 1], "o", color="#111111", ms=5, zorder=7, label="start")
-    ax_bev.set_xlim(box[0], box[1])
-    ax_bev.set_ylim(box[2], box[3])
-    ax_bev.set_aspect("equal")
+    pos = ax_bev.get_position()  # grow the box to the panel's shape so equal axes fill the panel
+    panel = (pos.width * W) / (pos.height * H)
+    half = 0.5 * np.array([max(size[0], size[1] * panel), max(size[1], size[0] / panel)])
+    ax_bev.set_xlim(mid[0] - half[0], mid[0] + half[0])
+    ax_bev.set_ylim(mid[1] - half[1], mid[1] + half[1])
+    ax_bev.set_aspect("equal", adjustable="box")
     ax_bev.tick_params(labelsize=7)
     ax_bev.set_xlabel("x east [m]", fontsize=8)
     ax_bev.set_ylabel("y north [m]", fontsize=8)
