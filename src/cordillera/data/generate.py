@@ -211,7 +211,7 @@ def generate(suite, clips: int | None, out, workers: int | None = None, address:
 
     ``seed`` seeds the rollouts and the CoC phrasing. Returns a report dict: ``written`` (new
     clip ids), ``skipped`` (already present), ``failed`` (list of {family, seed, error}),
-    ``clips_total``, ``wall_s``. Failures are also appended to ``.cordillera/failures.jsonl``."""
+    ``clips_total``, ``wall_s``, ``clip_wall_s`` (per written clip, in its worker). Failures are also appended to ``.cordillera/failures.jsonl``."""
     import os
 
     from cordillera.render.rig import DEFAULT_MODEL_CAMERAS
@@ -223,7 +223,7 @@ def generate(suite, clips: int | None, out, workers: int | None = None, address:
     writer = create(out, cameras, chunk_size=chunk_size)
     todo = [(f, s) for f, s in pairs if not writer.has_clip(clip_uuid(f, s))]
     skipped = [clip_uuid(f, s) for f, s in pairs if writer.has_clip(clip_uuid(f, s))]
-    written, failed = [], []
+    written, failed, clip_wall_s = [], [], []
     bar = _Progress(len(pairs), len(skipped), progress)
     fail_log = out / L.BOOKKEEPING_DIR / "failures.jsonl"
 
@@ -232,6 +232,7 @@ def generate(suite, clips: int | None, out, workers: int | None = None, address:
             rec = ClipRecord.from_json(res["record"])
             writer.add_staged(rec)
             written.append(rec.clip_id)
+            clip_wall_s.append(float(res["wall_s"]))
             bar.advance(f"{rec.metadata.get(K.FAMILY)} ({res['wall_s']:.0f} s)")
         else:
             failed.append({k: res[k] for k in ("family", "seed", "error")})
@@ -274,7 +275,7 @@ def generate(suite, clips: int | None, out, workers: int | None = None, address:
     finally:
         bar.close()
     return {"written": written, "skipped": skipped, "failed": failed, "clips_total": len(all_ids),
-            "wall_s": time.perf_counter() - t_start}
+            "wall_s": time.perf_counter() - t_start, "clip_wall_s": clip_wall_s}
 
 
 def main_generate(suite: str, clips: int, out, workers: int | None = None, address: str | None = None) -> dict:

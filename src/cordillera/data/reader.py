@@ -292,17 +292,19 @@ class PaiReader:
         self._streams: OrderedDict = OrderedDict()
         self._zips: dict = {}
         self._calib: dict = {}
+        self._ego: OrderedDict = OrderedDict()
         self._pid = os.getpid()
 
     # -- pickling (DataLoader workers re-open files in their own process) ------------------------
     def __getstate__(self):
         d = dict(self.__dict__)
-        d["_streams"], d["_zips"], d["_calib"] = OrderedDict(), {}, {}
+        d["_streams"], d["_zips"], d["_calib"], d["_ego"] = OrderedDict(), {}, {}, OrderedDict()
         return d
 
     def _check_pid(self):
         if os.getpid() != self._pid:  # forked: never share file handles or decoders
             self._streams, self._zips, self._calib, self._pid = OrderedDict(), {}, {}, os.getpid()
+            self._ego = OrderedDict()
 
     # -- clips ----------------------------------------------------------------------------------
     @property
@@ -413,8 +415,16 @@ class PaiReader:
 
     # -- features -------------------------------------------------------------------------------
     def egomotion(self, clip_id: str) -> Egomotion:
-        df, where = self.member_parquet(clip_id, L.EGOMOTION, L.EGOMOTION)
-        return Egomotion.from_dataframe(df, clip_id, where)
+        """The clip's egomotion (validated; the last few clips' are cached)."""
+        self._check_pid()
+        ego = self._ego.get(clip_id)
+        if ego is None:
+            df, where = self.member_parquet(clip_id, L.EGOMOTION, L.EGOMOTION)
+            ego = Egomotion.from_dataframe(df, clip_id, where)
+            self._ego[clip_id] = ego
+            while len(self._ego) > self.cache_streams:
+                self._ego.popitem(last=False)
+        return ego
 
     def egomotion_df(self, clip_id: str) -> pd.DataFrame:
         return self.member_parquet(clip_id, L.EGOMOTION, L.EGOMOTION)[0]
