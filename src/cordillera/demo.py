@@ -48,16 +48,18 @@ def vla_policy_class():
 
 @dataclass(frozen=True)
 class VlaFactory:
-    """Picklable factory of the VLA sim policy (what Ray ships to workers)."""
+    """Picklable factory of the VLA sim policy (what Ray ships to workers): the model's own
+    ``VLAPolicyFactory`` when it exists, else ``VLAPolicy(checkpoint, name=...)``."""
 
     checkpoint: str
     policy_name: str = "vla_nano"
 
     def __call__(self):
-        cls = vla_policy_class()
-        if cls is None:
-            raise RuntimeError("cordillera.model.policy.VLAPolicy is not available")
-        return cls.from_pretrained(self.checkpoint)
+        mod = importlib.import_module("cordillera.model.policy")
+        factory = getattr(mod, "VLAPolicyFactory", None)
+        if factory is not None:
+            return factory(self.checkpoint, name=self.policy_name)()
+        return mod.VLAPolicy(self.checkpoint, name=self.policy_name)
 
 
 def demo_sim_config(cfg: DemoConfig, cameras: bool):

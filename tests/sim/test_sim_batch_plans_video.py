@@ -174,3 +174,22 @@ def test_video_error_keeps_metrics_but_not_complete(tmp_path, short_scenario):
     st = json.loads((d / "status.json").read_text())
     assert "renderer is broken" in st["video_error"]
     assert (d / "metrics.parquet").exists() and not (d / "_complete").exists()
+
+
+def test_reference_runs_without_cameras(tmp_path, short_scenario):
+    """A camera policy's config must not make the privileged reference ask for a renderer."""
+    from cordillera.sim.batch import expert_reference_factory, reference_task
+    from cordillera.sim.runtime import SimConfig, run_rollout
+
+    seen = []
+
+    def run_fn(scenario, policy, config, renderer, rollout_id, seed, reference):
+        seen.append((config.cameras, config.keep_images, renderer))
+        return run_rollout(scenario, policy, config, renderer, rollout_id=rollout_id, seed=seed)
+
+    cfg = SimConfig(cameras=("camera_front_wide_120fov",), keep_images=True)
+    ro, err, cached = reference_task(short_scenario, expert_reference_factory, cfg, str(tmp_path), 0, run_fn)
+    assert err is None and ro is not None and not cached
+    assert seen == [((), False, None)]
+    again = reference_task(short_scenario, expert_reference_factory, cfg, str(tmp_path), 0, run_fn)
+    assert again[2] and len(seen) == 1  # cached under the camera-free config

@@ -403,8 +403,14 @@ def _err(e: BaseException) -> str:
 
 def reference_task(scenario: Scenario, reference_factory, config, out_dir: str, seed: int,
                    run_fn=None) -> tuple[Rollout | None, str | None, bool]:
-    """(reference rollout | None, error | None, from_cache). Never raises."""
+    """(reference rollout | None, error | None, from_cache). Never raises. The reference (the
+    privileged expert) needs no images, so it runs without cameras even when the policy's config
+    renders them (it gets no renderer)."""
     stem = Path(out_dir) / "reference" / scenario.id
+    if getattr(config, "cameras", ()) or getattr(config, "keep_images", False):
+        from dataclasses import replace
+
+        config = replace(config, cameras=(), keep_images=False)
     key = {"scenario_hash": _scenario_hash(scenario), "reference": _factory_name(reference_factory), "seed": int(seed),
            "config": repr(config)}
     try:
