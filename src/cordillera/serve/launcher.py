@@ -16,8 +16,7 @@ physics, and sensorsim when cameras are rendered; traffic runs in the runtime un
 
 Driver policies served: ``expert`` (the rule-based expert WITHOUT privileged access — over the
 protocol it only sees what a driver sees, i.e. route following), ``constant_velocity``,
-``route_follower``, and ``vla:<checkpoint>`` once :mod:`cordillera.model.policy` provides
-``VLAPolicy``.
+``route_follower``, and ``vla:<checkpoint dir>`` (:class:`cordillera.model.policy.VLAPolicy`).
 """
 
 from __future__ import annotations
@@ -73,20 +72,11 @@ def policy_factory(name: str):
         return lambda: make_policy(name)
     if name.startswith("vla:"):
         try:
-            from cordillera.model.policy import VLAPolicy  # noqa: F401
+            from cordillera.model.policy import VLAPolicyFactory
         except ImportError as e:
-            raise ValueError(f"policy {name!r}: cordillera.model.policy.VLAPolicy is not available ({e})") from None
-        ckpt = name.split(":", 1)[1]
-        return lambda: _vla_policy(ckpt)
+            raise ValueError(f"policy {name!r}: cordillera.model.policy is not available ({e})") from None
+        return VLAPolicyFactory.from_spec(name)  # loads the checkpoint once per process
     raise ValueError(f"unknown driver policy {name!r}; valid: expert, constant_velocity, route_follower, vla:<checkpoint>")
-
-
-def _vla_policy(checkpoint: str):
-    from cordillera.model.policy import VLAPolicy
-
-    if hasattr(VLAPolicy, "from_pretrained"):
-        return VLAPolicy.from_pretrained(checkpoint)
-    return VLAPolicy(checkpoint)
 
 
 def make_server(service: str, port: int = 0, policy: str = "expert", host: str = "127.0.0.1",
@@ -293,15 +283,19 @@ class ServiceSupervisor:
 def main_sim_run_grpc(suite: str, policy: str, out, rollouts: int = 1, video: bool = False, progress: bool = True,
                       services: tuple[str, ...] | None = None, cameras: tuple[str, ...] = (), config=None):
     """``cordillera sim run --services grpc``: the suite's batch with every role served remotely
-    (see the module docstring); the expert reference runs in-process. Returns the BatchResult."""
+    (see the module docstring); the expert reference (and the MP4 with ``video``) run in-process.
+    ``cameras`` default to the model's four for ``vla:`` policies, none otherwise. Returns the
+    BatchResult."""
     from cordillera.serve.client import GrpcRunFn, RemotePolicyFactory
     from cordillera.sim.batch import _err, run_batch
     from cordillera.sim.runtime import SimConfig
     from cordillera.world import generator
 
-    if video:
-        raise NotImplementedError("rollout videos are not yet available")
     policy_factory(policy)  # fail fast on a bad name, before starting processes
+    if not cameras and policy.startswith("vla:"):
+        from cordillera.render.rig import DEFAULT_MODEL_CAMERAS
+
+        cameras = DEFAULT_MODEL_CAMERAS
     config = config or SimConfig(cameras=tuple(cameras))
     if services is None:
         services = DEFAULT_SERVICES + (("sensorsim",) if config.cameras else ())
@@ -318,7 +312,8 @@ def main_sim_run_grpc(suite: str, policy: str, out, rollouts: int = 1, video: bo
         try:
             result = run_batch(scenarios, RemotePolicyFactory(policy), out, rollouts_per_scenario=rollouts, workers=1,
                                config=config, progress=progress, broken=broken, test_suite_id=suite, run_fn=run_fn,
-                               policy_name=policy, description=f"suite={suite} policy={policy} services=grpc")
+                               policy_name=policy, description=f"suite={suite} policy={policy} services=grpc",
+                               video=video)
         except KeyboardInterrupt:
             sys.stderr.write("interrupted: stopping services\n")
             raise

@@ -1,0 +1,158 @@
+"""gRPC overhead: per-step time of the full closed loop over AlpaSim's protocol vs in-process.
+
+Same scenario (``car_following-01000``, shortened), same policy, same controller; in-process =
+``sim.runtime.run_rollout``; gRPC = ``serve.client.run_rollout_grpc`` against services running as
+subprocesses (``python -m cordillera serve ...``, loopback), i.e. driver + controller + physics
+(+ sensorsim when cameras are rendered, JPEG q95 as AlpaSim). Goal: ≤ 15 % overhead.
+
+Rows: the unprivileged expert without cameras, the same with the model's 4 cameras, and (with
+``--vla``) the nano VLA (random weights: speed only) with 4 cameras. Then the render RPC latency:
+``batch_render_rgb`` of 4 cameras and ``render_rgb`` of one, vs rendering in-process.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/grpc_overhead.py [--steps 40] [--repeats 3] [--vla]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+from cordillera.render.rig import DEFAULT_MODEL_CAMERAS
+from cordillera.serve.client import Channels, RemoteRenderer, ServiceAddresses, run_rollout_grpc
+from cordillera.serve.launcher import ServiceSupervisor
+from cordillera.serve.stubs import sensorsim_pb2
+from cordillera.sim.runtime import SimConfig, run_rollout
+from cordillera.world import generator
+
+
+def _scenario(steps: int):
+    sc = generator.make("car_following", 1000)
+    return dataclasses.replace(sc, duration_us=steps * 100_000)
+
+
+def _best(fn, repeats: int) -> float:
+    out = []
+    for _ in range(repeats):
+        c0 = time.perf_counter()
+        ro = fn()
+        out.append(time.perf_counter() - c0)
+        assert ro.status == "ok", ro.error
+    return min(out)
+
+
+def loop_rows(args, policy_name: str, make_policy, cameras, services) -> tuple[float, float]:
+    """(in-process ms/step, gRPC ms/step), best of ``repeats``."""
+    from cordillera.render import make_renderer
+
+    sc = _scenario(args.steps)
+    cfg = SimConfig(cameras=tuple(cameras))
+    n = args.steps + 1
+    renderer = make_renderer(sc) if cameras else None
+    run_rollout(sc, make_policy(), cfg, renderer)  # warm-up (GL programs, caches, model load)
+    t_in = _best(lambda: run_rollout(sc, make_policy(), cfg, renderer), args.repeats) / n * 1e3
+    with ServiceSupervisor(services, policy_name) as sup:
+        addr = sup.addresses()
+        if not cameras:
+            addr = dataclasses.replace(addr, sensorsim=None)
+        run_rollout_grpc(sc, addr, cfg, policy_name)  # warm-up (server-side renderer, model load)
+        t_rpc = _best(lambda: run_rollout_grpc(sc, addr, cfg, policy_name), args.repeats) / n * 1e3
+    return t_in, t_rpc
+
+
+def render_latency(args) -> list[tuple[str, float, float]]:
+    """(what, p50 ms, p90 ms) of remote vs local rendering of 4 cameras / 1 camera."""
+    from cordillera.render import make_renderer
+    from cordillera.sim.traffic import init_traffic, signal_states
+    from cordillera.world.scenario import AgentState, WorldState
+
+    sc = _scenario(args.steps)
+    ws = WorldState(0, AgentState(sc.ego.x_m, sc.ego.y_m, sc.ego.yaw_rad), init_traffic(sc).states, signal_states(sc, 0))
+    local = make_renderer(sc)
+    rows = []
+
+    def stats(fn, n):
+        fn()
+        ts = []
+        for _ in range(n):
+            c0 = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - c0) * 1e3)
+        return statistics.median(ts), float(np.percentile(ts, 90))
+
+    rows.append(("in-process render, 4 cameras", *stats(
+        lambda: [local.render(ws, c, -30_000, 0) for c in DEFAULT_MODEL_CAMERAS], args.render_calls)))
+    with ServiceSupervisor(("driver", "sensorsim")) as sup:
+        chans = Channels(ServiceAddresses(driver=sup.procs["driver"].address, sensorsim=sup.procs["sensorsim"].address))
+        rr = RemoteRenderer(chans, sc, DEFAULT_MODEL_CAMERAS, sensorsim_pb2.JPEG)
+
+        def batch():
+            rr._key = None  # force a new batch
+            return rr.render(WorldState(0, ws.ego, ws.actors, ws.signals), DEFAULT_MODEL_CAMERAS[0], -30_000, 0)
+
+        rows.append(("batch_render_rgb, 4 cameras, JPEG q95 (incl. decode)", *stats(batch, args.render_calls)))
+        req = rr.request_for(ws, DEFAULT_MODEL_CAMERAS[1], -30_000, 0)
+        rows.append(("render_rgb, 1 camera, JPEG q95 (no decode)", *stats(
+            lambda: chans.stubs["sensorsim"].render_rgb(req, timeout=60), args.render_calls)))
+        rows.append(("in-process render, 1 camera", *stats(
+            lambda: local.render(ws, DEFAULT_MODEL_CAMERAS[1], -30_000, 0), args.render_calls)))
+        chans.close()
+    return rows
+
+
+def _nano_checkpoint(tmp: str) -> str:
+    import torch
+
+    from cordillera.model.configuration import get_preset
+    from cordillera.model.modeling import CordilleraVLA
+    from cordillera.model.tokenizer import load_tokenizer
+
+    torch.manual_seed(0)
+    cfg = get_preset("nano")
+    model = CordilleraVLA(cfg)
+    model.save_pretrained(tmp, tokenizer=load_tokenizer(cfg))
+    return tmp
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=40, help="control steps per rollout (after t=0)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--render-calls", type=int, default=20)
+    ap.add_argument("--vla", action="store_true", help="also the nano VLA (random weights) with 4 cameras")
+    args = ap.parse_args()
+
+    from cordillera.sim.expert import ExpertPolicy
+
+    print(f"# grpc_overhead ({platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}, "
+          f"load {os.getloadavg()[0]:.1f})")
+    rows = []
+    expert = lambda: ExpertPolicy(privileged=False)  # noqa: E731 - what the driver service serves
+    t_in, t_rpc = loop_rows(args, "expert", expert, (), ("driver", "controller", "physics"))
+    rows.append(("expert (unprivileged), no cameras", t_in, t_rpc))
+    t_in, t_rpc = loop_rows(args, "expert", expert, DEFAULT_MODEL_CAMERAS, ("driver", "controller", "physics", "sensorsim"))
+    rows.append(("expert (unprivileged), 4 cameras", t_in, t_rpc))
+    if args.vla:
+        from cordillera.model.policy import VLAPolicy
+
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = _nano_checkpoint(tmp)
+            t_in, t_rpc = loop_rows(args, f"vla:{ckpt}", lambda: VLAPolicy(ckpt), DEFAULT_MODEL_CAMERAS,
+                                    ("driver", "controller", "physics", "sensorsim"))
+            rows.append(("nano VLA (random weights), 4 cameras", t_in, t_rpc))
+    print("\n| loop | in-process ms/step | gRPC ms/step | overhead |\n|---|---:|---:|---:|")
+    for name, a, b in rows:
+        print(f"| {name} | {a:.1f} | {b:.1f} | {100 * (b - a) / a:+.0f} % |")
+    print("\n| render call | p50 ms | p90 ms |\n|---|---:|---:|")
+    for name, p50, p90 in render_latency(args):
+        print(f"| {name} | {p50:.1f} | {p90:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
