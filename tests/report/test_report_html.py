@@ -204,3 +204,15 @@ def test_report_in_headless_chromium(real_report):
     assert imgs and all(ok and w == 1200 for ok, w in imgs), imgs
     assert "not trained yet" in notice
     assert rows == ["expert", "constant_velocity"]
+
+
+def test_main_report_writes_into_the_run_dir(tmp_path, capsys):
+    from cordillera.report.html import main_report
+
+    run_dir = _hand_run(tmp_path / "run")
+    out = main_report(run_dir)
+    assert out == run_dir / "report.html" and out.exists()
+    assert str(out) in capsys.readouterr().out
+    page = out.read_text()
+    assert "mypolicy" in page and 'href="aggregate/' not in page  # no metrics_results.txt in the hand-made run
+    assert (run_dir / "report_assets" / "scene-a.png").exists()

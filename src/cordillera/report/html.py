@@ -6,7 +6,9 @@ One page, no external URLs (works offline), assets beside it::
     <out>_assets/<scene_id>.png             per-scenario figure (report.plots.scenario_figure)
     <out>_assets/videos/<name>.mp4          only for videos outside the report's directory (copied)
 
-Videos inside the report's directory tree are linked relatively, not copied. Sections: a notice
+Videos inside the report's directory tree are linked relatively, not copied. Open the page
+directly (file://) or through a server that answers HTTP range requests: ``python -m http.server``
+does not, so there the videos play but cannot be seeked. Sections: a notice
 (e.g. "the nano VLA is not trained yet"), the per-policy summary table (scene score, pass rate,
 at-fault collision / offroad rates, red-light and stop-sign violations, close encounters, comfort,
 progress, policy time per step), the per-scenario score table, then per scenario the figure, the
@@ -427,7 +429,8 @@ every second; right, speed and the longitudinal decision over time (numbered tic
 Videos: front-wide camera with the projected plan and the CoC (or the expert's decision), BEV and per-step
 metrics.</p>
 {sections}
-<footer>cordillera · report written by <code>cordillera.report.html.write_report</code></footer>
+<footer>cordillera · report written by <code>cordillera.report.html.write_report</code> · open this file
+directly or via a server with HTTP range support to seek in the videos</footer>
 </main></body></html>
 """
     out_html.write_text(page, encoding="utf-8")
