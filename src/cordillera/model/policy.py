@@ -1,0 +1,304 @@
+"""The VLA as a simulator policy: the only bridge from ``model`` to ``sim`` (STYLE.md §5 "model/").
+
+Like LeRobot's policy object, :class:`VLAPolicy` implements the sim ``Policy`` protocol:
+
+- ``start(session)`` resets the caches (per-camera frame buffers, inference counter) and takes
+  the session seed;
+- ``plan(observation, t_now_us, t_query_us)`` buffers the observation's frames, selects the
+  model inputs at ``t0 = t_now_us`` exactly as the data pipeline does for training
+  (spec/alpamayo_model.md §2.1, §2.3), runs the processor, then ``sample_trajectories``, then the
+  output step (spec/alpasim.md §2.2 plan conversion) and returns a :class:`Plan`;
+- ``close()`` drops the caches.
+
+Inputs at t0 (the AlpaSim Alpamayo driver's frame cache + history validation, spec/alpasim.md §6):
+
+- per camera the **latest frame at or before** each of t0 − 0.3, −0.2, −0.1, 0 s (a frame's time
+  is its end, as AlpaSim fires camera events at the frame end); a frame older than
+  ``MAX_FRAME_AGE_US`` for its request counts as missing;
+- 16 ego poses at t0 − 1.5 … t0 (10 Hz), interpolated (linear xyz, slerp rotation) from the
+  observation's ego history and expressed in the rig frame at t0 (``geometry.frames.to_frame``,
+  as ``data.samples.build_sample``); the history must cover [t0 − 1.5 s, t0];
+- images resized with the data pipeline's own resize (cv2 INTER_AREA) to the model's input size;
+- navigation text: ``observation.nav_text``, else derived from the route
+  (``sim.navigation.nav_text_from_route``), unless ``use_nav=False``.
+
+Until frames and history cover the window the answer is ``Plan(warming_up=True)``, which the
+runtime accepts only during the force-GT warm-up (AlpaSim's driver returns an empty trajectory
+then); ``warmup_reason`` says what is missing.
+
+Output (spec/alpasim.md §2.2): pose 0 = the origin at ``t_now_us``, then the 64 predicted poses
+at t_now + 0.1 … 6.4 s in the rig frame at t_now, z = 0, yaw-only. Sample 0 is the plan (as the
+Alpamayo driver takes sample 0); the other K − 1 samples are ``alternatives``.
+
+Determinism: inference ``n`` of a session draws from ``torch.Generator`` seeded with
+``SeedSequence([policy seed, session seed, n])``. AlpaSim uses ``session seed + n``; mixing
+through SeedSequence keeps rollouts with seeds s and s + 1 from sharing noise shifted by one step.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cordillera.data.samples import HISTORY_OFFSETS_US, IMAGE_OFFSETS_US
+from cordillera.data.samples import _resize as resize_like_training  # the one resize used for training data
+from cordillera.geometry.frames import to_frame
+from cordillera.geometry.interpolate import interpolate_poses
+from cordillera.geometry.pose import quat_to_matrix
+from cordillera.model.configuration import CAMERA_NAMES
+from cordillera.model.modeling import CordilleraVLA
+from cordillera.model.processor import VLAProcessor
+from cordillera.model.tokenizer import load_tokenizer
+from cordillera.reasoning.schema import parse
+from cordillera.sim.navigation import nav_text_from_route
+from cordillera.sim.types import PLAN_PERIOD_US, CameraFrame, Observation, Plan, SessionInfo
+
+__all__ = [
+    "MAX_FRAME_AGE_US", "VLAPolicy", "VLAPolicyFactory", "load_model", "select_frames", "history_in_rig",
+    "inference_seed",
+]
+
+MAX_FRAME_AGE_US = 100_000  # [µs] a frame may be at most one control period older than its request time
+FUTURE_PERIOD_US = PLAN_PERIOD_US  # [µs] 10 Hz model output (spec/alpamayo_model.md §3) = the sim plan period
+
+_MODEL_CACHE: dict[tuple[str, str], tuple[CordilleraVLA, VLAProcessor]] = {}
+_MODEL_CACHE_LOCK = threading.Lock()
+
+
+def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[CordilleraVLA, VLAProcessor]:
+    """(model in eval mode on ``device``, processor) for a ``save_pretrained`` directory; cached per
+    process, so the rollouts a Ray worker runs one after another load the weights once."""
+    key = (str(Path(checkpoint).resolve()), str(device))
+    with _MODEL_CACHE_LOCK:
+        if key not in _MODEL_CACHE:
+            model = CordilleraVLA.from_pretrained(checkpoint).to(device).eval()
+            _MODEL_CACHE[key] = (model, VLAProcessor(model.cfg, load_tokenizer(model.cfg, checkpoint)))
+        return _MODEL_CACHE[key]
+
+
+def inference_seed(policy_seed: int, session_seed: int, count: int) -> int:
+    """Seed of the ``count``-th inference of a session (see the module docstring)."""
+    return int(np.random.SeedSequence([int(policy_seed) & 0xFFFFFFFF, int(session_seed) & 0xFFFFFFFF,
+                                       int(count)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def select_frames(frames: list[CameraFrame], t_request_us, max_age_us: int = MAX_FRAME_AGE_US) -> list[int] | None:
+    """Indices into ``frames`` (sorted by ``t_end_us``) of the latest frame at or before each request
+    time, or None when a request has no frame (or only one older than ``max_age_us``)."""
+    t_end = np.array([f.t_end_us for f in frames], dtype=np.int64)
+    req = np.asarray(t_request_us, dtype=np.int64)
+    idx = np.searchsorted(t_end, req, side="right") - 1  # spec §2.1: searchsorted(..., 'right') - 1
+    if len(t_end) == 0 or np.any(idx < 0) or np.any(req - t_end[np.maximum(idx, 0)] > max_age_us):
+        return None
+    return [int(i) for i in idx]
+
+
+def history_in_rig(ego_history, t0_us: int, offsets_us=HISTORY_OFFSETS_US) -> tuple[np.ndarray, np.ndarray] | None:
+    """The model's ego history at ``t0 + offsets`` in the rig frame at t0: (xyz (16, 3), rot
+    (16, 3, 3)), or None when the observation's history does not cover [t0 − 1.5 s, t0]."""
+    t = np.asarray(ego_history.t_us, dtype=np.int64)
+    tq = int(t0_us) + np.asarray(offsets_us, dtype=np.int64)
+    if len(t) < 2 or t[0] > tq[0] or t[-1] < tq[-1]:
+        return None
+    xyz_q, quat_q = interpolate_poses(tq, t, ego_history.xyz_local, ego_history.quat_local, method="linear")
+    rot_q = quat_to_matrix(quat_q)
+    T_local_t0 = np.eye(4)
+    T_local_t0[:3, :3], T_local_t0[:3, 3] = rot_q[-1], xyz_q[-1]
+    xyz, rot = to_frame(xyz_q, rot_q, T_local_t0)
+    return xyz, rot
+
+
+def _device_batch(batch: dict, device) -> dict:
+    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+class VLAPolicy:
+    """The VLA driving the simulator (see the module docstring).
+
+    Args:
+        checkpoint: a ``save_pretrained`` directory, or a :class:`CordilleraVLA` instance.
+        num_samples: K trajectories per step (sample 0 drives, the rest are ``alternatives``).
+        temperature, top_p: CoC sampling (spec/alpamayo_model.md §5.1 defaults).
+        flow_steps: Euler steps of the action expert.
+        fast: skip CoC decoding (trajectory only; a trajectory-only model always does).
+        cameras: camera subset (default the model's cameras; any subset, A1.5 style).
+        seed: policy seed, mixed with the session seed (determinism).
+        device, threads: torch device and intra-op threads (``torch.set_num_threads`` at ``start``).
+        max_new_tokens: CoC token budget (default the model's ``max_cot_tokens``).
+        use_nav: pass navigation text (observation's, else from the route) in the prompt.
+        name: policy name in rollouts and outputs.
+    """
+
+    def __init__(self, checkpoint: str | Path | CordilleraVLA, num_samples: int = 1, temperature: float = 0.6,
+                 top_p: float = 0.98, flow_steps: int = 10, fast: bool = False, cameras=None, seed: int = 0,
+                 device: str = "cpu", threads: int | None = 2, max_new_tokens: int | None = None,
+                 use_nav: bool = True, name: str = "vla"):
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        if flow_steps < 1:
+            raise ValueError(f"flow_steps must be >= 1, got {flow_steps}")
+        if isinstance(checkpoint, CordilleraVLA):
+            self.model = checkpoint.to(device).eval()
+            self.processor = VLAProcessor(self.model.cfg, load_tokenizer(self.model.cfg))
+        else:
+            self.model, self.processor = load_model(checkpoint, device)
+        cfg = self.model.cfg
+        self.cameras = tuple(cfg.inputs.cameras if cameras is None else cameras)
+        unknown = [c for c in self.cameras if c not in CAMERA_NAMES]
+        if unknown or not self.cameras:
+            raise ValueError(f"cameras must be a non-empty subset of {CAMERA_NAMES}, got {self.cameras}")
+        self.image_hw = (cfg.inputs.image_height, cfg.inputs.image_width)
+        self.num_samples, self.temperature, self.top_p = int(num_samples), float(temperature), float(top_p)
+        self.flow_steps, self.fast = int(flow_steps), bool(fast) or not getattr(cfg.inputs, "use_coc", True)
+        self.seed, self.device, self.threads = int(seed), device, threads
+        self.max_new_tokens, self.use_nav, self.name = max_new_tokens, bool(use_nav), name
+        self._session: SessionInfo | None = None
+        self._frames: dict[str, list[CameraFrame]] = {}
+        self._inferences = 0
+        self.warmup_reason: str | None = None
+        self.last_inputs: dict | None = None  # the sample dict of the last inference (tests, debugging)
+
+    # ---- Policy protocol ------------------------------------------------------------------------
+    def start(self, session: SessionInfo) -> None:
+        offered = tuple(session.camera_names)
+        missing = [c for c in self.cameras if c not in offered]
+        if offered and missing:
+            raise ValueError(f"VLAPolicy needs cameras {list(self.cameras)}; the session renders {list(offered)} "
+                             f"(missing {missing})")
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        self._session = session
+        self._frames = {c: [] for c in self.cameras}
+        self._inferences = 0
+        self.warmup_reason = None
+        self.last_inputs = None
+
+    def close(self) -> None:
+        self._frames = {}
+        self.last_inputs = None
+
+    def plan(self, observation: Observation, t_now_us: int, t_query_us: int) -> Plan:
+        if self._session is None:
+            raise RuntimeError("VLAPolicy.plan called before start(session)")
+        c0 = time.perf_counter()
+        t0 = int(t_now_us)
+        self._buffer(observation, t0)
+        sample, reason = self._inputs(observation, t0)
+        if sample is None:
+            self.warmup_reason = reason
+            return Plan(t_us=np.array([t0], dtype=np.int64), xyz_rig=np.zeros((1, 3)), yaw_rig=np.zeros(1),
+                        warming_up=True)
+        self.warmup_reason = None
+        self.last_inputs = sample
+        gen = torch.Generator().manual_seed(inference_seed(self.seed, self._session.seed, self._inferences))
+        self._inferences += 1
+        with torch.inference_mode():  # the runtime may call plan from its worker thread
+            c1 = time.perf_counter()
+            batch = _device_batch(self.processor(sample), self.device)
+            pre_ms = (time.perf_counter() - c1) * 1e3 + (c1 - c0) * 1e3
+            out = self.model.sample_trajectories(
+                batch, num_samples=self.num_samples, temperature=self.temperature, top_p=self.top_p,
+                flow_steps=self.flow_steps, fast=self.fast, max_new_tokens=self.max_new_tokens, generator=gen)
+            coc = None
+            if not self.fast:
+                coc = self.processor.decode_text(out.coc_token_ids[0, :1], "cot")[0]
+        xyz = out.xyz[0].double().cpu().numpy()  # (K, T, 3)
+        yaw = torch.atan2(out.rot[0, ..., 1, 0], out.rot[0, ..., 0, 0]).double().cpu().numpy()  # (K, T)
+        t_us, plans = self._to_plan_arrays(t0, xyz, yaw)
+        decisions = None
+        if coc is not None:
+            rec = parse(coc)
+            decisions = {"longitudinal": rec.longitudinal, "lateral": rec.lateral,
+                         "lateral_direction": rec.lateral_direction}
+        tm = out.timings_ms
+        timing = {"preprocess": pre_ms, "vision": tm.get("vision_ms", 0.0), "prefill": tm.get("prefill_ms", 0.0),
+                  "decode": tm.get("decode_ms", 0.0), "expert": tm.get("expert_ms", 0.0),
+                  "total": (time.perf_counter() - c0) * 1e3}
+        return Plan(t_us=t_us, xyz_rig=plans[0][0], yaw_rig=plans[0][1], alternatives=tuple(plans[1:]), coc=coc,
+                    decisions=decisions, timing_ms=timing)
+
+    # ---- inputs ---------------------------------------------------------------------------------
+    def _buffer(self, obs: Observation, t0: int) -> None:
+        """Add the observation's frames (resized once, as for training) and drop frames no request
+        can pick any more (older than the newest frame at or before t0 − 0.3 s)."""
+        for cam in self.cameras:
+            buf = self._frames[cam]
+            f = obs.cameras.get(cam)
+            if f is not None and not any(b.t_end_us == f.t_end_us for b in buf):
+                img = np.asarray(f.image)
+                if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+                    raise ValueError(f"camera {cam}: frame must be uint8 (H, W, 3), got {img.dtype} {img.shape}")
+                buf.append(CameraFrame(resize_like_training(img, self.image_hw), int(f.t_start_us), int(f.t_end_us)))
+                buf.sort(key=lambda b: b.t_end_us)
+            oldest = t0 + IMAGE_OFFSETS_US[0]
+            keep_from = max(int(np.searchsorted([b.t_end_us for b in buf], oldest, side="right")) - 1, 0)
+            del buf[:keep_from]
+
+    def _inputs(self, obs: Observation, t0: int) -> tuple[dict | None, str | None]:
+        """The processor's sample dict at t0, or (None, what is missing)."""
+        t_req = t0 + np.asarray(IMAGE_OFFSETS_US, dtype=np.int64)
+        images = []
+        for cam in self.cameras:
+            idx = select_frames(self._frames[cam], t_req)
+            if idx is None:
+                have = [b.t_end_us for b in self._frames[cam]]
+                return None, f"camera {cam}: no frames for {t_req.tolist()} µs yet (have {have})"
+            images.append(np.stack([self._frames[cam][i].image for i in idx]).transpose(0, 3, 1, 2))  # (4, 3, H, W)
+        hist = history_in_rig(obs.ego_history, t0)
+        if hist is None:
+            t = np.asarray(obs.ego_history.t_us)
+            span = f"[{t[0]}, {t[-1]}]" if len(t) else "empty"
+            return None, f"ego history {span} µs does not cover [{t0 + HISTORY_OFFSETS_US[0]}, {t0}] µs"
+        nav = None
+        if self.use_nav:
+            nav = obs.nav_text if obs.nav_text is not None else nav_text_from_route(obs.route_rig)
+        sample = {
+            "image_frames": torch.from_numpy(np.ascontiguousarray(np.stack(images), dtype=np.uint8)),  # (N, 4, 3, H, W)
+            "camera_indices": [CAMERA_NAMES.index(c) for c in self.cameras],
+            "ego_history_xyz": torch.from_numpy(hist[0].astype(np.float32)),
+            "ego_history_rot": torch.from_numpy(hist[1].astype(np.float32)),
+            "nav_text": nav,
+        }
+        return sample, None
+
+    # ---- output ---------------------------------------------------------------------------------
+    @staticmethod
+    def _to_plan_arrays(t0: int, xyz: np.ndarray, yaw: np.ndarray):
+        """(K, T, 3) positions and (K, T) yaws → plan times (T + 1,) and per sample (xyz (T + 1, 3),
+        yaw (T + 1,)) with the origin at t0 first, z = 0 (yaw-only, spec/alpasim.md §2.2)."""
+        K, T = yaw.shape
+        t_us = t0 + FUTURE_PERIOD_US * np.arange(T + 1, dtype=np.int64)
+        plans = []
+        for k in range(K):
+            p = np.zeros((T + 1, 3))
+            p[1:, :2] = xyz[k, :, :2]
+            plans.append((p, np.concatenate([[0.0], yaw[k]])))
+        return t_us, plans
+
+
+@dataclass(frozen=True)
+class VLAPolicyFactory:
+    """A picklable zero-argument factory for :func:`cordillera.sim.batch.run_batch` (Ray ships it to
+    workers; each worker loads the checkpoint once, see :func:`load_model`)."""
+
+    checkpoint: str
+    kwargs: tuple[tuple[str, object], ...] = ()
+    name: str = "vla"
+
+    def __call__(self) -> VLAPolicy:
+        return VLAPolicy(self.checkpoint, name=self.name, **dict(self.kwargs))
+
+    @staticmethod
+    def from_spec(spec: str, name: str | None = None, **kwargs) -> "VLAPolicyFactory":
+        """``"vla:<checkpoint dir>"`` (the ``sim run --policy`` form) → factory."""
+        if not spec.startswith("vla:") or len(spec) <= 4:
+            raise ValueError(f"expected 'vla:<checkpoint dir>', got {spec!r}")
+        ckpt = spec[4:]
+        if not Path(ckpt).is_dir():
+            raise ValueError(f"checkpoint directory {ckpt!r} not found")
+        return VLAPolicyFactory(ckpt, tuple(sorted(kwargs.items())), name or "vla")

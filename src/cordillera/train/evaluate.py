@@ -1,0 +1,523 @@
+"""Evaluation: ``cordillera eval closed-loop`` and ``cordillera eval open-loop``.
+
+Closed loop (:func:`main_closed_loop`): the VLA drives the simulator as a policy
+(:class:`cordillera.model.policy.VLAPolicy`) through :func:`cordillera.sim.batch.run_batch` (Ray
+tasks, or in-process with ``workers=1``), rendering the model's cameras at 320×576 (the Alpamayo
+input size, spec/alpamayo_model.md §2.2) which the policy resizes to the model's input size with
+the training resize. The expert, constant-velocity (and any other named baseline) and — when
+``checkpoints/nano-traj-only`` or a given path exists — the trajectory-only model run in the same
+command on the same scenarios and seeds. Each policy writes AlpaSim-style outputs under
+``out/<policy>/`` (``rollouts/…/metrics.parquet``, ``aggregate/…``); the comparison goes to
+``out/comparison.json`` and a rich table.
+
+Statistics (documented choice). A rollout is a (scenario, seed) pair; seed ``i`` is the rollout
+index, which is the VLA's session seed (sampling noise). Rollouts of one scenario are correlated,
+so every mean and 95% interval is computed **clustered by scenario**: average the rollouts of each
+scenario over its seeds, then a Student t interval over the scenario means (n − 1 degrees of
+freedom). With a single scenario the seeds themselves are the units. Differences CoC − traj-only
+are **paired** on (scenario, seed): the per-rollout difference is clustered the same way and gets
+a t interval; the relative difference (CoC − traj-only) / traj-only uses a paired percentile
+bootstrap over scenarios (2000 resamples, seeded). Rollouts that failed to run score 0 (as the
+AlpaSim aggregation does) and have no other metrics (left out of those means).
+
+Metrics per rollout: ``score`` (AlpaSim scene score), ``collision_at_fault``, ``offroad``,
+``close_encounter`` and ``red_light_violation`` (time-aggregated per rollout by
+``metrics.aggregate``), and for policies that write a CoC ``coc_consistency``: the mean over
+closed-loop steps of :func:`cordillera.reasoning.consistency.consistency` between the step's CoC
+and its own plan (history = the last 1.5 s of executed ego poses, rig frame at the step).
+
+Open loop (:func:`main_open_loop`): held-out samples of a PhysicalAI-AV-layout dataset, K = 6
+samples each: minADE_6 (+ by horizon), ADE (sample 0), L2@1/2/3 s, FDE, corner distance
+(spec/alpamayo_model.md §6), CoC decision accuracy against the labels (longitudinal, lateral,
+direction; ``reasoning_quality``), and the consistency of the model's own (CoC, trajectory) pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "RENDER_HW", "CLOSED_LOOP_METRICS", "TRAJ_ONLY_CHECKPOINT", "t_interval", "mean_ci", "paired_difference",
+    "RendererFactory", "run_without_cameras_for_reference", "rollout_consistency", "collect_closed_loop",
+    "compare", "main_closed_loop", "evaluate_open_loop", "main_open_loop",
+]
+
+RENDER_HW = (320, 576)  # [px] spec/alpamayo_model.md §2.2 model-card input size (resized to the model's size after)
+CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 2000
+# (key in the per-rollout record, label in the table); "score" and "coc_consistency" are ours to add
+CLOSED_LOOP_METRICS = (
+    ("score", "scene score"),
+    ("collision_at_fault", "at-fault collision"),
+    ("offroad", "offroad"),
+    ("close_encounter", "close encounter"),
+    ("red_light_violation", "red-light violation"),
+    ("coc_consistency", "CoC↔traj consistency"),
+)
+TRAJ_ONLY_CHECKPOINT = "checkpoints/nano-traj-only"
+VLA_NAME, TRAJ_ONLY_NAME = "vla", "vla_traj_only"
+
+
+# ----------------------------------------------------------------------------------------------
+# Confidence intervals
+# ----------------------------------------------------------------------------------------------
+def t_interval(values, confidence: float = CONFIDENCE) -> dict:
+    """Mean and Student t interval of i.i.d. values (NaNs dropped): {mean, lo, hi, half_width, n}.
+    n < 2 gives an infinite-free NaN interval."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=np.float64).reshape(-1)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    if n == 0:
+        return {"mean": math.nan, "lo": math.nan, "hi": math.nan, "half_width": math.nan, "n": 0}
+    m = float(x.mean())
+    if n < 2:
+        return {"mean": m, "lo": math.nan, "hi": math.nan, "half_width": math.nan, "n": 1}
+    se = float(x.std(ddof=1)) / math.sqrt(n)
+    h = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * se
+    return {"mean": m, "lo": m - h, "hi": m + h, "half_width": h, "n": n}
+
+
+def _cluster_means(values, groups) -> tuple[np.ndarray, list]:
+    """Mean of the finite values of each group (groups in first-seen order; empty groups dropped)."""
+    x = np.asarray(values, dtype=np.float64).reshape(-1)
+    g = list(groups)
+    if len(g) != len(x):
+        raise ValueError(f"{len(x)} values but {len(g)} group labels")
+    order = list(dict.fromkeys(g))
+    out, keep = [], []
+    for k in order:
+        v = x[[i for i, gi in enumerate(g) if gi == k]]
+        v = v[np.isfinite(v)]
+        if len(v):
+            out.append(float(v.mean()))
+            keep.append(k)
+    return np.asarray(out), keep
+
+
+def mean_ci(values, groups=None, confidence: float = CONFIDENCE) -> dict:
+    """Clustered mean ± t interval: average per group (scenario) first, then :func:`t_interval`
+    over the group means. With ``groups=None`` or a single group the values are the units."""
+    if groups is None or len(set(groups)) < 2:
+        out = t_interval(values, confidence)
+        out["unit"] = "rollout"
+        return out
+    cm, _ = _cluster_means(values, groups)
+    out = t_interval(cm, confidence)
+    out["unit"] = "scenario"
+    return out
+
+
+def paired_difference(a: dict, b: dict, confidence: float = CONFIDENCE, resamples: int = BOOTSTRAP_RESAMPLES,
+                      seed: int = 0) -> dict:
+    """a − b paired on the keys ``(scenario, seed)`` present (and finite) in both.
+
+    Returns {diff: clustered t interval of the per-pair differences, relative: {mean, lo, hi} of
+    (mean a − mean b) / |mean b| from a paired percentile bootstrap over scenarios, n_pairs}."""
+    keys = [k for k in a if k in b and np.isfinite(a[k]) and np.isfinite(b[k])]
+    if not keys:
+        nan = {"mean": math.nan, "lo": math.nan, "hi": math.nan}
+        return {"diff": {**nan, "half_width": math.nan, "n": 0}, "relative": nan, "n_pairs": 0}
+    groups = [k[0] for k in keys]
+    va = np.array([a[k] for k in keys])
+    vb = np.array([b[k] for k in keys])
+    diff = mean_ci(va - vb, groups, confidence)
+    ca, scen = _cluster_means(va, groups)
+    cb, _ = _cluster_means(vb, groups)
+
+    def rel(ia):
+        ma, mb = ca[ia].mean(), cb[ia].mean()
+        return (ma - mb) / abs(mb) if mb != 0 else math.nan
+
+    point = rel(np.arange(len(scen)))
+    if len(scen) < 2 or not np.isfinite(point):
+        relative = {"mean": point, "lo": math.nan, "hi": math.nan}
+    else:
+        rng = np.random.default_rng(seed)
+        boot = np.array([rel(rng.integers(0, len(scen), len(scen))) for _ in range(resamples)])
+        boot = boot[np.isfinite(boot)]
+        q = (1 - confidence) / 2
+        relative = {"mean": point, "lo": float(np.quantile(boot, q)) if len(boot) else math.nan,
+                    "hi": float(np.quantile(boot, 1 - q)) if len(boot) else math.nan}
+    return {"diff": diff, "relative": relative, "n_pairs": len(keys)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Closed loop: picklable pieces for run_batch
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RendererFactory:
+    """Builds the scenario's renderer for the given cameras and size (picklable for Ray)."""
+
+    cameras: tuple[str, ...]
+    height: int = RENDER_HW[0]
+    width: int = RENDER_HW[1]
+    backend: str = "auto"
+
+    def __call__(self, scenario):
+        from cordillera.render import make_renderer
+        from cordillera.render.rig import default_rig
+
+        return make_renderer(scenario, default_rig(self.cameras, self.height, self.width), backend=self.backend)
+
+
+def run_without_cameras_for_reference(scenario, policy, config, renderer, rollout_id, seed, reference):
+    """``run_batch``'s ``run_fn``: the expert reference is run without a renderer, so it must not
+    ask for cameras; policy rollouts run unchanged."""
+    from cordillera.sim.runtime import run_rollout
+
+    if renderer is None and config.cameras:
+        config = replace(config, cameras=())
+    return run_rollout(scenario, policy, config, renderer, rollout_id=rollout_id, seed=seed, reference=reference)
+
+
+# ----------------------------------------------------------------------------------------------
+# Closed loop: per-rollout records
+# ----------------------------------------------------------------------------------------------
+HISTORY_STEPS = 16  # spec/alpamayo_model.md §2.3
+
+
+def rollout_consistency(rollout) -> dict:
+    """CoC ↔ own-plan consistency over the closed-loop steps of a rollout: {mean, consistent_rate,
+    n_steps (with a CoC), n_decided (with a recognisable decision)}; NaN without CoC steps."""
+    from cordillera.reasoning.consistency import consistency
+    from cordillera.reasoning.schema import parse
+
+    ego = rollout.ego_xy_yaw()  # (T, 3) local
+    scores, consistent, decided = [], [], 0
+    for i, st in enumerate(rollout.steps):
+        p = st.plan
+        if p is None or p.warming_up or not p.coc or st.t_us < rollout.force_gt_end_us or len(p.t_us) < 3:
+            continue
+        rec = parse(p.coc)
+        decided += rec.longitudinal is not None or rec.lateral is not None
+        h = ego[max(0, i - HISTORY_STEPS + 1): i + 1]
+        c, s = math.cos(ego[i, 2]), math.sin(ego[i, 2])
+        dx, dy = h[:, 0] - ego[i, 0], h[:, 1] - ego[i, 1]
+        hist = np.stack([c * dx + s * dy, -s * dx + c * dy], -1)  # rig frame at the step
+        hyaw = np.arctan2(np.sin(h[:, 2] - ego[i, 2]), np.cos(h[:, 2] - ego[i, 2]))
+        r = consistency(rec, np.asarray(p.xyz_rig)[1:, :2], history=hist, yaw=np.asarray(p.yaw_rig)[1:],
+                        history_yaw=hyaw)
+        scores.append(r.score)
+        consistent.append(r.consistent)
+    if not scores:
+        return {"mean": math.nan, "consistent_rate": math.nan, "n_steps": 0, "n_decided": 0}
+    return {"mean": float(np.mean(scores)), "consistent_rate": float(np.mean(consistent)), "n_steps": len(scores),
+            "n_decided": int(decided)}
+
+
+def collect_closed_loop(result, with_consistency: bool) -> dict:
+    """Per-rollout records of one policy's ``BatchResult``: {(scenario, seed): {metric: value}}."""
+    from cordillera.metrics.aggregate import rollout_dir
+    from cordillera.sim.batch import load_rollout
+
+    out: dict[tuple[str, int], dict] = {}
+    seeds = {(o.clipgt_id, o.rollout_id): o.rollout_index for o in result.outcomes}
+    for r in result.aggregate.rollouts:
+        key = (r["clipgt_id"], int(r.get("rollout_index", seeds.get((r["clipgt_id"], r["rollout_id"]), 0))))
+        m = r.get("metrics") or {}
+        rec = {"score": float(r["score"]), "failed": r["status"] == "failed", "rollout_id": r["rollout_id"]}
+        for k, _ in CLOSED_LOOP_METRICS[1:-1]:
+            v = m.get(k)
+            rec[k] = float(v) if v is not None else math.nan
+        rec["coc_consistency"] = math.nan
+        if with_consistency and not rec["failed"]:
+            stem = rollout_dir(result.out_dir, r["clipgt_id"], r["rollout_id"]) / "rollout"
+            if stem.with_suffix(".json").exists():
+                ro, _ = load_rollout(stem)
+                c = rollout_consistency(ro)
+                rec["coc_consistency"] = c["mean"]
+                rec["coc_steps"] = c["n_steps"]
+        out[key] = rec
+    return out
+
+
+def compare(records: dict[str, dict], confidence: float = CONFIDENCE, coc: str = VLA_NAME,
+            traj_only: str = TRAJ_ONLY_NAME) -> dict:
+    """Per policy and metric the clustered mean ± CI; CoC − traj-only paired differences."""
+    table = {}
+    for pol, recs in records.items():
+        keys = list(recs)
+        groups = [k[0] for k in keys]
+        table[pol] = {"n_rollouts": len(keys), "n_scenarios": len(set(groups)),
+                      "n_failed": sum(bool(recs[k]["failed"]) for k in keys)}
+        for m, _ in CLOSED_LOOP_METRICS:
+            table[pol][m] = mean_ci([recs[k][m] for k in keys], groups, confidence)
+    diffs = {}
+    if coc in records and traj_only in records:
+        for m, _ in CLOSED_LOOP_METRICS:
+            a = {k: v[m] for k, v in records[coc].items()}
+            b = {k: v[m] for k, v in records[traj_only].items()}
+            diffs[m] = paired_difference(a, b, confidence)
+    return {"confidence": confidence, "policies": table, "coc_minus_traj_only": diffs}
+
+
+def _fmt_ci(d: dict, digits: int = 2) -> str:
+    if not np.isfinite(d.get("mean", math.nan)):
+        return "-"
+    s = f"{d['mean']:.{digits}f}"
+    if np.isfinite(d.get("lo", math.nan)):
+        s += f" [{d['lo']:.{digits}f}, {d['hi']:.{digits}f}]"
+    return s
+
+
+def comparison_table(comp: dict, width: int = 220) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    pct = int(round(comp["confidence"] * 100))
+    t = Table(title=f"closed loop: mean [{pct}% CI] (clustered by scenario)")
+    t.add_column("policy", no_wrap=True)
+    t.add_column("n", justify="right")
+    for _, label in CLOSED_LOOP_METRICS:
+        t.add_column(label, justify="right")
+    for pol, row in comp["policies"].items():
+        n = f"{row['n_scenarios']}×{row['n_rollouts'] // max(row['n_scenarios'], 1)}"
+        if row["n_failed"]:
+            n += f" ({row['n_failed']} failed)"
+        t.add_row(pol, n, *[_fmt_ci(row[m]) for m, _ in CLOSED_LOOP_METRICS])
+    if comp["coc_minus_traj_only"]:
+        t.add_section()
+        d = comp["coc_minus_traj_only"]
+        t.add_row("CoC − traj-only", "paired", *[_fmt_ci(d[m]["diff"]) for m, _ in CLOSED_LOOP_METRICS])
+        t.add_row("relative", "bootstrap", *[_fmt_ci({k: v * 100 for k, v in d[m]["relative"].items()}, 1) + " %"
+                                             if np.isfinite(d[m]["relative"]["mean"]) else "-"
+                                             for m, _ in CLOSED_LOOP_METRICS])
+    console = Console(record=True, width=width, file=open(os.devnull, "w"), color_system=None)
+    console.print(t)
+    return console.export_text()
+
+
+def _scenarios_for(suite: str, duration_s: float | None):
+    from cordillera.world import generator
+
+    scenarios, broken = [], {}
+    for family, seed in generator.suite(suite):
+        try:
+            sc = generator.make(family, seed)
+        except Exception as e:  # noqa: BLE001 - a broken family must not stop the evaluation
+            broken[f"{family}-{int(seed):05d}"] = f"{type(e).__name__}: {e}"
+            continue
+        scenarios.append(_truncated(sc, duration_s))
+    return scenarios, broken
+
+
+def _truncated(sc, duration_s: float | None):
+    if duration_s is None:
+        return sc
+    d = int(round(duration_s * 10)) * 100_000
+    if d <= 0:
+        raise ValueError(f"duration_s must be >= 0.1, got {duration_s}")
+    return replace(sc, duration_us=min(sc.duration_us, d), force_gt_duration_us=min(sc.force_gt_duration_us, d))
+
+
+def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str | Path = "runs/eval", seeds: int = 3,
+                     baselines: str | tuple = "expert,constant_velocity", workers: int | None = None,
+                     traj_only: str | Path | None = "auto", num_samples: int = 1, fast: bool = False,
+                     max_new_tokens: int | None = None, render_hw: tuple[int, int] = RENDER_HW,
+                     duration_s: float | None = None, scenarios=None, progress: bool = True,
+                     render_backend: str = "auto") -> dict:
+    """``cordillera eval closed-loop``: VLA + baselines (+ trajectory-only model) on one suite with
+    ``seeds`` rollouts per scenario; writes ``out/<policy>/`` and ``out/comparison.json`` and
+    returns the comparison dict. ``traj_only="auto"`` uses ``checkpoints/nano-traj-only`` when it
+    exists; ``scenarios`` overrides the suite; ``duration_s`` shortens every scenario."""
+    from cordillera.config import REPO_ROOT
+    from cordillera.model.policy import VLAPolicyFactory, load_model
+    from cordillera.sim.batch import POLICY_NAMES, PolicyFactory, run_batch
+    from cordillera.sim.runtime import SimConfig
+
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    ckpt = Path(checkpoint)
+    if not ckpt.is_dir():
+        raise ValueError(f"checkpoint directory {ckpt} not found")
+    names = [b.strip() for b in (baselines.split(",") if isinstance(baselines, str) else baselines) if b.strip()]
+    unknown = [b for b in names if b not in POLICY_NAMES]
+    if unknown:
+        raise ValueError(f"unknown baselines {unknown}; valid: {', '.join(POLICY_NAMES)}")
+    if traj_only == "auto":
+        cand = REPO_ROOT / TRAJ_ONLY_CHECKPOINT
+        traj_only = cand if cand.is_dir() else None
+    elif traj_only is not None and not Path(traj_only).is_dir():
+        raise ValueError(f"trajectory-only checkpoint {traj_only} not found")
+    if scenarios is None:
+        scenarios, broken = _scenarios_for(suite, duration_s)
+    else:
+        scenarios, broken = [_truncated(s, duration_s) for s in scenarios], {}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    vla_kw = tuple(sorted({"num_samples": num_samples, "fast": fast, "max_new_tokens": max_new_tokens,
+                           "threads": 1}.items()))
+    policies: dict[str, tuple] = {}  # name -> (factory, config, renderer factory, has CoC)
+    for name, path in ((VLA_NAME, ckpt), (TRAJ_ONLY_NAME, traj_only)):
+        if path is None:
+            continue
+        cams = tuple(load_model(path)[0].cfg.inputs.cameras)
+        policies[name] = (VLAPolicyFactory(str(path), vla_kw, name), SimConfig(cameras=cams),
+                          RendererFactory(cams, render_hw[0], render_hw[1], render_backend), True)
+    for b in names:
+        policies[b] = (PolicyFactory(b), SimConfig(), None, False)
+
+    records, runs = {}, {}
+    for name, (factory, config, rfac, has_coc) in policies.items():
+        res = run_batch(scenarios, factory, out / name, rollouts_per_scenario=seeds, workers=workers, config=config,
+                        progress=progress, policy_name=name, renderer_factory=rfac,
+                        run_fn=run_without_cameras_for_reference, broken=broken, test_suite_id=suite,
+                        description=f"eval closed-loop suite={suite} policy={name}")
+        if progress:
+            print(res.summary_text)
+        records[name] = collect_closed_loop(res, with_consistency=has_coc)
+        runs[name] = {"out_dir": str(res.out_dir), "run_name": res.run_name, "n_failed": res.n_failed,
+                      "wall_time_s": res.wall_time_s}
+    comp = compare(records)
+    comp.update({"suite": suite, "seeds": seeds, "checkpoint": str(ckpt),
+                 "traj_only_checkpoint": None if traj_only is None else str(traj_only), "runs": runs,
+                 "statistics": "per-scenario means over seeds, Student t over scenarios; paired differences on "
+                               "(scenario, seed); relative difference by paired bootstrap over scenarios",
+                 "rollouts": {p: [{"scenario": k[0], "seed": k[1], **v} for k, v in r.items()]
+                              for p, r in records.items()}})
+    text = comparison_table(comp)
+    comp["table"] = text
+    (out / "comparison.json").write_text(json.dumps(_jsonable(comp), indent=1))
+    if progress:
+        print(text)
+    return comp
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+# ----------------------------------------------------------------------------------------------
+# Open loop
+# ----------------------------------------------------------------------------------------------
+OPEN_LOOP_SAMPLES = 6  # spec/alpamayo_model.md §6: minADE over K = 6 samples
+
+
+def evaluate_open_loop(planner, dataset, num_samples: int = OPEN_LOOP_SAMPLES, seed: int = 0, fast: bool = False,
+                       max_new_tokens: int | None = None, max_samples: int | None = None, progress: bool = False) -> dict:
+    """Per-sample open-loop metrics over a :class:`cordillera.data.dataset.PaiDataset`, and their
+    means with 95% t intervals (units = samples)."""
+    from cordillera.data import keys as K
+    from cordillera.metrics.openloop import corner_distance, min_ade
+    from cordillera.model.infer_cli import predict
+    from cordillera.reasoning.consistency import consistency, reasoning_quality
+    from cordillera.reasoning.schema import parse
+
+    n = len(dataset) if max_samples is None else min(len(dataset), int(max_samples))
+    if n == 0:
+        raise ValueError("the dataset split has no samples")
+    rows = []
+    for i in range(n):
+        s = dataset.sample_numpy(i)
+        res = predict(planner, s, num_samples=num_samples, seed=seed + i, fast=fast, max_new_tokens=max_new_tokens)
+        pred = res.xyz[0].double().numpy()  # (K, T, 3)
+        pyaw = res.yaw_rad[0].double().numpy()  # (K, T)
+        gt = np.asarray(s[K.EGO_FUTURE_XYZ], np.float64)
+        grot = np.asarray(s[K.EGO_FUTURE_ROT], np.float64)
+        hist = np.asarray(s[K.EGO_HISTORY_XYZ], np.float64)
+        hrot = np.asarray(s[K.EGO_HISTORY_ROT], np.float64)
+        row = {"clip_id": s[K.CLIP_ID_KEY], "t0_us": int(s[K.T0_US])}
+        row.update(min_ade(pred[None], gt[None]))
+        row["corner_distance"] = corner_distance(pred[None], pyaw[None], gt[None], grot[None])
+        cocs = res.coc[0]
+        row["coc"] = cocs[0]
+        if not fast and any(cocs):
+            hyaw = np.arctan2(hrot[:, 1, 0], hrot[:, 0, 0])
+            cons = [consistency(c, pred[k, :, :2], history=hist[:, :2], yaw=pyaw[k], history_yaw=hyaw)
+                    for k, c in enumerate(cocs)]
+            row["coc_consistency"] = float(np.mean([c.score for c in cons]))
+            row["coc_consistent_rate"] = float(np.mean([c.consistent for c in cons]))
+            row["coc_decided_rate"] = float(np.mean([parse(c).longitudinal is not None or parse(c).lateral is not None
+                                                     for c in cocs]))
+        label = s.get(K.COT_KEY)
+        if label and not fast:
+            q = reasoning_quality(cocs[0], label)
+            for k in ("longitudinal_match", "lateral_match", "direction_match"):
+                row[f"decision/{k}"] = q[k]
+        rows.append(row)
+        if progress:
+            print(f"[{i + 1}/{n}] {row['clip_id'][:8]} t0={row['t0_us']} minADE {row['min_ade']:.2f} m")
+    keys = [k for k in rows[0] if isinstance(rows[0][k], float)]
+    keys += [k for r in rows for k in r if isinstance(r[k], float) and k not in keys]
+    keys = list(dict.fromkeys(keys))
+    summary = {k: t_interval([r.get(k, math.nan) for r in rows]) for k in keys}
+    return {"n_samples": n, "num_samples_k": num_samples, "summary": summary, "samples": rows}
+
+
+def open_loop_table(result: dict, title: str, width: int = 120) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in ("metric", "mean", "95% CI", "n"):
+        t.add_column(c, justify="left" if c == "metric" else "right", no_wrap=True)
+    for k, d in result["summary"].items():
+        ci = f"[{d['lo']:.3f}, {d['hi']:.3f}]" if np.isfinite(d["lo"]) else "-"
+        t.add_row(k, f"{d['mean']:.3f}" if np.isfinite(d["mean"]) else "-", ci, str(d["n"]))
+    console = Console(record=True, width=width, file=open(os.devnull, "w"), color_system=None)
+    console.print(t)
+    return console.export_text()
+
+
+SCENARIO_VAL = "scenario-val"
+
+
+def scenario_val_clips(reader) -> list[str]:
+    """The validation clips of training's split by scenario (``train.data.split_by_scenario`` with
+    the default ``DataSettings``: val_fraction 0.1, seed 0) — the clips a default training run held out."""
+    from cordillera.train.config import DataSettings
+    from cordillera.train.data import scenario_key, split_by_scenario
+
+    d = DataSettings()
+    keys = {cid: scenario_key(reader.metadata(cid), cid) for cid in reader.clips()}
+    return split_by_scenario(keys, d.val_fraction, 0, d.val_seeds, d.train_seeds)[1]
+
+
+def main_open_loop(checkpoint: str | Path, data: str | Path, split: str = "val", out: str | Path | None = None,
+                   num_samples: int = OPEN_LOOP_SAMPLES, seed: int = 0, fast: bool = False,
+                   max_new_tokens: int | None = None, max_samples: int | None = None, progress: bool = True) -> dict:
+    """``cordillera eval open-loop``: metrics on the ``split`` clips of ``data`` (one sample per
+    reasoning event); prints a table and writes JSON (default ``runs/eval/open_loop_<split>.json``).
+
+    ``split``: a value of the dataset's ``split`` column (``val``/``train``, set by the data
+    generator from the clip id), ``"scenario-val"`` (the clips a default training run held out,
+    :func:`scenario_val_clips`), or ``"all"`` (a dataset generated only for evaluation)."""
+    from cordillera.data.dataset import PaiDataset
+    from cordillera.model.inference import Planner
+
+    planner = Planner.from_pretrained(checkpoint)
+    inp = planner.model.cfg.inputs
+    by_column = split not in ("", "all", SCENARIO_VAL)
+    ds = PaiDataset(data, image_hw=(inp.image_height, inp.image_width), cameras=inp.cameras, per="event",
+                    filters={"split": split} if by_column else None)
+    if split == SCENARIO_VAL:
+        ds.index = [e for e in ds.index if e[0] in set(scenario_val_clips(ds.reader))]
+    res = evaluate_open_loop(planner, ds, num_samples=num_samples, seed=seed, fast=fast, max_new_tokens=max_new_tokens,
+                             max_samples=max_samples, progress=progress)
+    res.update({"checkpoint": str(checkpoint), "data": str(data), "split": split})
+    text = open_loop_table(res, f"open loop · {Path(str(checkpoint)).name} · {split} · K={num_samples}")
+    res["table"] = text
+    out = Path(out) if out is not None else Path("runs/eval") / f"open_loop_{split}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(_jsonable(res), indent=1))
+    if progress:
+        print(text)
+        print(f"wrote {out}")
+    return res

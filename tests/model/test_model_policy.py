@@ -1,0 +1,200 @@
+"""VLAPolicy: the model as a sim policy — inputs at t0 (frames, rig-frame history), warm-up, the plan
+it returns, determinism, and a short closed-loop run through the runtime."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from cordillera.model.configuration import DEFAULT_CAMERAS
+from cordillera.model.policy import VLAPolicy, VLAPolicyFactory, history_in_rig, select_frames
+from cordillera.sim.types import CameraFrame, EgoHistory, Observation, SessionInfo
+
+DT = 100_000
+
+
+def arc_history(t_now_us: int, n: int = 31, speed_mps: float = 10.0, yaw_rate: float = 0.0, x0=50.0, y0=-20.0,
+                yaw0=math.radians(30.0)) -> EgoHistory:
+    """n poses every 0.1 s ending at t_now on a circle (straight when yaw_rate = 0) that passes
+    (x0, y0) with heading yaw0 at t_now."""
+    tau = (np.arange(n) - (n - 1)) * 0.1  # [s] relative to t_now
+    yaw = yaw0 + yaw_rate * tau
+    if yaw_rate == 0.0:
+        x, y = x0 + speed_mps * tau * math.cos(yaw0), y0 + speed_mps * tau * math.sin(yaw0)
+    else:
+        R = speed_mps / yaw_rate
+        x = x0 + R * (np.sin(yaw) - math.sin(yaw0))
+        y = y0 - R * (np.cos(yaw) - math.cos(yaw0))
+    z = np.zeros(n)
+    return EgoHistory(t_us=t_now_us + (tau * 1e6).round().astype(np.int64), xyz_local=np.stack([x, y, z], -1),
+                      quat_local=np.stack([z, z, np.sin(yaw / 2), np.cos(yaw / 2)], -1),
+                      velocity_rig_mps=np.tile([speed_mps, 0.0, 0.0], (n, 1)), accel_rig_mps2=np.zeros((n, 3)),
+                      yaw_rate_radps=np.full(n, yaw_rate))
+
+
+def frame(t_end_us: int, value: int, hw=(96, 160)) -> CameraFrame:
+    return CameraFrame(np.full(hw + (3,), value, np.uint8), t_end_us - 30_000, t_end_us)
+
+
+def obs_at(t_us: int, history: EgoHistory, cameras=DEFAULT_CAMERAS, value=None, nav="Continue straight") -> Observation:
+    v = (t_us // DT) % 250 if value is None else value
+    return Observation(t_us, {c: frame(t_us, v) for c in cameras}, history, np.full((20, 3), np.nan), nav)
+
+
+@pytest.fixture()
+def policy(nano_model):
+    return VLAPolicy(nano_model, num_samples=2, fast=True, threads=1)
+
+
+def feed(policy, t_end_us: int, history_fn=arc_history, seed: int = 7, t_start_us: int = 0):
+    """start + observations every 0.1 s from t_start to t_end; returns the plans."""
+    policy.start(SessionInfo("s", "scn", seed, DEFAULT_CAMERAS))
+    plans = []
+    for t in range(t_start_us, t_end_us + 1, DT):
+        plans.append(policy.plan(obs_at(t, history_fn(t)), t, t + DT))
+    return plans
+
+
+# ---- inputs -----------------------------------------------------------------------------------
+def test_select_frames_latest_at_or_before_each_request():
+    frames = [frame(t, 0) for t in (50_000, 100_000, 190_000, 250_000, 300_000, 390_000)]
+    t0 = 400_000
+    req = t0 + np.array([-300_000, -200_000, -100_000, 0])
+    # 100 k -> the frame ending exactly then; 200 k -> 190 k; 300 k -> 300 k; 400 k -> 390 k
+    assert select_frames(frames, req) == [1, 2, 4, 5]
+    # a request with no frame at or before it, and one whose latest frame is too old
+    assert select_frames(frames, np.array([40_000, 400_000])) is None
+    assert select_frames(frames, np.array([600_000])) is None  # 390 k is 210 ms old
+    assert select_frames([], req) is None
+
+
+def test_policy_frames_are_the_latest_at_or_before_each_request(policy):
+    policy.start(SessionInfo("s", "scn", 0, DEFAULT_CAMERAS))
+    # frames every 0.1 s but camera time offset by -20 ms, value = frame number; t0 = 0.8 s
+    for k, t in enumerate(range(0, 800_001, DT)):
+        cams = {c: frame(t - 20_000, k) for c in DEFAULT_CAMERAS}
+        plan = policy.plan(Observation(t, cams, arc_history(t), np.full((20, 3), np.nan)), t, t + DT)
+    assert not plan.warming_up
+    imgs = policy.last_inputs["image_frames"]  # (4, 4, 3, 96, 160)
+    assert tuple(imgs.shape) == (4, 4, 3, 96, 160)
+    # requests 0.5, 0.6, 0.7, 0.8 s -> frames ending 0.48, 0.58, 0.68, 0.78 s = numbers 5, 6, 7, 8
+    assert imgs[:, :, 0, 0, 0].tolist() == [[5, 6, 7, 8]] * 4
+
+
+@pytest.mark.parametrize("yaw_rate", [0.0, 0.2])
+def test_history_is_last_16_poses_in_rig_frame_at_t0(policy, yaw_rate):
+    t0 = 2_000_000
+    hist = arc_history(t0, n=31, speed_mps=10.0, yaw_rate=yaw_rate)
+    plans = feed(policy, t0, history_fn=lambda t: arc_history(t, n=31, speed_mps=10.0, yaw_rate=yaw_rate),
+                 t_start_us=t0 - 300_000)
+    assert [p.warming_up for p in plans] == [True, True, True, False]
+    xyz = policy.last_inputs["ego_history_xyz"].double().numpy()
+    rot = policy.last_inputs["ego_history_rot"].double().numpy()
+    tau = (np.arange(16) - 15) * 0.1
+    if yaw_rate == 0.0:
+        want = np.stack([10.0 * tau, 0 * tau, 0 * tau], -1)  # straight: x = v·τ behind the rig
+    else:
+        R = 10.0 / yaw_rate  # circle through the origin with heading 0 at τ = 0
+        want = np.stack([R * np.sin(yaw_rate * tau), R * (1 - np.cos(yaw_rate * tau)), 0 * tau], -1)
+    np.testing.assert_allclose(xyz, want, atol=1e-4)
+    np.testing.assert_allclose(xyz[-1], 0.0, atol=1e-6)
+    np.testing.assert_allclose(np.arctan2(rot[:, 1, 0], rot[:, 0, 0]), yaw_rate * tau, atol=1e-5)
+    # the pure function agrees, and older poses do not matter
+    xyz2, _ = history_in_rig(arc_history(t0, n=16, yaw_rate=yaw_rate), t0)
+    np.testing.assert_allclose(xyz2, xyz, atol=1e-5)
+    assert len(hist) == 31
+
+
+def test_warming_up_until_frames_and_history_cover_the_window(policy):
+    policy.start(SessionInfo("s", "scn", 0, DEFAULT_CAMERAS))
+    # history of only 1.0 s: never enough, whatever the frames
+    short = lambda t: arc_history(t, n=11)  # noqa: E731
+    for t in range(0, 600_001, DT):
+        p = policy.plan(obs_at(t, short(t)), t, t + DT)
+        assert p.warming_up
+        p.validate(t)  # a warming-up plan is explicitly valid (the runtime decides)
+    assert "ego history" in policy.warmup_reason
+    # full history, frames from t = 0: warm until the 0.3 s window has frames
+    plans = feed(policy, 500_000)
+    assert [p.warming_up for p in plans] == [True, True, True, False, False, False]
+
+
+def test_session_without_the_model_cameras_is_refused(policy):
+    with pytest.raises(ValueError, match="needs cameras"):
+        policy.start(SessionInfo("s", "scn", 0, ("camera_front_wide_120fov",)))
+
+
+# ---- output -------------------------------------------------------------------------------------
+def test_plan_starts_at_origin_65_poses_10hz_finite_yaw_only(policy):
+    t_now = 1_000_000
+    plan = feed(policy, t_now, t_start_us=t_now - 300_000)[-1]
+    assert not plan.warming_up
+    plan.validate(t_now)
+    assert plan.t_us.tolist() == [t_now + k * DT for k in range(65)]
+    assert plan.xyz_rig.shape == (65, 3) and plan.yaw_rig.shape == (65,)
+    np.testing.assert_array_equal(plan.xyz_rig[0], 0.0)
+    assert plan.yaw_rig[0] == 0.0
+    np.testing.assert_array_equal(plan.xyz_rig[:, 2], 0.0)  # yaw-only, on the ground plane
+    assert np.all(np.isfinite(plan.xyz_rig)) and np.all(np.isfinite(plan.yaw_rig))
+    assert len(plan.alternatives) == 1  # K = 2: sample 0 drives, one alternative
+    axyz, ayaw = plan.alternatives[0]
+    assert axyz.shape == (65, 3) and ayaw.shape == (65,) and np.all(axyz[0] == 0)
+    assert not np.allclose(axyz, plan.xyz_rig)  # independent noise per sample
+    assert set(plan.timing_ms) >= {"vision", "prefill", "decode", "expert", "total"}
+    assert plan.coc is None and plan.decisions is None  # fast path: no CoC
+
+
+def test_coc_path_gives_text_and_parsed_decisions(nano_model):
+    pol = VLAPolicy(nano_model, num_samples=1, fast=False, max_new_tokens=3, threads=1)
+    plan = feed(pol, 300_000)[-1]
+    assert isinstance(plan.coc, str)
+    assert set(plan.decisions) == {"longitudinal", "lateral", "lateral_direction"}
+
+
+def test_deterministic_for_a_fixed_seed(policy):
+    a = feed(policy, 500_000, seed=3)
+    b = feed(policy, 500_000, seed=3)
+    c = feed(policy, 500_000, seed=4)
+    for pa, pb in zip(a[3:], b[3:]):
+        np.testing.assert_array_equal(pa.xyz_rig, pb.xyz_rig)
+        np.testing.assert_array_equal(pa.alternatives[0][0], pb.alternatives[0][0])
+    assert not np.allclose(a[-1].xyz_rig, c[-1].xyz_rig)
+    assert not np.allclose(a[-1].xyz_rig, a[-2].xyz_rig)  # a new draw every inference
+
+
+def test_factory_pickles_and_loads_a_checkpoint(nano_model, tmp_path):
+    from cordillera.model.tokenizer import load_tokenizer
+
+    nano_model.save_pretrained(tmp_path / "ckpt", tokenizer=load_tokenizer(nano_model.cfg))
+    fac = VLAPolicyFactory.from_spec(f"vla:{tmp_path / 'ckpt'}", fast=True, threads=1)
+    pol = pickle.loads(pickle.dumps(fac))()
+    assert pol.name == "vla" and pol.fast
+    ref = VLAPolicy(nano_model, fast=True, threads=1)
+    np.testing.assert_array_equal(feed(pol, 400_000)[-1].xyz_rig, feed(ref, 400_000)[-1].xyz_rig)
+    with pytest.raises(ValueError, match="vla:"):
+        VLAPolicyFactory.from_spec("expert")
+
+
+# ---- closed loop ------------------------------------------------------------------------------
+def test_closed_loop_smoke_random_nano(nano_model):
+    from dataclasses import replace
+
+    from cordillera.render import make_renderer
+    from cordillera.render.rig import default_rig
+    from cordillera.sim.runtime import SimConfig, run_rollout
+    from cordillera.world import generator
+
+    torch.set_num_threads(1)
+    sc = replace(generator.make("road_following", 1000), duration_us=2_500_000, force_gt_duration_us=1_000_000)
+    renderer = make_renderer(sc, default_rig(DEFAULT_CAMERAS, height=96, width=160), backend="cv")
+    pol = VLAPolicy(nano_model, num_samples=1, fast=True, threads=1)
+    ro = run_rollout(sc, pol, SimConfig(cameras=DEFAULT_CAMERAS), renderer, seed=5)
+    assert ro.status == "ok", ro.error
+    assert len(ro.steps) == 26
+    after = [s for s in ro.steps if not s.force_gt]
+    assert after and all(s.plan is not None and not s.plan.warming_up and len(s.plan.t_us) == 65 for s in after)
+    assert [s.plan.warming_up for s in ro.steps[:4]] == [True, True, True, False]
