@@ -194,3 +194,12 @@ def test_closed_loop_comparison_small(nano_ckpt, tmp_path):
         assert (tmp_path / "ev" / name / "aggregate" / "results-summary.json").exists()
     js = json.loads((tmp_path / "ev" / "comparison.json").read_text())
     assert {r["seed"] for r in js["rollouts"]["vla"]} == {0, 1}
+
+
+def test_sim_run_hands_vla_policies_over(tmp_path):
+    from cordillera.sim.batch import main_sim_run
+
+    with pytest.raises(ValueError, match="checkpoint directory"):
+        main_sim_run("smoke", f"vla:{tmp_path / 'missing'}", tmp_path / "out", progress=False)
+    with pytest.raises(ValueError, match="unknown policy"):
+        main_sim_run("smoke", "nonsense", tmp_path / "out", progress=False)

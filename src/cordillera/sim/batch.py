@@ -800,7 +800,12 @@ def summary_table(agg: AggregateResult, families: dict[str, str], policy_name: s
 def main_sim_run(suite: str, policy: str, out: str | Path, rollouts: int = 1, workers: int | None = None,
                  address: str | None = None, video: bool = False, progress: bool = True) -> BatchResult:
     """``cordillera sim run --suite S --policy P --out DIR [--rollouts N] [--workers N] [--address A]
-    [--video]``."""
+    [--video]``. ``policy="vla:<checkpoint>"`` runs the VLA (handed over to
+    ``train.evaluate.main_sim_run_vla``: the model lives above sim, so it is imported only here)."""
+    if policy.startswith("vla:"):
+        from cordillera.train.evaluate import main_sim_run_vla
+
+        return main_sim_run_vla(suite, policy, out, rollouts, workers, address, video, progress)
     if policy not in POLICY_NAMES:
         raise ValueError(f"unknown policy {policy!r}; valid: {', '.join(POLICY_NAMES)}")
     from cordillera.world import generator

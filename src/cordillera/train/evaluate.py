@@ -45,7 +45,7 @@ import numpy as np
 __all__ = [
     "RENDER_HW", "CLOSED_LOOP_METRICS", "TRAJ_ONLY_CHECKPOINT", "t_interval", "mean_ci", "paired_difference",
     "RendererFactory", "run_without_cameras_for_reference", "rollout_consistency", "collect_closed_loop",
-    "compare", "main_closed_loop", "evaluate_open_loop", "main_open_loop",
+    "compare", "vla_run_setup", "main_sim_run_vla", "main_closed_loop", "evaluate_open_loop", "main_open_loop",
 ]
 
 RENDER_HW = (320, 576)  # [px] spec/alpamayo_model.md §2.2 model-card input size (resized to the model's size after)
@@ -318,6 +318,36 @@ def _truncated(sc, duration_s: float | None):
     return replace(sc, duration_us=min(sc.duration_us, d), force_gt_duration_us=min(sc.force_gt_duration_us, d))
 
 
+def vla_run_setup(checkpoint, name: str = VLA_NAME, kwargs: tuple = (), render_hw=RENDER_HW,
+                  render_backend: str = "auto") -> tuple:
+    """(policy factory, SimConfig rendering the model's cameras, renderer factory) for a checkpoint."""
+    from cordillera.model.policy import VLAPolicyFactory, load_model
+    from cordillera.sim.runtime import SimConfig
+
+    cams = tuple(load_model(checkpoint)[0].cfg.inputs.cameras)
+    return (VLAPolicyFactory(str(checkpoint), tuple(kwargs), name), SimConfig(cameras=cams),
+            RendererFactory(cams, render_hw[0], render_hw[1], render_backend))
+
+
+def main_sim_run_vla(suite: str, policy: str, out: str | Path, rollouts: int = 1, workers: int | None = None,
+                     address: str | None = None, video: bool = False, progress: bool = True):
+    """``cordillera sim run --policy vla:<checkpoint>``: the VLA on a suite with AlpaSim outputs
+    (``sim.batch.main_sim_run`` hands ``vla:`` policies over to here: the model lives above sim)."""
+    from cordillera.model.policy import VLAPolicyFactory
+    from cordillera.sim.batch import run_batch
+
+    spec = VLAPolicyFactory.from_spec(policy)
+    factory, config, rfac = vla_run_setup(spec.checkpoint, spec.name, (("threads", 1),))
+    scenarios, broken = _scenarios_for(suite, None)
+    result = run_batch(scenarios, factory, out, rollouts_per_scenario=rollouts, workers=workers, address=address,
+                       config=config, progress=progress, renderer_factory=rfac,
+                       run_fn=run_without_cameras_for_reference, broken=broken, test_suite_id=suite,
+                       description=f"suite={suite} policy={policy}", video=video)
+    if progress:
+        print(result.summary_text)
+    return result
+
+
 def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str | Path = "runs/eval", seeds: int = 3,
                      baselines: str | tuple = "expert,constant_velocity", workers: int | None = None,
                      traj_only: str | Path | None = "auto", num_samples: int = 1, fast: bool = False,
@@ -329,7 +359,6 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     returns the comparison dict. ``traj_only="auto"`` uses ``checkpoints/nano-traj-only`` when it
     exists; ``scenarios`` overrides the suite; ``duration_s`` shortens every scenario."""
     from cordillera.config import REPO_ROOT
-    from cordillera.model.policy import VLAPolicyFactory, load_model
     from cordillera.sim.batch import POLICY_NAMES, PolicyFactory, run_batch
     from cordillera.sim.runtime import SimConfig
 
@@ -358,11 +387,8 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
                            "threads": 1}.items()))
     policies: dict[str, tuple] = {}  # name -> (factory, config, renderer factory, has CoC)
     for name, path in ((VLA_NAME, ckpt), (TRAJ_ONLY_NAME, traj_only)):
-        if path is None:
-            continue
-        cams = tuple(load_model(path)[0].cfg.inputs.cameras)
-        policies[name] = (VLAPolicyFactory(str(path), vla_kw, name), SimConfig(cameras=cams),
-                          RendererFactory(cams, render_hw[0], render_hw[1], render_backend), True)
+        if path is not None:
+            policies[name] = (*vla_run_setup(path, name, vla_kw, render_hw, render_backend), True)
     for b in names:
         policies[b] = (PolicyFactory(b), SimConfig(), None, False)
 
