@@ -142,8 +142,9 @@ def test_open_loop_metrics_on_tiny_dataset(nano_ckpt, tiny_dataset, tmp_path):
     for k in ("min_ade", "ade", "l2@1s", "l2@3s", "fde", "corner_distance"):
         assert s[k]["n"] == 2 and np.isfinite(s[k]["mean"])
     assert s["min_ade"]["mean"] <= s["ade"]["mean"] + 1e-9  # min over K ≤ sample 0
-    for k in ("longitudinal_match", "lateral_match", "direction_match"):  # labels exist for both events
-        assert s[f"decision/{k}"]["n"] == 2
+    # each label states one decision axis: "Keep lane ..." (lateral), "Stop ..." (longitudinal)
+    assert s["decision/lateral_match"]["n"] == 1 and s["decision/longitudinal_match"]["n"] == 1
+    assert "decision/direction_match" not in s
     # recompute sample 0's minADE independently from the same seeded prediction
     planner = Planner.from_pretrained(nano_ckpt)
     ds = PaiDataset(tiny_dataset, image_hw=(96, 160), cameras=planner.model.cfg.inputs.cameras,
@@ -154,6 +155,16 @@ def test_open_loop_metrics_on_tiny_dataset(nano_ckpt, tiny_dataset, tmp_path):
     assert res["samples"][0]["min_ade"] == pytest.approx(want["min_ade"])
     js = json.loads(out.read_text())
     assert js["summary"]["min_ade"]["n"] == 2 and js["split"] == "val"
+
+
+def test_decision_accuracy_scores_only_the_axes_the_label_states():
+    from cordillera.train.evaluate import decision_accuracy
+
+    label = "Nudge to the left to pass the cones of the construction zone."
+    assert decision_accuracy("", label) == {"decision/lateral_match": 0.0, "decision/direction_match": 0.0}
+    assert decision_accuracy("Nudge to the left around the cones.", label) == {
+        "decision/lateral_match": 1.0, "decision/direction_match": 1.0}
+    assert decision_accuracy("Nudge to the right around the cones.", label)["decision/direction_match"] == 0.0
 
 
 def test_model_inputs_never_carry_the_future():

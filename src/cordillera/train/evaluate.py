@@ -45,7 +45,7 @@ import numpy as np
 __all__ = [
     "RENDER_HW", "CLOSED_LOOP_METRICS", "TRAJ_ONLY_CHECKPOINT", "t_interval", "mean_ci", "paired_difference",
     "RendererFactory", "run_without_cameras_for_reference", "rollout_consistency", "collect_closed_loop",
-    "compare", "vla_run_setup", "main_sim_run_vla", "main_closed_loop", "evaluate_open_loop", "main_open_loop",
+    "compare", "decision_accuracy", "vla_run_setup", "main_sim_run_vla", "main_closed_loop", "evaluate_open_loop", "main_open_loop",
 ]
 
 RENDER_HW = (320, 576)  # [px] spec/alpamayo_model.md §2.2 model-card input size (resized to the model's size after)
@@ -436,6 +436,21 @@ def _jsonable(x):
 OPEN_LOOP_SAMPLES = 6  # spec/alpamayo_model.md §6: minADE over K = 6 samples
 
 
+def decision_accuracy(pred_coc: str, label_coc: str) -> dict:
+    """Per axis the label states (longitudinal, lateral, lateral direction): 1.0 when the predicted
+    CoC states the same decision, else 0.0. Axes the label leaves open are not scored (an empty
+    prediction must not "match" an absent label decision)."""
+    from cordillera.reasoning.schema import parse
+
+    p, g = parse(pred_coc or ""), parse(label_coc)
+    out = {}
+    for axis, want, got in (("longitudinal", g.longitudinal, p.longitudinal), ("lateral", g.lateral, p.lateral),
+                            ("direction", g.lateral_direction, p.lateral_direction)):
+        if want is not None:
+            out[f"decision/{axis}_match"] = float(got == want)
+    return out
+
+
 def evaluate_open_loop(planner, dataset, num_samples: int = OPEN_LOOP_SAMPLES, seed: int = 0, fast: bool = False,
                        max_new_tokens: int | None = None, max_samples: int | None = None, progress: bool = False) -> dict:
     """Per-sample open-loop metrics over a :class:`cordillera.data.dataset.PaiDataset`, and their
@@ -443,7 +458,7 @@ def evaluate_open_loop(planner, dataset, num_samples: int = OPEN_LOOP_SAMPLES, s
     from cordillera.data import keys as K
     from cordillera.metrics.openloop import corner_distance, min_ade
     from cordillera.model.infer_cli import predict
-    from cordillera.reasoning.consistency import consistency, reasoning_quality
+    from cordillera.reasoning.consistency import consistency
     from cordillera.reasoning.schema import parse
 
     n = len(dataset) if max_samples is None else min(len(dataset), int(max_samples))
@@ -474,9 +489,7 @@ def evaluate_open_loop(planner, dataset, num_samples: int = OPEN_LOOP_SAMPLES, s
                                                      for c in cocs]))
         label = s.get(K.COT_KEY)
         if label and not fast:
-            q = reasoning_quality(cocs[0], label)
-            for k in ("longitudinal_match", "lateral_match", "direction_match"):
-                row[f"decision/{k}"] = q[k]
+            row.update(decision_accuracy(cocs[0], label))
         rows.append(row)
         if progress:
             print(f"[{i + 1}/{n}] {row['clip_id'][:8]} t0={row['t0_us']} minADE {row['min_ade']:.2f} m")
