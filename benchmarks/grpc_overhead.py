@@ -6,7 +6,7 @@ subprocesses (``python -m cordillera serve ...``, loopback), i.e. driver + contr
 (+ sensorsim when cameras are rendered, JPEG q95 as AlpaSim). Goal: ≤ 15 % overhead.
 
 Rows: the unprivileged expert without cameras, the same with the model's 4 cameras, and (with
-``--vla``) the nano VLA (random weights: speed only) with 4 cameras. Then the render RPC latency:
+``--vla``) the nano VLA (random weights: speed only; fast path, no CoC decoding) with 4 cameras. Then the render RPC latency:
 ``batch_render_rgb`` of 4 cameras and ``render_rgb`` of one, vs rendering in-process.
 
     PYTHONPATH=src .venv/bin/python benchmarks/grpc_overhead.py [--steps 40] [--repeats 3] [--vla]
@@ -125,7 +125,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40, help="control steps per rollout (after t=0)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--render-calls", type=int, default=20)
-    ap.add_argument("--vla", action="store_true", help="also the nano VLA (random weights) with 4 cameras")
+    ap.add_argument("--vla", action="store_true", help="also the nano VLA (random weights, fast path) with 4 cameras")
+    ap.add_argument("--vla-steps", type=int, default=15)
     args = ap.parse_args()
 
     from cordillera.sim.expert import ExpertPolicy
@@ -143,9 +144,10 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = _nano_checkpoint(tmp)
-            t_in, t_rpc = loop_rows(args, f"vla:{ckpt}", lambda: VLAPolicy(ckpt), DEFAULT_MODEL_CAMERAS,
-                                    ("driver", "controller", "physics", "sensorsim"))
-            rows.append(("nano VLA (random weights), 4 cameras", t_in, t_rpc))
+            vargs = argparse.Namespace(**{**vars(args), "steps": args.vla_steps, "repeats": min(args.repeats, 2)})
+            t_in, t_rpc = loop_rows(vargs, f"vla:{ckpt}?fast=1", lambda: VLAPolicy(ckpt, fast=True),
+                                    DEFAULT_MODEL_CAMERAS, ("driver", "controller", "physics", "sensorsim"))
+            rows.append(("nano VLA (random weights, fast path: no CoC), 4 cameras", t_in, t_rpc))
     print("\n| loop | in-process ms/step | gRPC ms/step | overhead |\n|---|---:|---:|---:|")
     for name, a, b in rows:
         print(f"| {name} | {a:.1f} | {b:.1f} | {100 * (b - a) / a:+.0f} % |")

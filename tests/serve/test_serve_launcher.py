@@ -85,3 +85,15 @@ def test_cli_sim_run_services_grpc_smoke_suite(tmp_path):
     assert (out / "aggregate" / "metrics_results.txt").exists()
     asls = list((out / "rollouts").glob("*/*/rollout.asl"))
     assert len(asls) == len(generator.suite("smoke"))
+
+
+def test_vla_policy_options_parse_from_the_spec():
+    from cordillera.serve.launcher import _query_kwargs
+
+    assert _query_kwargs("fast=1&num_samples=2&temperature=0.5&name=x") == {
+        "fast": True, "num_samples": 2, "temperature": 0.5, "name": "x"}
+    assert _query_kwargs("") == {} and _query_kwargs("use_nav=false") == {"use_nav": False}
+    with pytest.raises(ValueError, match="key=value"):
+        _query_kwargs("fast")
+    with pytest.raises(ValueError, match="not found"):
+        policy_factory("vla:/no/such/checkpoint?fast=1")

@@ -8,8 +8,10 @@
 - :mod:`cordillera.serve.convert` — protos <-> cordillera types; the only place where the
   (w, x, y, z) <-> (x, y, z, w) quaternion swap happens.
 - :mod:`cordillera.serve.asl` — the ``.asl`` rollout log (length-prefixed ``logging.LogEntry``).
-
-Servicers (driver over ``Policy``, renderer over ``Renderer``, controller over the sim controller
-and dynamics) and the runtime client come later; they only convert with ``convert`` and call the
-same in-process objects, holding no logic of their own.
+- :mod:`cordillera.serve.servicers` — the five services over the in-process objects (driver over
+  any ``Policy``, sensorsim over the renderer, VDC controller, flat physics, IDM/log traffic).
+- :mod:`cordillera.serve.client` — the runtime as AlpaSim-style client: remote endpoints plugged
+  into the one ``Simulator`` loop, ``rollout.asl`` logging, a ``run_fn`` for ``run_batch``.
+- :mod:`cordillera.serve.launcher` — ``cordillera serve ...`` and ``sim run --services grpc``
+  (services as subprocesses on free loopback ports).
 """

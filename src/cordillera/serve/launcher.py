@@ -16,7 +16,8 @@ physics, and sensorsim when cameras are rendered; traffic runs in the runtime un
 
 Driver policies served: ``expert`` (the rule-based expert WITHOUT privileged access — over the
 protocol it only sees what a driver sees, i.e. route following), ``constant_velocity``,
-``route_follower``, and ``vla:<checkpoint dir>`` (:class:`cordillera.model.policy.VLAPolicy`).
+``route_follower``, and ``vla:<checkpoint dir>[?key=value&...]`` (:class:`cordillera.model.policy.VLAPolicy`
+with options, e.g. ``vla:ckpt/nano?fast=1&num_samples=2``).
 """
 
 from __future__ import annotations
@@ -75,8 +76,32 @@ def policy_factory(name: str):
             from cordillera.model.policy import VLAPolicyFactory
         except ImportError as e:
             raise ValueError(f"policy {name!r}: cordillera.model.policy is not available ({e})") from None
-        return VLAPolicyFactory.from_spec(name)  # loads the checkpoint once per process
+        spec, _, query = name.partition("?")
+        return VLAPolicyFactory.from_spec(spec, **_query_kwargs(query))  # loads the checkpoint once per process
     raise ValueError(f"unknown driver policy {name!r}; valid: expert, constant_velocity, route_follower, vla:<checkpoint>")
+
+
+def _query_kwargs(query: str) -> dict:
+    """``"fast=1&num_samples=2"`` -> ``{"fast": True, "num_samples": 2}`` (VLA policy options)."""
+    out = {}
+    for item in filter(None, query.split("&")):
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"policy option {item!r} must be key=value")
+        low = val.lower()
+        if low in ("true", "false"):
+            out[key] = low == "true"
+        elif key == "fast":
+            out[key] = val not in ("0", "")
+        else:
+            try:
+                out[key] = int(val)
+            except ValueError:
+                try:
+                    out[key] = float(val)
+                except ValueError:
+                    out[key] = val
+    return out
 
 
 def make_server(service: str, port: int = 0, policy: str = "expert", host: str = "127.0.0.1",

@@ -696,12 +696,12 @@ class PhysicsService(physics_pb2_grpc.PhysicsServiceServicer):
             if not o.pose_pair.HasField("future_pose"):
                 raise ValueError(f"other_objects[{i}].pose_pair.future_pose is missing")
             convert.aabb_from_proto(o.aabb)
-            p = convert.pose_from_proto(o.pose_pair.future_pose)  # validates (NaN, zero quaternion)
-            out.other_poses.add(pose=convert.pose_to_proto(p), status=ok)
+            convert.pose_from_proto(o.pose_pair.future_pose)  # validates (NaN, zero quaternion)
+            out.other_poses.add(pose=o.pose_pair.future_pose, status=ok)  # the very same values
         if request.HasField("ego_data"):
             convert.aabb_from_proto(request.ego_data.aabb)
-            t, poses = convert.trajectory_poses_from_proto(request.ego_data.ego_trajectory_aabb)
-            out.ego_trajectory_aabb.CopyFrom(convert.trajectory_poses_to_proto(t, poses))
+            t, _ = convert.trajectory_poses_from_proto(request.ego_data.ego_trajectory_aabb)  # validates
+            out.ego_trajectory_aabb.CopyFrom(request.ego_data.ego_trajectory_aabb)
             out.ego_status.extend([ok] * len(t))
         return out
 
