@@ -9,7 +9,7 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-fast bench clean-venv
+.PHONY: install demo test test-fast bench train-nano clean-venv
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
+
+# Data → stage 1 → stage 2 → eval → checkpoints/nano (~1 h on 2 cores; ABLATION=1 adds nano-traj-only).
+train-nano: install
+	$(PY) -m cordillera train nano $(if $(ABLATION),--set ablation=true,)
 
 bench: install
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -46,6 +46,9 @@ class DataSettings(StrictModel):
     # how
     num_workers: int = Field(0, ge=0)  # DataLoader worker processes (video decode + processor)
     frame_cache_frames: int = Field(64, ge=0)
+    cache: bool = True  # decode every sample once into a memory-mapped cache (train.data.SampleCache)
+    cache_dir: str | None = None  # None = <dir>/.cordillera/train_cache
+    cache_workers: int = Field(2, ge=1)  # processes decoding the videos while the cache is built
 
 
 class OptimSettings(StrictModel):

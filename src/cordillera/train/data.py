@@ -7,14 +7,21 @@ side, so validation never sees a scenario the model trained on.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
 import numpy as np
 import torch
-from torch.utils.data import Subset
+from torch.utils.data import Dataset, Subset
 
 from cordillera.data import keys as K
 
 __all__ = ["scenario_key", "split_by_scenario", "open_splits", "ego_window", "fit_action_stats", "Collate",
-           "COT_TEXT"]  # fmt: skip
+           "SampleCache", "COT_TEXT"]  # fmt: skip
 
 COT_TEXT = "cot_text"  # batch key: the label CoC strings (list[str]) next to the processor tensors
 CLIP_IDS = "clip_ids"
@@ -60,6 +67,9 @@ def open_splits(data, image_hw, cameras, seed: int = 0):
     tr, va = set(train_clips), set(val_clips)
     train_idx = [i for i, (c, _, _) in enumerate(ds.index) if c in tr]
     val_idx = [i for i, (c, _, _) in enumerate(ds.index) if c in va]
+    if data.cache:
+        root = Path(data.cache_dir) if data.cache_dir else Path(data.dir) / ".cordillera" / "train_cache"
+        ds = SampleCache.build(ds, root, workers=max(1, data.cache_workers))
     if data.max_train_samples is not None:
         train_idx = train_idx[: data.max_train_samples]
     if not train_idx:
@@ -122,3 +132,105 @@ class Collate:
         batch[COT_TEXT] = [s.get(K.COT_KEY) or "" for s in samples]
         batch[CLIP_IDS] = [s.get(K.CLIP_ID_KEY) for s in samples]
         return batch
+
+
+# ----------------------------------------------------------------------------------------------
+_ARRAY_KEYS = (K.EGO_HISTORY_XYZ, K.EGO_HISTORY_ROT, K.EGO_FUTURE_XYZ, K.EGO_FUTURE_ROT, K.CAMERA_INDICES)
+
+
+class SampleCache(Dataset):
+    """Every sample of a `PaiDataset`, decoded once (in clip order, so each video is read forward)
+    and stored at the dataset's image size: frames in one uint8 `.npy` memory map, poses in an
+    `.npz`, CoC and ids in JSON. Training then never decodes video (random access into H.264
+    costs a GOP per frame). The directory is keyed by a hash of the sample list and image size,
+    written to a temp dir and moved into place atomically; `index`/`reader` mirror the dataset's."""
+
+    FRAMES, ARRAYS, META = "frames.npy", "arrays.npz", "meta.json"
+
+    def __init__(self, directory: Path, dataset):
+        self.dir = Path(directory)
+        meta = json.loads((self.dir / self.META).read_text())
+        self.index = [tuple(e) for e in meta["index"]]
+        self.cots, self.clips, self.t0s = meta["cot"], meta["clip_id"], meta["t0_us"]
+        self.frames = np.load(self.dir / self.FRAMES, mmap_mode="r")
+        with np.load(self.dir / self.ARRAYS) as z:
+            self.arrays = {k: z[k] for k in z.files}
+        self.dataset = dataset
+
+    @property
+    def reader(self):
+        return self.dataset.reader
+
+    @staticmethod
+    def key(dataset) -> str:
+        h = hashlib.sha256(json.dumps([str(dataset.root), list(dataset.image_hw or ()), list(dataset.cameras),
+                                       [list(e) for e in dataset.index]]).encode())  # fmt: skip
+        return h.hexdigest()[:16]
+
+    @classmethod
+    def build(cls, dataset, root: str | Path, workers: int = 1, progress: bool = True) -> "SampleCache":
+        d = Path(root) / cls.key(dataset)
+        if (d / cls.META).exists():
+            return cls(d, dataset)
+        n = len(dataset)
+        tic = time.perf_counter()
+        first = dataset[0]
+        shape = tuple(first[K.IMAGE_FRAMES].shape)
+        tmp = d.with_name(f".{d.name}.tmp-{os.getpid()}")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        frames = np.lib.format.open_memmap(tmp / cls.FRAMES, mode="w+", dtype=np.uint8, shape=(n, *shape))
+        del frames
+        # contiguous, clip-aligned ranges (dataset.index is clip-major, t0 ascending: videos read forward)
+        bounds = [0] + [i for i in range(1, n) if dataset.index[i][0] != dataset.index[i - 1][0]] + [n]
+        per = max(1, -(-(len(bounds) - 1) // max(1, workers * 4)))
+        jobs = [(dataset, str(tmp / cls.FRAMES), bounds[j], bounds[min(j + per, len(bounds) - 1)])
+                for j in range(0, len(bounds) - 1, per)]  # fmt: skip
+        if workers > 1 and len(jobs) > 1:
+            from multiprocessing import get_context
+
+            with get_context("spawn").Pool(workers) as pool:
+                parts = pool.map(_cache_range, jobs, chunksize=1)
+        else:
+            parts = [_cache_range(j) for j in jobs]
+        arrays = {k: np.concatenate([p[0][k] for p in parts]) for k in _ARRAY_KEYS}
+        meta = {k: sum((p[1][k] for p in parts), []) for k in ("cot", "clip_id", "t0_us")}
+        np.savez(tmp / cls.ARRAYS, **arrays)
+        (tmp / cls.META).write_text(json.dumps({"index": [list(e) for e in dataset.index], **meta,
+                                                "frames_shape": list(shape)}))  # fmt: skip
+        if d.exists():
+            shutil.rmtree(d)
+        os.replace(tmp, d)
+        if progress:
+            print(f"sample cache: {n} samples in {time.perf_counter() - tic:.0f} s ({workers} workers) → {d}")
+        return cls(d, dataset)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        s = {K.IMAGE_FRAMES: torch.from_numpy(np.array(self.frames[i]))}
+        for k in _ARRAY_KEYS:
+            s[k] = torch.from_numpy(self.arrays[k][i].copy())
+        s[K.COT_KEY], s[K.CLIP_ID_KEY], s[K.T0_US] = self.cots[i], self.clips[i], self.t0s[i]
+        return s
+
+
+def _cache_range(job) -> tuple[dict, dict]:
+    """Decode samples [lo, hi) into the shared frames file; return their small arrays and texts."""
+    dataset, frames_path, lo, hi = job
+    frames = np.load(frames_path, mmap_mode="r+")
+    arrays: dict[str, list] = {k: [] for k in _ARRAY_KEYS}
+    meta: dict[str, list] = {"cot": [], "clip_id": [], "t0_us": []}
+    for i in range(lo, hi):
+        s = dataset[i]
+        frames[i] = np.asarray(s[K.IMAGE_FRAMES])
+        for k in _ARRAY_KEYS:
+            arrays[k].append(np.asarray(s[k]))
+        meta["cot"].append(s.get(K.COT_KEY))
+        meta["clip_id"].append(s.get(K.CLIP_ID_KEY))
+        meta["t0_us"].append(int(s[K.T0_US]))
+    frames.flush()
+    del frames
+    return {k: np.stack(v) if v else np.zeros((0,)) for k, v in arrays.items()}, meta

@@ -32,6 +32,7 @@ from cordillera.train.config import NanoConfig, TrainConfig, load_train_config
 __all__ = ["dense_t0s", "densify_coc", "train_variant", "open_loop_eval", "write_readme", "run", "main"]
 
 CLIP_END_MARGIN_US = 6_400_000  # [µs] spec/alpamayo_training_data.md §1.4: t0 + 6.4 s <= clip end
+MAX_REDRIVE_DRIFT_M = 2.0  # [m] ours: a re-driven rollout this close to the stored egomotion is the same drive
 
 
 def dense_t0s(end_us: int, start_us: int, every_us: int, force_gt_end_us: int = 0) -> list[int]:
@@ -63,7 +64,8 @@ def _relabel_one(args) -> tuple[str, list[dict], str]:
         c, s_ = np.cos(e0.yaw_rad), np.sin(e0.yaw_rad)
         d = np.array([[st.ego.x_m - e0.x_m, st.ego.y_m - e0.y_m] for st in ro.steps[: len(ego_xy)]])
         xy = np.stack([c * d[:, 0] + s_ * d[:, 1], -s_ * d[:, 0] + c * d[:, 1]], axis=1)
-        if xy.shape != ego_xy.shape or float(np.abs(xy - ego_xy).max()) > 1e-2:
+        # last-bit float differences (BLAS threads) grow to ~0.5 m over 20 s; a different scenario is metres off
+        if xy.shape != ego_xy.shape or float(np.abs(xy - ego_xy).max()) > MAX_REDRIVE_DRIFT_M:
             return clip_id, [], "re-driven rollout differs from the stored egomotion"
         grid = dense_t0s(end_us, start_us, every_us, ro.force_gt_end_us)
         kfs = sorted({kf.t_us: kf for kf in [Keyframe(t, "meta_action", "grid") for t in grid]

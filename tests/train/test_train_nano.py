@@ -1,0 +1,51 @@
+"""The nano pipeline end to end on a tiny dataset (2 rendered clips, a few steps per stage)."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from cordillera.train import nano
+from cordillera.train.config import NanoConfig
+
+
+def test_dense_t0s_grid():
+    # 20 s clip, every 1 s from 1.6 s, after a 1.7 s force-GT warm-up, t0 + 6.4 s <= 20 s
+    assert nano.dense_t0s(20_000_000, 1_600_000, 1_000_000, 1_700_000) == list(range(1_700_000, 13_600_001, 1_000_000))
+    assert nano.dense_t0s(20_000_000, 1_600_000, 1_000_000)[0] == 1_600_000
+    assert nano.dense_t0s(7_000_000, 1_600_000, 1_000_000) == []
+
+
+@pytest.mark.slow
+def test_nano_pipeline_end_to_end(tmp_path):
+    torch.set_num_threads(1)
+    small = {"optim": {"lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 1, "max_steps": 2, "batch_size": 2},
+             "eval": {"every": 100, "num_samples": 2, "batch_size": 2, "k": 2, "flow_steps": 2, "coc_samples": 2,
+                      "max_new_tokens": 8},
+             "num_threads": 1, "progress": False, "tensorboard": False,
+             "data": {"cache_workers": 1}}  # fmt: skip
+    cfg = NanoConfig.model_validate({
+        "out": str(tmp_path / "nano"), "work_dir": str(tmp_path / "work"), "eval_samples": 4, "val_fraction": 0.5,
+        "generate": {"clips": 2, "workers": 1, "image_height": 64, "image_width": 96},
+        "stage1": {"stage": "stage1", **small}, "stage2": {"stage": "stage2", **small},
+    })  # fmt: skip
+    res = nano.run(cfg, command="pytest")
+    out = tmp_path / "nano"
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "README.md", "train_log.csv"):
+        assert (out / name).exists(), name
+    info = res["coc"]
+    assert info["clips"] == 2 and info["train_samples"] > 0 and info["val_samples"] > 0
+    assert info["events"] >= info["train_samples"] + info["val_samples"]  # every sample carries a CoC
+    readme = (out / "README.md").read_text()
+    assert "pytest" in readme and "val/min_ade" in readme
+    with open(out / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["stage"] for r in rows} == {"stage1", "stage2"}
+    cfgj = json.loads((out / "config.json").read_text())
+    stats = cfgj["vla"]["action_space"]
+    assert stats["accel_std_mps2"] != 1.0 and stats["curvature_std_1pm"] != 1.0  # fitted, not the defaults
+    from cordillera.model.inference import Planner
+
+    planner = Planner.from_pretrained(out)
+    assert planner.model.cfg.inputs.use_coc
