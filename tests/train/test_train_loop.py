@@ -264,3 +264,49 @@ def test_split_by_scenario():
     assert split_by_scenario(keys, 0.2, seed=0) == (train, val)  # deterministic
     t2, v2 = split_by_scenario(keys, val_seeds=[3])
     assert v2 == ["c6", "c7"] and len(t2) == 18
+
+
+class _FakeEgo:
+    """Drives straight for 30 m at 10 m/s, then a left quarter circle of radius 20 m."""
+
+    end_us = 10_000_000
+
+    def poses(self, t_us):
+        import numpy as np
+
+        from cordillera.geometry.pose import quat_from_yaw
+
+        s = np.asarray(t_us, dtype=np.float64) * 1e-5  # 10 m/s
+        xyz = np.zeros((len(s), 3))
+        yaw = np.zeros(len(s))
+        straight = s <= 30.0
+        xyz[straight, 0] = s[straight]
+        a = (s[~straight] - 30.0) / 20.0
+        xyz[~straight, 0] = 30.0 + 20.0 * np.sin(a)
+        xyz[~straight, 1] = 20.0 * (1 - np.cos(a))
+        yaw[~straight] = a
+        return xyz, np.stack([quat_from_yaw(y) for y in yaw])
+
+
+class _FakeReader:
+    def egomotion(self, clip_id):
+        return _FakeEgo()
+
+
+def test_nav_text_from_driven_route_and_dropout(proc):
+    from cordillera.train.data import Collate, nav_text_at
+
+    # route points every 80/19 m: the first segment turned by >= 8° starts at 8 × 4.21 = 33.7 m → "35m"
+    assert nav_text_at(_FakeReader(), "c", 0) == "Turn left in 35m"
+    assert nav_text_at(_FakeReader(), "c", 9_000_000) == "Continue straight"  # 10 m of arc left, no turn in it
+    samples = make_samples(40)
+    for s in samples:
+        s["nav_text"], s["t0_us"] = "Turn left in 30m", 2_000_000
+    full = Collate(proc, nav_dropout=0.0)
+    assert [full._nav(s) for s in samples] == ["Turn left in 30m"] * 40
+    part = Collate(proc, nav_dropout=0.25)
+    kept = [part._nav(s) for s in samples]
+    assert kept == [part._nav(s) for s in samples]  # deterministic per (clip, t0): resume stays exact
+    assert 3 <= kept.count(None) <= 20
+    batch = full(samples[:2])
+    assert "<|route_start|>Turn left in 30m<|route_end|>" in proc.tokenizer.decode(batch["input_ids"][0].tolist())

@@ -49,6 +49,10 @@ class DataSettings(StrictModel):
     cache: bool = True  # decode every sample once into a memory-mapped cache (train.data.SampleCache)
     cache_dir: str | None = None  # None = <dir>/.cordillera/train_cache
     cache_workers: int = Field(2, ge=1)  # processes decoding the videos while the cache is built
+    # navigation text (A1.5 `<|route_start|>…<|route_end|>`) from the driven route; dropped for a
+    # fixed hashed share of samples so the route-free prompt (guidance's unconditional branch) is learned too
+    nav: bool = True
+    nav_dropout: float = Field(0.2, ge=0.0, le=1.0)
 
 
 class OptimSettings(StrictModel):

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset, Subset
 from cordillera.data import keys as K
 
 __all__ = ["scenario_key", "split_by_scenario", "open_splits", "ego_window", "fit_action_stats", "Collate",
-           "SampleCache", "COT_TEXT"]  # fmt: skip
+           "SampleCache", "COT_TEXT", "nav_text_at"]  # fmt: skip
 
 COT_TEXT = "cot_text"  # batch key: the label CoC strings (list[str]) next to the processor tensors
 CLIP_IDS = "clip_ids"
@@ -96,6 +96,37 @@ def ego_window(reader, clip_id: str, t0_us: int) -> tuple[np.ndarray, ...]:
     return hx, hr, fx, fr
 
 
+ROUTE_POINTS = 20  # [-] AlpaSim route observation: 20 rig-frame waypoints, spec/alpasim.md
+ROUTE_LENGTH_M = 80.0  # [m] … every 80/19 m (sim/navigation.py)
+
+
+def nav_text_at(reader, clip_id: str, t0_us: int) -> str | None:
+    """Navigation text at t0 ("Turn left in 25m" / "Continue straight") from the route the ego
+    drives: the rest of the clip's path in the t0 rig frame, resampled like the simulator's route
+    observation (20 points, 80/19 m apart, NaN past the end). The expert follows its route, so
+    this is the route the simulator would show; only its geometry is used, never the timing."""
+    from cordillera.geometry.frames import to_frame
+    from cordillera.geometry.pose import quat_to_matrix
+    from cordillera.sim.navigation import nav_text_from_route
+
+    ego = reader.egomotion(clip_id)
+    t = np.arange(int(t0_us), int(ego.end_us) + 1, 100_000, dtype=np.int64)
+    if len(t) < 2:
+        return None
+    xyz, q = ego.poses(t)
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = quat_to_matrix(q[0]), xyz[0]
+    rig, _ = to_frame(xyz, quat_to_matrix(q), T)
+    xy = np.asarray(rig)[:, :2]
+    s_m = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(xy, axis=0), axis=1))])
+    want = np.arange(ROUTE_POINTS) * ROUTE_LENGTH_M / (ROUTE_POINTS - 1)
+    route = np.full((ROUTE_POINTS, 2), np.nan)
+    ok = want <= s_m[-1]
+    route[ok, 0] = np.interp(want[ok], s_m, xy[:, 0])
+    route[ok, 1] = np.interp(want[ok], s_m, xy[:, 1])
+    return nav_text_from_route(route)
+
+
 def fit_action_stats(subset: Subset, action_cfg=None) -> dict:
     """`compute_action_stats` over the raw (accel, curvature) ground truth of every training sample."""
     from cordillera.action.unicycle import ActionSpaceConfig, compute_action_stats, traj_to_action
@@ -113,9 +144,22 @@ class Collate:
     """Dataset samples → one processor batch (+ `cot_text` labels). With `use_coc=False` the CoC
     is dropped (trajectory-only ablation)."""
 
-    def __init__(self, processor, use_coc: bool = True):
+    def __init__(self, processor, use_coc: bool = True, nav_dropout: float = 0.0):
         self.processor = processor
         self.use_coc = use_coc
+        self.nav_dropout = float(nav_dropout)
+
+    def _nav(self, s: dict) -> str | None:
+        # Dropped for a fixed, hashed subset of samples: the model also learns the route-free
+        # prompt (what guidance's unconditional branch uses), and resume stays exact.
+        nav = s.get("nav_text")
+        if nav and self.nav_dropout > 0:
+            import zlib
+
+            h = zlib.crc32(f"{s.get(K.CLIP_ID_KEY)}:{s.get(K.T0_US)}".encode()) % 10_000
+            if h < self.nav_dropout * 10_000:
+                return None
+        return nav
 
     def __call__(self, samples: list[dict]) -> dict:
         items = []
@@ -126,7 +170,7 @@ class Collate:
                 K.EGO_HISTORY_XYZ: s[K.EGO_HISTORY_XYZ], K.EGO_HISTORY_ROT: s[K.EGO_HISTORY_ROT],
                 K.EGO_FUTURE_XYZ: s[K.EGO_FUTURE_XYZ], K.EGO_FUTURE_ROT: s[K.EGO_FUTURE_ROT],
                 K.COT_KEY: s.get(K.COT_KEY) if self.use_coc else None,
-                "nav_text": s.get("nav_text"),
+                "nav_text": self._nav(s),
             })  # fmt: skip
         batch = self.processor(items)
         batch[COT_TEXT] = [s.get(K.COT_KEY) or "" for s in samples]
@@ -152,6 +196,7 @@ class SampleCache(Dataset):
         meta = json.loads((self.dir / self.META).read_text())
         self.index = [tuple(e) for e in meta["index"]]
         self.cots, self.clips, self.t0s = meta["cot"], meta["clip_id"], meta["t0_us"]
+        self.navs = meta.get("nav_text") or [None] * len(self.index)
         self.frames = np.load(self.dir / self.FRAMES, mmap_mode="r")
         with np.load(self.dir / self.ARRAYS) as z:
             self.arrays = {k: z[k] for k in z.files}
@@ -163,12 +208,12 @@ class SampleCache(Dataset):
 
     @staticmethod
     def key(dataset) -> str:
-        h = hashlib.sha256(json.dumps([str(dataset.root), list(dataset.image_hw or ()), list(dataset.cameras),
+        h = hashlib.sha256(json.dumps(["v2-nav", str(dataset.root), list(dataset.image_hw or ()), list(dataset.cameras),
                                        [list(e) for e in dataset.index]]).encode())  # fmt: skip
         return h.hexdigest()[:16]
 
     @classmethod
-    def build(cls, dataset, root: str | Path, workers: int = 1, progress: bool = True) -> "SampleCache":
+    def build(cls, dataset, root: str | Path, workers: int = 1, progress: bool = True, nav: bool = True) -> "SampleCache":
         d = Path(root) / cls.key(dataset)
         if (d / cls.META).exists():
             return cls(d, dataset)
@@ -185,7 +230,7 @@ class SampleCache(Dataset):
         # contiguous, clip-aligned ranges (dataset.index is clip-major, t0 ascending: videos read forward)
         bounds = [0] + [i for i in range(1, n) if dataset.index[i][0] != dataset.index[i - 1][0]] + [n]
         per = max(1, -(-(len(bounds) - 1) // max(1, workers * 4)))
-        jobs = [(dataset, str(tmp / cls.FRAMES), bounds[j], bounds[min(j + per, len(bounds) - 1)])
+        jobs = [(dataset, str(tmp / cls.FRAMES), bounds[j], bounds[min(j + per, len(bounds) - 1)], nav)
                 for j in range(0, len(bounds) - 1, per)]  # fmt: skip
         if workers > 1 and len(jobs) > 1:
             from multiprocessing import get_context
@@ -195,7 +240,7 @@ class SampleCache(Dataset):
         else:
             parts = [_cache_range(j) for j in jobs]
         arrays = {k: np.concatenate([p[0][k] for p in parts]) for k in _ARRAY_KEYS}
-        meta = {k: sum((p[1][k] for p in parts), []) for k in ("cot", "clip_id", "t0_us")}
+        meta = {k: sum((p[1][k] for p in parts), []) for k in ("cot", "clip_id", "t0_us", "nav_text")}
         np.savez(tmp / cls.ARRAYS, **arrays)
         (tmp / cls.META).write_text(json.dumps({"index": [list(e) for e in dataset.index], **meta,
                                                 "frames_shape": list(shape)}))  # fmt: skip
@@ -214,15 +259,16 @@ class SampleCache(Dataset):
         for k in _ARRAY_KEYS:
             s[k] = torch.from_numpy(self.arrays[k][i].copy())
         s[K.COT_KEY], s[K.CLIP_ID_KEY], s[K.T0_US] = self.cots[i], self.clips[i], self.t0s[i]
+        s["nav_text"] = self.navs[i]
         return s
 
 
 def _cache_range(job) -> tuple[dict, dict]:
     """Decode samples [lo, hi) into the shared frames file; return their small arrays and texts."""
-    dataset, frames_path, lo, hi = job
+    dataset, frames_path, lo, hi, nav = job
     frames = np.load(frames_path, mmap_mode="r+")
     arrays: dict[str, list] = {k: [] for k in _ARRAY_KEYS}
-    meta: dict[str, list] = {"cot": [], "clip_id": [], "t0_us": []}
+    meta: dict[str, list] = {"cot": [], "clip_id": [], "t0_us": [], "nav_text": []}
     for i in range(lo, hi):
         s = dataset[i]
         frames[i] = np.asarray(s[K.IMAGE_FRAMES])
@@ -231,6 +277,7 @@ def _cache_range(job) -> tuple[dict, dict]:
         meta["cot"].append(s.get(K.COT_KEY))
         meta["clip_id"].append(s.get(K.CLIP_ID_KEY))
         meta["t0_us"].append(int(s[K.T0_US]))
+        meta["nav_text"].append(nav_text_at(dataset.reader, s[K.CLIP_ID_KEY], int(s[K.T0_US])) if nav else None)
     frames.flush()
     del frames
     return {k: np.stack(v) if v else np.zeros((0,)) for k, v in arrays.items()}, meta

@@ -821,6 +821,7 @@ def run_stage(cfg, vla, data: RunData, loss_fn: Callable, freeze_eval: Callable 
     from cordillera.train.data import Collate
 
     tokenizer = tokenizer or load_tokenizer(vla.cfg)
-    collate = Collate(VLAProcessor(vla.cfg, tokenizer), use_coc=cfg.use_coc)
+    collate = Collate(VLAProcessor(vla.cfg, tokenizer), use_coc=cfg.use_coc,
+                      nav_dropout=cfg.data.nav_dropout if cfg.data.nav else 1.0)
     return fit(cfg, vla, tokenizer, data.train, collate, loss_fn, val_batches_fn(data.val, collate, cfg.eval),
                freeze_eval=freeze_eval, stop_after=stop_after, desc=desc)  # fmt: skip

@@ -150,7 +150,8 @@ def open_loop_eval(checkpoint: str | Path, cfg: TrainConfig, n_samples: int) -> 
     tok = load_tokenizer(vla.cfg, checkpoint)
     data = loop.open_data(cfg, vla.cfg)
     ev = _with(cfg.eval, num_samples=n_samples, coc_samples=n_samples)
-    batches = loop.val_batches_fn(data.val, Collate(VLAProcessor(vla.cfg, tok), cfg.use_coc), ev)
+    collate = Collate(VLAProcessor(vla.cfg, tok), cfg.use_coc, nav_dropout=0.0 if cfg.data.nav else 1.0)
+    batches = loop.val_batches_fn(data.val, collate, ev)
     if batches is None:
         return {}
     return loop.evaluate(vla, batches(), "stage2", None, ev, cfg.use_coc, tok)
