@@ -33,7 +33,7 @@ test-fast: install
 
 # Data → stage 1 → stage 2 → eval → checkpoints/nano (~1 h on 2 cores; ABLATION=1 adds nano-traj-only).
 train-nano: install
-	$(PY) -m cordillera train nano $(if $(ABLATION),--set ablation=true,)
+	$(PY) -m cordillera train nano $(if $(ABLATION),--ablation,)
 
 bench: install
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -188,9 +188,10 @@ def train_stage2(config: str = typer.Option("train_stage2"), set_: list[str] = t
 
 
 @train_app.command("nano")
-def train_nano(config: str = typer.Option("train_nano"), set_: list[str] = typer.Option([], "--set")):
-    """Data → stage 1 → stage 2 for the shipped nano model."""
-    _train("nano", config, set_)
+def train_nano(config: str = typer.Option("train_nano"), set_: list[str] = typer.Option([], "--set"),
+               ablation: bool = typer.Option(False, "--ablation", help="Also train the trajectory-only model.")):
+    """Data → stage 1 → stage 2 → eval → checkpoints/nano (and checkpoints/nano-traj-only with --ablation)."""
+    _train("nano", config, list(set_) + (["ablation=true"] if ablation else []))
 
 
 @train_app.command("rl")
