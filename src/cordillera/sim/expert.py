@@ -17,6 +17,10 @@ Planning, in order (one pass, no search, deterministic):
    keeping ≥ 0.5 m clearance, on the drivable surface) or a *Lane Change* into a same-direction
    neighbour lane when the lane is blocked and the target-lane gap is safe (time-to-collision check
    on the target-lane traffic, MOBIL safety first). The ego returns to the lane centre after passing.
+   Slow *moving* vehicles (their own desired speed < half the limit) are overtaken the same way, by a
+   lane change into a free same-direction lane only, returning once the rear bumper is 8 m ahead of
+   them (Pass/Overtake). An oncoming vehicle blocks a departure only if it would meet the ego on the
+   stretch where the ego is out of its lane and leaves it too little room.
    The current offset/heading error blends into the profile with a quintic.
 4. **Interactions.** Actors predicted inside the planned corridor become (time-varying) IDM
    leaders; same-direction actors about to enter it (cut-ins, mainline traffic at a merge) become
@@ -27,10 +31,13 @@ Planning, in order (one pass, no search, deterministic):
    cannot clear before red); stop signs and dark / flashing-red lights → full stop ≥ 1 s then go
    when the conflict check is clear; flashing yellow → slow down and yield.
 6. **Speed.** IDM-style longitudinal rollout (0.1 s steps) against the leaders and stop points,
-   capped by the lane speed limit and a curvature limit (lateral accel ≤ 2 m/s²), accel within
-   (−4.05, 2.40) m/s² except emergencies (down to −8 m/s² for an in-path leader), jerk-limited.
+   capped by the lane speed limit, a curvature limit (lateral accel ≤ 2 m/s²) and a work-zone speed
+   (30 km/h beside ≥ 2 cones / barriers), accel within (−4.05, 2.40) m/s² except emergencies (down
+   to −8 m/s² for an in-path leader), jerk-limited from the MEASURED acceleration, with the brake
+   released as the speed runs out at the end of a stop.
 7. **Output.** 65 poses (t_now … t_now + 6.4 s) + ``decisions`` in the exact CoC vocabulary of
-   spec/alpamayo_training_data.md §6.2, chosen from the constraint that actually shapes the plan.
+   spec/alpamayo_training_data.md §6.2, chosen from the constraint that actually shapes the plan and
+   checked against the plan's own motion (see ``_decide``).
 
 Memory across steps (stop-sign stops, yellow-light choices, committed lateral manoeuvres) lives in
 ``ExpertPolicy``; ``plan_from_state`` with a fresh policy is stateless.
@@ -94,7 +101,10 @@ class ExpertParams:
     min_gap_static_m: float = 5.0  # stop further back behind a blocker (room to steer around)
     min_gap_stop_line_m: float = 1.5  # front bumper to stop line
     min_gap_vulnerable_m: float = 3.0
-    jerk_max_mps3: float = 3.5  # < 4.13 lon jerk comfort bound
+    # < 4.13 lon jerk comfort bound; the tracking controller's PI + feed-forward executes about
+    # 1.3× the planned jerk at a change of acceleration, so the plan keeps well under the bound
+    jerk_max_mps3: float = 2.5
+    stop_release_jerk_mps3: float = 3.5  # brake release at the end of a stop (see the rollout)
     max_lat_accel_mps2: float = 2.0  # curvature speed limit
     max_yaw_rate_radps: float = 0.8  # < 0.95 comfort bound
     anticipation_decel_mps2: float = 1.5  # backward pass of the speed cap
@@ -117,7 +127,18 @@ class ExpertParams:
     nudge_clearance_m: float = 0.7  # plan with slack so the tracked path keeps >= 0.5 m
     lane_change_ttc_s: float = 3.0
     lane_change_min_gap_m: float = 4.0
+    oncoming_clearance_m: float = 0.4  # ours: a nudge may meet oncoming traffic with this much room
     lookahead_m: float = 140.0
+    # -- overtaking slow moving vehicles (Pass/Overtake) ------------------------------------------
+    overtake_speed_ratio: float = 0.5  # ours: a vehicle whose own desired speed is below this × limit
+    overtake_lookahead_m: float = 60.0  # ours: start considering the pass this far behind it
+    overtake_margin_m: float = 8.0  # ours: rear bumper this far ahead of its front before cutting back
+    # -- construction zones ----------------------------------------------------------------------
+    work_zone_speed_mps: float = 30.0 / 3.6  # ours: the families post 30 km/h at work zones
+    work_zone_min_objects: int = 2  # cones/barriers near the lane that make a zone
+    # -- decisions -------------------------------------------------------------------------------
+    binding_margin_mps2: float = 0.3  # a constraint "shapes the plan" when it lowers the accel this much
+    rest_speed_mps: float = 0.5  # a plan "comes to rest" below this (checker: Stop ⇒ < 0.5 m/s)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -615,7 +636,7 @@ class _Memory:
     released: set = field(default_factory=set)  # control ids already satisfied
     yellow_choice: dict = field(default_factory=dict)  # light id -> "stop" | "go"
     maneuver: dict | None = None  # committed lateral manoeuvre
-    last_accel: float | None = None
+    d_hist: list = field(default_factory=list)  # [(t_us, Frenet offset d)] of the last ~1.6 s
 
 
 # ----------------------------------------------------------------------------------------------
@@ -940,7 +961,11 @@ def _plan(ctx: _Context, mem: _Memory, P: ExpertParams, ws: WorldState, t_now_us
     lim = route.speed_limit[w_lo:w_hi]
     kap = np.abs(route.curvature[w_lo:w_hi])
     v_curve = np.minimum(np.sqrt(P.max_lat_accel_mps2 / np.maximum(kap, 1e-6)), P.max_yaw_rate_radps / np.maximum(kap, 1e-6))
-    cap = np.minimum(np.minimum(lim, v_curve), cap_extra)
+    cap_zone = np.full(len(S), np.inf)
+    zone = _work_zone(ids, kinds, sa, da, hl, hw, valid, s_rear, float(np.median(route.width[w_lo:w_hi])), P)
+    if zone is not None:  # speed adaptation through a work zone (cones / barriers beside the path)
+        cap_zone[(S >= zone[0] - front_m) & (S <= zone[1] + rear_m)] = P.work_zone_speed_mps
+    cap = np.minimum(np.minimum(np.minimum(lim, v_curve), cap_extra), cap_zone)
     cap = np.maximum(cap, 1.0)
     cap_bwd = cap.copy()
     two_b_ds = 2 * P.anticipation_decel_mps2 * ROUTE_DS_M
@@ -948,12 +973,27 @@ def _plan(ctx: _Context, mem: _Memory, P: ExpertParams, ws: WorldState, t_now_us
     c2 = cap_bwd**2 + two_b_ds * np.arange(len(S))
     cap_bwd = np.sqrt(np.maximum(np.minimum.accumulate(c2[::-1])[::-1] - two_b_ds * np.arange(len(S)), 0.0))
     cap_src = np.where(np.minimum(lim, cap_extra) <= v_curve + 1e-9, "limit", "curve")
+    cap_src = np.where(cap_zone <= np.minimum(np.minimum(lim, cap_extra), v_curve) + 1e-9, "zone", cap_src)
+    # where the anticipation pass lowers the cap below the local one, the cause is downstream
+    src_bwd = cap_src.copy()
+    lower = cap_bwd < cap - 0.05
+    if np.any(lower):
+        # the sample whose cap the backward pass carries: the nearest later sample with cap ≈ cap_bwd
+        nxt = np.full(len(S), -1)
+        for i in np.flatnonzero(lower)[::-1]:
+            j = nxt[i + 1] if i + 1 < len(S) and lower[i + 1] else i + 1
+            nxt[i] = min(j, len(S) - 1)
+        src_bwd[lower] = cap_src[nxt[lower]]
+    cap_src = src_bwd
 
     # -- longitudinal rollout ------------------------------------------------------------------
     dt = PLAN_DT_US * 1e-6
     s, v = s_e, v0
-    a_prev = float(ego.accel_mps2) if mem.last_accel is None else mem.last_accel
-    a_prev = float(np.clip(a_prev, -P.emergency_brake_mps2, P.max_accel_mps2))
+    # the jerk limiter starts from the MEASURED acceleration: the previous plan's first sample is
+    # not what the car did after a force-GT warm-up, a controller lag or a sudden decision
+    a_prev = float(np.clip(float(ego.accel_mps2), -P.emergency_brake_mps2, P.max_accel_mps2))
+    if v0 < P.stopped_speed_mps and a_prev < 0.0:
+        a_prev = 0.0  # standing: the brake holds, no residual deceleration to unwind
     st_s = np.empty(PLAN_STEPS + 1)
     st_v = np.empty(PLAN_STEPS + 1)
     st_a = np.zeros(PLAN_STEPS + 1)
@@ -973,7 +1013,7 @@ def _plan(ctx: _Context, mem: _Memory, P: ExpertParams, ws: WorldState, t_now_us
         if v <= vdes:
             a_free = P.max_accel_mps2 * (1.0 - (v / vdes) ** 4)
         else:
-            a_free = max(-P.max_comfort_brake_mps2 * 0.6, -1.2 * (v - vdes))
+            a_free = max(-P.max_comfort_brake_mps2 * 0.6, -2.0 * (v - vdes))
         a_cmd, tag, brake_lim = a_free, ("free", cap_src[i], vdes), P.max_comfort_brake_mps2
         if leaders:
             sb = Lsb[:, j]
@@ -991,17 +1031,25 @@ def _plan(ctx: _Context, mem: _Memory, P: ExpertParams, ws: WorldState, t_now_us
                     m = int(np.argmin(a_int))
                     if a_int[m] < a_cmd:
                         a_idm = float(a_int[m])
+                        # the constraint names the decision only where it really shapes the plan
+                        binds = a_idm < 0.0 or a_cmd - a_idm > P.binding_margin_mps2
                         # braking beyond comfort only as much as kinematics needs (IDM overreacts)
                         if a_idm < -P.max_comfort_brake_mps2:
                             dv = max(v - max(vl[m], 0.0), 0.0)
                             need = dv * dv / (2 * max(gap[m] - 0.5 * Ls0[m], 0.1)) if dv > 0 else 0.0
                             a_idm = max(a_idm, -max(P.max_comfort_brake_mps2, 1.3 * need))
-                        a_cmd, tag, brake_lim = a_idm, leaders[m].tag, float(Lbrk[m])
+                        a_cmd, brake_lim = a_idm, float(Lbrk[m])
+                        if binds:
+                            tag = leaders[m].tag
         # comfort: jerk limit (relaxed for braking beyond comfort), accel bounds
         lo_a = -brake_lim
         a_cmd = float(np.clip(a_cmd, lo_a, P.max_accel_mps2))
         if a_cmd >= -P.max_comfort_brake_mps2:
             jd = P.jerk_max_mps3 * dt
+            # a comfortable stop releases the brake as the speed runs out (|a| <= sqrt(2 k j v),
+            # k = 0.4 keeps the 10 Hz steps under the jerk bound), so the deceleration reaches 0
+            # with the speed instead of jumping there at standstill
+            a_cmd = max(a_cmd, -math.sqrt(0.8 * P.stop_release_jerk_mps3 * max(v, 0.0)))
             a_cmd = float(np.clip(a_cmd, a_prev - jd, a_prev + jd))
         if v <= 0.0 and a_cmd < 0:
             a_cmd = 0.0
@@ -1017,7 +1065,6 @@ def _plan(ctx: _Context, mem: _Memory, P: ExpertParams, ws: WorldState, t_now_us
         st_s[k + 1], st_v[k + 1], st_a[k] = s, v, a_cmd
         tags.append(tag)
     st_a[-1] = st_a[-2]
-    mem.last_accel = float(st_a[0])
 
     # -- geometry -> rig-frame poses ----------------------------------------------------------------
     Pxy = route.position(S, 0.0)
@@ -1043,8 +1090,12 @@ def _plan(ctx: _Context, mem: _Memory, P: ExpertParams, ws: WorldState, t_now_us
     xyz = np.stack([xr, yr, np.zeros_like(xr)], axis=1)
     t_us = t_now_us + PLAN_DT_US * np.arange(PLAN_STEPS + 1, dtype=np.int64)
 
-    decisions = _decide(ctx, P, lat, tags, st_v, st_a, v0, s_e, s_front, ids, specs, sa, hl, leaders,
-                        signal_info, stop_line_dist, ws)
+    # lateral motion evidence: planned offsets along the plan, and the offsets driven in the last 1.5 s
+    d_plan = np.interp(st_s, S, D)
+    mem.d_hist = [(t, d) for t, d in mem.d_hist if t_now_us - t <= 1_500_000 and t < t_now_us] + [(t_now_us, d_e)]
+    d_past = np.array([d for _, d in mem.d_hist])
+    decisions = _decide(ctx, P, lat, tags, st_s, st_a, v0, s_e, s_front, ids, specs, sa, hl, leaders,
+                        signal_info, stop_line_dist, ws, d_plan, d_past, float(yaw[-1]))
     return Plan(t_us=t_us, xyz_rig=xyz, yaw_rig=yaw, coc=None, decisions=decisions)
 
 
@@ -1081,6 +1132,9 @@ def _plan_lateral(ctx, mem, P, ids, is_static, sa, da, hl, hw, v_along, dyaw, va
         if hi_s < s_rear - 1.0 or lo_s > s_e + P.lookahead_m:
             continue
         obs.append((ids[a], float(lo_s), float(hi_s), float(da[a, 0] - hw[a, 0]), float(da[a, 0] + hw[a, 0])))
+    movers = _slow_movers(ctx, P, ids, is_static, sa, da, hl, hw, v_along, dyaw, valid, s_e, s_front, s_rear, v0)
+    mover_ids = {o[0] for o in movers}
+    obs += movers
     band = ego_hw + clr
     blockers = [o for o in obs if o[4] > -band and o[3] < band]
     if not blockers:
@@ -1090,7 +1144,8 @@ def _plan_lateral(ctx, mem, P, ids, is_static, sa, da, hl, hw, v_along, dyaw, va
             dr = m["cand"][2]
             if m["cand"][1] == "Lane Change":  # the way back into the original lane
                 dr = {"left": "right", "right": "left"}[dr]
-            out.update(kind=m["cand"][1], direction=dr, causal=m["key"][0], s_range=(m["a0"], m["b1"]))
+            out.update(kind=m["cand"][1], direction=dr, causal=m["key"][0], s_range=(m["a0"], m["b1"]),
+                       overtake=m.get("overtake", False))
             return out
         mem.maneuver = None
         return out
@@ -1127,6 +1182,10 @@ def _plan_lateral(ctx, mem, P, ids, is_static, sa, da, hl, hw, v_along, dyaw, va
     for c, dr in ((d_left, "left"), (d_right, "right")):
         if abs(c) > small:
             cands.append((c, "Nudge", dr))
+    if any(o[0] in mover_ids for o in group):
+        # overtaking a slow moving vehicle: a full lane change into a same-direction lane only
+        # (never a nudge past it, never through the oncoming lane)
+        cands = [cd for cd in cands if cd[1] == "Lane Change"]
     key = tuple(sorted(o[0] for o in group))
     ramp_len = float(np.clip(3.0 * v0, 12.0, 45.0))
     chosen = None
@@ -1147,11 +1206,14 @@ def _plan_lateral(ctx, mem, P, ids, is_static, sa, da, hl, hw, v_along, dyaw, va
                 continue
             if pending is None:
                 pending = cand
+            dep = (g_lo - ramp_len - 1.0, g_hi + rear_m + 2.0 + ramp_len + front_m)
             if _target_gap_safe(P, c, lane_w, ego_hw, ids, is_static, sa, da, hl, v_along, dyaw, valid,
-                                s_e, s_front, s_rear, v0, g_hi):
+                                s_e, s_front, s_rear, v0, g_hi, hw, dep):
                 chosen = cand
                 break
         if chosen is None:
+            if all(o[0] in mover_ids for o in group):
+                return out  # no safe gap to overtake: simply follow it (Keep Distance)
             if pending is not None:
                 # wait far enough back to steer around the blocker from standstill
                 out.update(kind=pending[1], direction=pending[2], causal=group[0][0], pending=True,
@@ -1164,24 +1226,100 @@ def _plan_lateral(ctx, mem, P, ids, is_static, sa, da, hl, hw, v_along, dyaw, va
         if a0 < s_e:  # late start (e.g. from standstill behind the blocker): start from here
             a0, d0 = s_e, d_e
             a1 = max(a1, s_e + _shift_length_m(chosen[0] - d_e) + 0.5 * abs(chosen[0] - d_e) * max(v0, 2.0) / 2.0)
-        mem.maneuver = {"key": key, "cand": chosen, "a0": a0, "a1": a1, "d0": d0}
+        mem.maneuver = {"key": key, "cand": chosen, "a0": a0, "a1": a1, "d0": d0,
+                        "overtake": any(o[0] in mover_ids for o in group)}
     c, kind, dr = chosen
     b0 = max(g_hi + rear_m + 2.0, mem.maneuver.get("b0", -np.inf))
     b1 = b0 + ramp_len
     mem.maneuver.update(b0=b0, b1=b1)
     out["D"] = _ramp_profile(S, a0, a1, b0, b1, c, mem.maneuver["d0"])
-    out.update(kind=kind, direction=dr, causal=group[0][0], s_range=(a0, b1))
+    out.update(kind=kind, direction=dr, causal=group[0][0], s_range=(a0, b1), overtake=mem.maneuver.get("overtake", False))
     return out
 
 
+def _slow_movers(ctx, P, ids, is_static, sa, da, hl, hw, v_along, dyaw, valid, s_e, s_front, s_rear, v0) -> list:
+    """Slow moving vehicles in the own lane that the ego may overtake, as Frenet boxes
+    (id, lo_s, hi_s, d_lo, d_hi) whose ``hi_s`` is where the vehicle's front will be when the ego
+    has passed it (so the return starts ``overtake_margin_m`` ahead of it). Privileged: "slow" is
+    the vehicle's own desired speed (a slow truck, a cyclist), not a momentary braking."""
+    route = ctx.route
+    i_e = int(route.index(s_e))
+    lim = float(route.speed_limit[i_e])
+    out = []
+    for a in range(len(ids)):
+        if is_static[a] or not valid[a, 0]:
+            continue
+        beh = ctx.specs[ids[a]].behavior
+        if not isinstance(beh, IdmBehavior) or beh.lane_change_events or beh.brake_events:
+            continue
+        va = float(v_along[a, 0])
+        if va < 0.5 or beh.params.desired_speed_mps >= P.overtake_speed_ratio * lim or abs(float(dyaw[a, 0])) > 0.35:
+            continue
+        lo_s, hi_s = float(sa[a, 0] - hl[a, 0]), float(sa[a, 0] + hl[a, 0])
+        if abs(float(da[a, 0])) > 0.5 * float(route.width[i_e]) or lo_s > s_front + P.overtake_lookahead_m:
+            continue
+        # when is the ego's rear bumper margin ahead of its front (ego accelerating at 1 m/s² to the limit)?
+        t = np.arange(0.0, 40.0, 0.1)
+        v_e = np.minimum(max(v0, 0.0) + 1.0 * t, max(lim, v0))
+        d_e = np.concatenate([[0.0], np.cumsum(0.5 * (v_e[1:] + v_e[:-1]) * 0.1)])
+        ok = s_rear + d_e >= hi_s + va * t + P.overtake_margin_m
+        if not np.any(ok):
+            continue
+        hi_pass = hi_s + va * float(t[int(np.argmax(ok))]) + P.overtake_margin_m - 2.0
+        if hi_pass < s_rear - 1.0:
+            continue
+        # no overtaking across a controlled junction, a turn or a merge
+        if any(s_e - 5.0 <= cn.s_line <= hi_pass + 30.0 for cn in ctx.controls):
+            continue
+        if any(sp.kind in ("turn", "merge", "split") and sp.s0 <= hi_pass + 30.0 and sp.s1 >= s_e for sp in ctx.spans):
+            continue
+        out.append((ids[a], lo_s, hi_pass, float(da[a, 0] - hw[a, 0]), float(da[a, 0] + hw[a, 0])))
+    return out
+
+
+def _work_zone(ids, kinds, sa, da, hl, hw, valid, s_rear, lane_w, P) -> tuple[float, float] | None:
+    """Route-station span [lo, hi] of a work zone ahead: at least ``work_zone_min_objects`` cones /
+    barriers within a lane width of the ego lane edge, grouped with gaps < 20 m; None if none."""
+    objs = []
+    for a, k in enumerate(kinds):
+        if k not in ("cone", "barrier") or not valid[a, 0]:
+            continue
+        lo, hi = float(sa[a, 0] - hl[a, 0]), float(sa[a, 0] + hl[a, 0])
+        near = abs(float(da[a, 0])) - float(hw[a, 0]) < 0.5 * lane_w + 1.0
+        if near and hi > s_rear - 1.0 and lo < s_rear + P.lookahead_m:
+            objs.append((lo, hi))
+    if len(objs) < P.work_zone_min_objects:
+        return None
+    objs.sort()
+    lo, hi, n = objs[0][0], objs[0][1], 1
+    for o in objs[1:]:
+        if o[0] - hi > 20.0:
+            if n >= P.work_zone_min_objects:
+                break
+            lo, hi, n = o[0], o[1], 1
+            continue
+        hi, n = max(hi, o[1]), n + 1
+    return (lo, hi) if n >= P.work_zone_min_objects else None
+
+
+def _dist_profile(t: np.ndarray, v0: float, v_max: float, accel: float) -> np.ndarray:
+    """Distance covered by times ``t`` from ``v0`` accelerating at ``accel`` up to ``v_max``."""
+    v_max = max(v_max, v0)
+    t_acc = (v_max - v0) / accel if accel > 0 else 0.0
+    ta = np.minimum(t, t_acc)
+    return v0 * ta + 0.5 * accel * ta * ta + v_max * np.maximum(t - t_acc, 0.0)
+
+
 def _target_gap_safe(P, c, lane_w, ego_hw, ids, is_static, sa, da, hl, v_along, dyaw, valid,
-                     s_e, s_front, s_rear, v0, g_hi) -> bool:
+                     s_e, s_front, s_rear, v0, g_hi, hw=None, dep=None) -> bool:
     """MOBIL-like safety for moving traffic in the neighbour band the ego moves into: enough gap
     ahead and behind (time-to-collision), nobody alongside, no oncoming vehicle about to meet us."""
     if abs(c) + ego_hw < 0.5 * lane_w - 0.1:
         return True  # the manoeuvre stays inside the own lane
     sgn = 1.0 if c > 0 else -1.0
     far = max(abs(c), 0.5 * lane_w) + 0.5 * lane_w + 0.5
+    # stretch (front-bumper stations) where the ego is out of its lane
+    dep_lo, dep_hi = dep if dep is not None else (s_front, g_hi + 40.0)
     for a in range(len(ids)):
         # beyond the projection window the Frenet coordinates are extrapolated along the last
         # tangent: good enough to see far oncoming traffic on the stretch we are about to borrow
@@ -1193,12 +1331,24 @@ def _target_gap_safe(P, c, lane_w, ego_hw, ids, is_static, sa, da, hl, v_along, 
         va = float(v_along[a, 0])
         s_back, s_fwd = float(sa[a, 0] - hl[a, 0]), float(sa[a, 0] + hl[a, 0])
         if abs(float(dyaw[a, 0])) > np.pi / 2:
-            # oncoming in the band: we must be through the obstacle zone well before it gets there
+            # oncoming in the band: we must be through the obstacle zone well before it gets there,
+            # unless the departure leaves it room (its near edge stays clear of our far edge)
+            if hw is not None and d0 - float(hw[a, 0]) > abs(c) + ego_hw + P.oncoming_clearance_m:
+                continue
             if s_fwd < s_rear - 2.0:
                 continue  # already behind us
-            t_exit = _time_to_travel(g_hi + 8.0 - s_e, v0, max(v0, 8.0), 1.0)
-            t_arrive = (s_back - g_hi) / max(abs(va), 0.1) if s_back > g_hi else 0.0
-            if t_arrive < float(t_exit) + 3.0:
+            # where do we meet it? (between a slow and a brisk estimate of our own progress) — a
+            # conflict only if that stretch overlaps the stretch where we are out of our lane
+            t = np.arange(0.0, 40.0, 0.1)
+            fast = _dist_profile(t, v0, max(v0, 8.0), 1.0)
+            slow = _dist_profile(t, 0.7 * v0, max(0.7 * v0, 4.0), 0.5)
+            onc = s_back - abs(va) * t
+            if s_back <= s_front:
+                return False  # alongside the departure already
+            k_f = int(np.argmax(s_front + fast >= onc))
+            k_s = int(np.argmax(s_front + slow >= onc)) if np.any(s_front + slow >= onc) else len(t) - 1
+            meet_lo, meet_hi = s_front + float(slow[k_s]) - 10.0, s_front + float(fast[k_f]) + 10.0
+            if meet_lo <= dep_hi and meet_hi >= dep_lo:
                 return False
             continue
         if s_back > s_front:  # ahead in the target band
@@ -1215,65 +1365,117 @@ def _target_gap_safe(P, c, lane_w, ego_hw, ids, is_static, sa, da, hl, v_along, 
 # ----------------------------------------------------------------------------------------------
 # Decisions (CoC vocabulary)
 # ----------------------------------------------------------------------------------------------
-def _decide(ctx, P, lat, tags, st_v, st_a, v0, s_e, s_front, ids, specs, sa, hl, leaders, signal_info,
-            stop_line_dist, ws) -> dict:
+def _lateral_leg(d_plan: np.ndarray, d_past: np.ndarray, move_m: float, done_m: float) -> str | None:
+    """Direction ("left"/"right") of the lateral leg the plan drives: the first planned move of more
+    than ``move_m`` from the current offset, else a leg of at least ``done_m`` finished in the
+    driven last 1.5 s; None when the ego holds its offset (a finished manoeuvre keeps the lane)."""
+    rel = d_plan - d_plan[0]
+    k = np.flatnonzero(np.abs(rel) > move_m)
+    if k.size:
+        return "left" if rel[k[0]] > 0 else "right"
+    shift = d_past[-1] - d_past[0] if d_past.size else 0.0
+    if abs(shift) >= done_m:
+        return "left" if shift > 0 else "right"
+    return None
+
+
+def _decide(ctx, P, lat, tags, st_s, st_a, v0, s_e, s_front, ids, specs, sa, hl, leaders, signal_info,
+            stop_line_dist, ws, d_plan, d_past, yaw_end_rad) -> dict:
+    """The CoC decisions (spec/alpamayo_training_data.md §6.2) of this plan. The cause comes from
+    the constraint that shapes the plan; the name must also describe the plan's motion: Stop only
+    if the plan comes to rest, Yield only if it gives way (slows ≥ 1 m/s or is slow), Adapt Speed
+    = slowing (not stopping) for curvature / a turn / a zone / a lower limit, Resume Speed = holds
+    or regains speed, Pass/Overtake = accelerates past a slow moving vehicle; lateral manoeuvres are
+    named by the leg the plan (or the last 1.5 s) actually drives."""
     # the constraint that shapes the plan: first non-free binding within 2 s, else step 0
     tag = tags[0]
     for tg in tags[:20]:
         if tg[0] != "free":
             tag = tg
             break
-    longitudinal, causal = "Resume Speed", None
     spec_by_id = {s.id: s for s in specs}
+    causal = None
 
     def obj(aid, relation):
         j = ids.index(aid)
         dist = float(max(0.0, sa[j, 0] - hl[j, 0] - s_front))
         return {"id": aid, "kind": spec_by_id[aid].kind, "relation": relation, "distance_m": round(dist, 2)}
 
-    stops = float(st_v[-1]) < 0.3 or float(np.min(st_v)) < 0.3
+    # what the plan does, in the interval speeds its 10 Hz poses show (as a checker measures them)
+    st_v = np.concatenate([[v0], np.diff(st_s) / (PLAN_DT_US * 1e-6)])
+    v_min = float(np.min(st_v))
+    rest = v_min < P.rest_speed_mps  # comes to rest (or holds) within the horizon
+    slows = v_min < v0 - 0.3
+    gives_way = v_min <= v0 - 1.0 or v_min < 3.0
+    speeds_up = float(np.max(st_v[:31])) > v0 + 0.5  # within 3 s
+    holds = float(np.max(st_v[:21])) <= v0 + 0.3  # no gain within 2 s
+
+    def not_stopping(cause_obj=None):
+        """The plan does not stop for the constraint: name the speed change it does make."""
+        if slows and not speeds_up:
+            if v_min < 2.0 * P.rest_speed_mps and stop_line_dist is not None:
+                return "Stop", cause_obj  # creeping up to a line
+            return "Adapt Speed", cause_obj
+        return "Resume Speed", None
+
     kind0 = tag[0]
-    if kind0 == "stop":
-        longitudinal = "Stop"
+    if kind0 == "stop":  # a control: at rest, or creeping to the line at the end of the horizon
+        longitudinal = "Stop" if v_min < 2.0 * P.rest_speed_mps else not_stopping()[0]
     elif kind0 == "yield":
-        longitudinal = "Yield"
-        causal = obj(tag[1], tag[2])
+        if gives_way:
+            longitudinal, causal = "Yield", obj(tag[1], tag[2])
+        else:
+            longitudinal, causal = not_stopping(obj(tag[1], tag[2]))
     elif kind0 == "blocking":
-        longitudinal = "Gap-search" if lat["pending"] else "Stop"
-        causal = obj(tag[1], "blocking")
+        if lat["pending"]:
+            longitudinal, causal = "Gap-search", obj(tag[1], "blocking")
+        elif rest:
+            longitudinal, causal = "Stop", obj(tag[1], "blocking")
+        else:
+            longitudinal, causal = not_stopping(obj(tag[1], "blocking"))
     elif kind0 in ("lead", "cut_in", "merging", "crossing", "oncoming"):
         aid = tag[1]
-        j = ids.index(aid)
-        lead_slow = stops and ws.actors[aid].speed_mps < 0.5
+        causal = obj(aid, kind0)
         if kind0 in ("crossing", "oncoming"):
-            longitudinal = "Yield"
+            if gives_way:
+                longitudinal = "Yield"
+            else:
+                longitudinal, causal = not_stopping(causal)
         elif kind0 in ("cut_in", "merging") and lat["kind"] in ("Lane Change", "Nudge") or kind0 == "merging":
             longitudinal = "Gap-search"
-        elif lead_slow:
-            longitudinal = "Stop"
+        elif rest:
+            longitudinal = "Stop"  # path blocked by the lead vehicle (spec §6.2 Stop)
         else:
             longitudinal = "Keep Distance"
-        causal = obj(aid, kind0)
-    else:  # free road
+    else:  # free road: the speed cap or the limit shapes the plan
         src, vdes = tag[1], tag[2]
-        if src == "curve" and (v0 > vdes - 0.5 or float(st_a[0]) < -0.2):
-            longitudinal = "Adapt Speed"
-        elif lat["kind"] == "Lane Change" and not lat["pending"] and float(st_a[0]) > 0.2 and lat["causal"] is not None \
-                and ctx.specs[lat["causal"]].behavior.__class__ is not StaticBehavior:
+        lower_cap = src in ("curve", "zone") or (src == "limit" and vdes < float(np.max(ctx.route.speed_limit)) - 1.0)
+        overtaking = (lat["kind"] == "Lane Change" and not lat["pending"] and lat.get("overtake", False))
+        if overtaking and speeds_up:
             longitudinal = "Pass/Overtake"
-        elif src == "limit" and vdes < float(np.max(ctx.route.speed_limit)) - 1.0 and v0 > vdes + 0.3:
+        elif rest:
+            longitudinal = "Stop"  # e.g. the end of the mapped route
+        elif v_min < 2.0 * P.rest_speed_mps:  # standing / moving off, or halting at the route end
+            longitudinal = "Stop" if rest and not speeds_up else "Resume Speed"
+        elif not speeds_up and (slows or (lower_cap and holds and v0 > vdes - 0.5 and v0 > 1.0)):
             longitudinal = "Adapt Speed"
         else:
             longitudinal = "Resume Speed"
     if lat["pending"] and longitudinal in ("Stop", "Keep Distance", "Resume Speed"):
         longitudinal = "Gap-search"
 
-    # lateral: lane change > nudge > turn > merge > split > keep lane
+    # lateral: lane change > nudge > turn > merge > split > keep lane, named by the leg driven
     lateral, direction = "Keep Lane", None
     if lat["kind"] is not None:
-        lateral, direction = lat["kind"], lat["direction"]
-        if causal is None and lat["causal"] is not None and lat["causal"] in ids:
-            causal = obj(lat["causal"], "blocking")
+        if lat["pending"]:
+            lateral, direction = lat["kind"], lat["direction"]
+        else:
+            lc = lat["kind"] == "Lane Change"
+            leg = _lateral_leg(d_plan, d_past, 0.3 if lc else 0.15, 2.0 if lc else 0.3)
+            if leg is not None:
+                lateral, direction = lat["kind"], leg
+        if lateral != "Keep Lane" and causal is None and lat["causal"] is not None and lat["causal"] in ids:
+            causal = obj(lat["causal"], "lead" if lat.get("overtake", False) else "blocking")
     else:
         look = max(20.0, 3.0 * v0)
         for kind, name in (("turn", "Turn"), ("merge", "Merge"), ("split", "Split")):
@@ -1281,7 +1483,14 @@ def _decide(ctx, P, lat, tags, st_v, st_a, v0, s_e, s_front, ids, specs, sa, hl,
             if sp is not None:
                 lateral, direction = name, sp.direction
                 break
-        if lateral == "Turn" and longitudinal == "Resume Speed" and float(st_a[0]) < -0.2:
+        if lateral == "Turn":
+            sgn = 1.0 if direction == "left" else -1.0
+            i_e = int(ctx.route.index(s_e))
+            turning_now = sgn * float(ctx.route.curvature[i_e]) > 0.02
+            if not (sgn * yaw_end_rad > np.deg2rad(15.0) or turning_now or longitudinal in ("Stop", "Yield", "Gap-search")):
+                lateral, direction = "Keep Lane", None  # the turn lies beyond what this plan drives
+        if lateral == "Turn" and longitudinal == "Resume Speed" and slows and not speeds_up \
+                and v_min >= 2.0 * P.rest_speed_mps:
             longitudinal = "Adapt Speed"
     signal = None
     if signal_info is not None:
