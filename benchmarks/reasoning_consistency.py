@@ -3,8 +3,10 @@
 
 For every scenario of a suite (default ``standard``): run the expert, pick keyframes, label them
 with the rule labeler, and pair each label with a trajectory in the rig frame at t0 (16 driven
-history poses) — the expert's own 6.4 s plan at t0 (primary: the decision and the plan are made
-together, as a model's CoC and trajectory are), and the driven future (the GT a dataset stores). Matched pairs = (label, its own trajectory). Mismatched pairs =
+history poses) — the expert's own 6.4 s plan made with the label's decision (primary: the decision
+and the plan are made together, as a model's CoC and trajectory are; that is the plan at t0, or the
+plan of the step up to 1 s later whose decision the labeler used), and the driven future from t0
+(the GT a dataset stores). Matched pairs = (label, its own trajectory). Mismatched pairs =
 (label of one keyframe, trajectory of a keyframe from another clip whose expert decision differs),
 ``--mismatch-per-label`` random partners per label, seeded.
 
@@ -25,7 +27,7 @@ import numpy as np
 
 from cordillera.reasoning.consistency import consistency
 from cordillera.reasoning.keyframes import rollout_window
-from cordillera.reasoning.labeler import label_rollout
+from cordillera.reasoning.labeler import decision_source, label_rollout
 
 
 def _rollout(family: str, seed: int, cache: Path | None):
@@ -55,14 +57,21 @@ def collect(suite: str, cache: Path | None, limit: int | None, label_seed: int =
         if ro.failed:
             print(f"  {fam}:{seed} rollout failed: {ro.error}", file=sys.stderr)
             continue
-        index = {s.t_us: s for s in ro.steps}
+        index = {s.t_us: i for i, s in enumerate(ro.steps)}
         for ev in label_rollout(ro, sc, label_seed):
+            t_pair = ev.event_start_timestamp_us
+            if source == "plan":
+                # the expert's own 6.4 s plan made together with the decision the label states: the
+                # plan at t0, or — when the labeler took the decision from up to 1 s later
+                # (labeler.DECISION_LOOKAHEAD_US) — the plan of that step, with its own history
+                _, i_dec = decision_source(ro, index[t_pair], sc, t_pair)
+                t_pair = ro.steps[i_dec].t_us
             try:
-                hx, hy, fx, fy = rollout_window(ro, ev.event_start_timestamp_us)
+                hx, hy, fx, fy = rollout_window(ro, t_pair)
             except ValueError:
                 continue
-            if source == "plan":  # the expert's own 6.4 s plan at t0 (its decision was made with it)
-                plan = index[ev.event_start_timestamp_us].plan
+            if source == "plan":
+                plan = ro.steps[index[t_pair]].plan
                 fx, fy = np.asarray(plan.xyz_rig)[1:, :2], np.asarray(plan.yaw_rig)[1:]
             pairs.append((f"{fam}:{seed}", ev.event_start_timestamp_us, ev.record, ev.cot, (hx, hy, fx, fy)))
         print(f"\r  {k + 1}/{len(items)} scenarios, {len(pairs)} keyframes, {time.time() - t_start:.0f} s",

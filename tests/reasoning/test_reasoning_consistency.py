@@ -60,10 +60,12 @@ def test_features_hand_values():
     # Stop: reaches < 0.5 m/s
     (CocRecord("Stop", "Keep Lane"), straight(10.0, -2.5), True),
     (CocRecord("Stop", "Keep Lane"), straight(10.0), False),
-    # Stop far ahead: braking hard enough to be on the way (halves the speed), or stays behind the line
-    (CocRecord("Stop", "Keep Lane"), straight(14.0, -1.2), True),
+    # Stop means rest: only slowing (14 -> 6.3 m/s) is not a stop; before a known line it may end
+    # creeping below 1.5 m/s short of the line
+    (CocRecord("Stop", "Keep Lane"), straight(14.0, -1.2), False),
     (CocRecord("Stop", "Keep Lane", stop_line_distance_m=20.0), straight(10.0, -0.4), False),
-    (CocRecord("Stop", "Keep Lane", stop_line_distance_m=60.0), straight(12.0, -1.5, v_floor=2.5), True),
+    (CocRecord("Stop", "Keep Lane", stop_line_distance_m=60.0), straight(12.0, -1.5, v_floor=2.5), False),
+    (CocRecord("Stop", "Keep Lane", stop_line_distance_m=60.0), straight(12.0, -1.8, v_floor=1.0), True),
     # Yield: slows or is slow
     (CocRecord("Yield", "Keep Lane"), straight(8.0, -0.5), True),
     (CocRecord("Yield", "Keep Lane"), straight(8.0, 0.3), False),
@@ -72,6 +74,8 @@ def test_features_hand_values():
     (CocRecord("Resume Speed", "Keep Lane"), straight(5.0, 1.0, v_cap=12.0), True),
     (CocRecord("Resume Speed", "Keep Lane"), straight(10.0, -2.0), False),
     (CocRecord("Resume Speed", "Keep Lane"), straight(0.0, 1.5), True),  # moving off from a stop
+    (CocRecord("Resume Speed", "Keep Lane"), straight(10.0, -0.15), False),  # net slowing ~1 m/s: not resuming
+    (CocRecord("Resume Speed", "Keep Lane"), straight(10.0), True),  # cruising at the set speed
     # Adapt Speed: slows a little, never speeds up
     (CocRecord("Adapt Speed", "Keep Lane"), straight(15.0, -0.5, v_floor=11.0), True),
     (CocRecord("Adapt Speed", "Keep Lane"), straight(15.0, 0.5), False),
@@ -85,6 +89,15 @@ def test_features_hand_values():
      straight(8.0), True),
     (CocRecord("Keep Distance", "Keep Lane", objects=(CriticalObject("car", "lead", distance_m=30.0, speed_mps=8.0),)),
      straight(14.0), False),  # closes 38 m in 6.4 s: runs into it
+    (CocRecord("Keep Distance", "Keep Lane", objects=(CriticalObject("car", "lead", distance_m=30.0, speed_mps=8.0),)),
+     straight(8.0, -1.0, v_floor=2.0), False),  # slows to 2 m/s and falls ~30 m back: not following it
+    (CocRecord("Keep Distance", "Keep Lane", objects=(CriticalObject("car", "lead", distance_m=30.0, speed_mps=12.0),)),
+     straight(10.0), True),  # a faster lead pulls away from an ego holding its speed
+    # Gap-search fits the speed to a gap: cruising on unchanged is not searching
+    (CocRecord("Gap-search", "Keep Lane"), straight(12.0), False),
+    (CocRecord("Gap-search", "Keep Lane"), straight(12.0, -0.4), True),
+    # Adapt Speed never means standing still
+    (CocRecord("Adapt Speed", "Keep Lane"), straight(0.4), False),
     # Lateral
     (CocRecord(None, "Lane Change", "left"), lateral(12.0, 3.5), True),
     (CocRecord(None, "Lane Change", "right"), lateral(12.0, 3.5), False),
@@ -97,6 +110,8 @@ def test_features_hand_values():
     (CocRecord(None, "Turn", "right"), turn(7.0, -1.0), True),
     (CocRecord(None, "Keep Lane"), straight(10.0), True),
     (CocRecord(None, "Keep Lane"), lateral(12.0, 3.5), False),
+    (CocRecord(None, "Keep Lane"), lateral(8.0, 0.8, dur=5.0, back=True), False),  # that is a nudge
+    (CocRecord(None, "Keep Lane"), lateral(8.0, 0.3, dur=5.0, back=True), True),  # lane keeping wobble
     (CocRecord(None, "Keep Lane"), turn(7.0, 1.0), False),
 ])
 def test_per_decision_agreement(coc, traj, expected):

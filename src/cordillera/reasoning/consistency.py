@@ -4,16 +4,16 @@
 
 | decision      | agrees when (within the 6.4 s horizon, rig frame at t0)                                 |
 |---------------|------------------------------------------------------------------------------------------|
-| Stop          | speed < 0.5 m/s, or braking hard enough to be on the way to a stop (≤ half the speed and ≥ 2 m/s slower), or it stays behind a known stop line while slowing |
+| Stop          | comes to rest (speed < 0.5 m/s) within the horizon, or ends below 1.5 m/s before a known stop line |
 | Yield         | slows by ≥ 1 m/s or is slow (< 3 m/s)                                                     |
 | Pass/Overtake | speeds up by ≥ 0.5 m/s                                                                     |
-| Gap-search    | changes speed by ≥ 0.3 m/s, moves sideways ≥ 0.5 m, or waits (stopped)                    |
-| Keep Distance | with a known lead (distance, speed, accel at t0): the predicted gap never closes below the time gap and the ego does not stop behind a moving lead; otherwise no acceleration > 1 m/s |
-| Adapt Speed   | no acceleration > 0.5 m/s in 3 s, slows by ≥ 0.3 m/s or holds its speed for 2 s, no stop  |
-| Resume Speed  | no slowing > 1 m/s (> 40 % in a turn) and no stop                                           |
-| Keep Lane     | lateral offset ≤ 1 m and no turn (heading change < 45° at intersection curvature)         |
+| Gap-search    | changes speed by ≥ 1 m/s, moves sideways ≥ 0.5 m, or waits slow (< 3 m/s)                 |
+| Keep Distance | with a known lead (distance, speed, accel at t0): the predicted gap never closes below the time gap, the ego does not stop behind a moving lead, and, if it slows, it does not fall back (end gap ≤ max(gap0 + 15 m, 2·need + 10 m)); otherwise no acceleration > 1 m/s |
+| Adapt Speed   | no acceleration > 0.5 m/s in 3 s, slows by ≥ 0.3 m/s or holds its speed for 2 s, stays ≥ 1 m/s |
+| Resume Speed  | no slowing > 1 m/s (> 40 % in a turn), no stop, and (outside turns) ends ≥ v0 − 0.5 m/s     |
+| Keep Lane     | lateral offset ≤ 0.6 m and no turn (heading change < 45° at intersection curvature)       |
 | Lane Change d | peak lateral shift ≥ 2.5 m towards d (history included, so a change under way counts)     |
-| Nudge d       | peak offset towards d in [0.2, 2.5) m (bounded) and larger than any offset the other way  |
+| Nudge d       | peak offset towards d in [0.3, 2.5) m (history included) and larger than any offset the other way |
 | Turn d        | heading change ≥ 45° towards d, or ≥ 15° and still turning at the end, or turning now (finishing) |
 | Merge / Split | no turn (the ramp geometry decides the sideways motion)                                   |
 
@@ -41,8 +41,13 @@ DT_S = 0.1  # [s] 10 Hz trajectories, spec/alpamayo_model.md §3
 STOP_SPEED_MPS = 0.5  # [m/s] the brief: Stop ⇒ speed < 0.5 m/s
 LANE_CHANGE_MIN_M = 2.5  # [m] the brief: Lane Change ⇒ ≥ 2.5 m
 TURN_MIN_RAD = np.deg2rad(45.0)  # the brief: Turn ⇒ heading change ≥ ~45°
-KEEP_LANE_MAX_M = 1.0  # [m]
-NUDGE_MIN_M, NUDGE_MAX_M = 0.2, 2.5  # [m]
+KEEP_LANE_MAX_M = 0.6  # [m] ours: a nudge departs 0.7-1.5 m, lane keeping stays within ~0.4 m
+NUDGE_MIN_M, NUDGE_MAX_M = 0.3, 2.5  # [m]
+STOP_LINE_CREEP_MPS = 1.5  # [m/s] Stop before a known line: below this at the end of the horizon
+GAP_SEARCH_DV_MPS = 1.0  # [m/s] Gap-search: the speed change that counts as fitting a gap
+KEEP_DISTANCE_DROP_M = 15.0  # [m] Keep Distance: the gap may open by at most this (or to 2x the need + 10 m)
+ADAPT_MIN_SPEED_MPS = 1.0  # [m/s] Adapt Speed stays above this (the brief: decelerating but > ~1 m/s)
+RESUME_NET_SLOWING_MPS = 0.5  # [m/s] Resume Speed: the end speed is at most this below v0
 TIME_GAP_S = 1.0  # [s] Keep Distance: gap ≥ 2 m + 1.0 s × speed (lenient vs the expert's 1.5 s headway)
 MIN_GAP_M = 2.0
 PENDING_LONGITUDINAL = ("Stop", "Yield", "Gap-search")
@@ -132,19 +137,21 @@ def _check_longitudinal(rec: CocRecord, f: dict) -> float:
     v0, vmin, vmax, vend = f["v0_mps"], f["v_min_mps"], f["v_max_mps"], f["v_end_mps"]
     lon = rec.longitudinal
     if lon == "Stop":
+        # comes to rest within the horizon, or is about to rest before a known stop line
         m = STOP_SPEED_MPS - vmin
-        m = max(m, min(0.5 * v0 - vend, (v0 - 2.0) - vend))
         if rec.stop_line_distance_m is not None:
             line_x = rec.stop_line_distance_m + EGO_FRONT_M
-            m = max(m, min(line_x + 1.0 - f["x_end_m"], (v0 - 1.0) - vend))
-        return _soft(m, 1.0)
+            m = max(m, min(line_x + 1.0 - f["x_end_m"], STOP_LINE_CREEP_MPS - vend, (v0 - 1.0) - vend))
+        return _soft(m, 0.5)
     if lon == "Yield":
         return _soft(max(3.0 - vmin, (v0 - 1.0) - vmin), 1.0)
     if lon == "Pass/Overtake":
         return _soft(vmax - v0 - 0.5, 0.5)
     if lon == "Gap-search":
         lat_move = float(np.max(np.abs(f["lat_fut_m"])))
-        return _soft(max(abs(vend - v0) - 0.3, max(vmax - v0, v0 - vmin) - 0.3, lat_move - 0.5, STOP_SPEED_MPS - vmin), 0.3)
+        # fits the speed to a gap: changes speed by >= 1 m/s, waits slow (< 3 m/s), or already
+        # moves sideways; cruising on unchanged is not searching for a gap
+        return _soft(max(max(vmax - v0, v0 - vmin) - GAP_SEARCH_DV_MPS, 3.0 - vmin, lat_move - 0.5), 0.3)
     if lon == "Keep Distance":
         lead = next((o for o in rec.objects if o.distance_m is not None and o.speed_mps is not None
                      and o.relation in ("lead", "cut_in_left", "cut_in_right", "merging", "ahead")), None)
@@ -165,20 +172,28 @@ def _check_longitudinal(rec: CocRecord, f: dict) -> float:
         m = float(np.min(gap - need))
         if v_l0 >= 3.0 and (lead.accel_mps2 or 0.0) > -1.0:  # following a moving lead is not stopping
             m = min(m, 2.0 * (vmin - 1.0))
+        # ... and it tracks the lead: it does not slow down and fall back far behind it (slowing for
+        # something else) — the end gap stays within max(start gap + 15 m, 2 × need + 10 m); a lead
+        # that pulls away from an ego holding its speed is still being followed
+        if lead.relation == "lead" and vend < v0 - 1.0:
+            m = min(m, max(lead.distance_m + KEEP_DISTANCE_DROP_M, 2.0 * float(need[-1]) + 10.0) - float(gap[-1]))
         return _soft(m, 2.0)
     if lon == "Adapt Speed":
         v3 = f["v_fut_mps"][:30]
         v2 = f["v_fut_mps"][:20]
         # slows, or holds an adapted speed, and does not speed up in the next 3 s
         m = min((v0 + 0.5) - float(v3.max()), max((v0 - 0.3) - float(v3.min()), (v0 + 0.3) - float(v2.max())))
-        if v0 >= 2.0:  # slowing for a curve or a limit is not stopping
-            m = min(m, vmin - 1.0)
+        # slowing for a curve, a zone or a limit is not stopping (nor standing still)
+        m = min(m, vmin - ADAPT_MIN_SPEED_MPS)
         return _soft(m, 0.5)
     if lon == "Resume Speed":
         if v0 < 1.0:
             return _soft(vmax - 1.0, 0.5)
         floor = min(v0 - 1.0, TURN_SPEED_KEEP * v0) if rec.lateral == "Turn" else v0 - 1.0  # turns slow the car
-        return _soft(min(vmin - floor, vmin - STOP_SPEED_MPS), 0.5)
+        m = min(vmin - floor, vmin - STOP_SPEED_MPS)
+        if rec.lateral != "Turn":  # holds or regains speed: no net slowing over the horizon
+            m = min(m, vend - (v0 - RESUME_NET_SLOWING_MPS))
+        return _soft(m, 0.5)
     raise ValueError(f"unknown longitudinal decision {lon!r}")
 
 
@@ -204,12 +219,15 @@ def _check_lateral_motion(rec: CocRecord, f: dict) -> float:
         if f["max_abs_curvature_1pm"] >= TURN_MIN_CURVATURE_1PM:  # intersection-scale curvature: is it a turn?
             m = min(m, TURN_MIN_RAD - abs(f["yaw_end_rad"]))
         return _soft(m, 0.5)
+    base = min(float(np.min(s * lh)), 0.0)  # a manoeuvre under way in the history counts
     if lat == "Lane Change":
-        # the peak counts: a pass changes lanes and may come back within the horizon
-        shift = float(np.max(s * lf) - min(np.min(s * lh), 0.0))
+        # a full transition towards d: peak shift >= 2.5 m (a short pass may already come back
+        # within the horizon; that return is the next lane change, the other way)
+        shift = float(np.max(s * lf)) - base
         return _soft(shift - LANE_CHANGE_MIN_M, 0.75)
     if lat == "Nudge":
-        peak = float(np.max(s * lf))
+        # a small departure towards d (or the way back from one), never a full lane width
+        peak = float(np.max(s * lf)) - base
         other = float(np.max(-s * lf))
         return _soft(min(peak - NUDGE_MIN_M, NUDGE_MAX_M - peak, peak - other), 0.2)
     if lat == "Turn":

@@ -410,12 +410,16 @@ def phrase(record: CocRecord, rng: np.random.Generator | int | None = None) -> s
 # ----------------------------------------------------------------------------------------------
 # Rollout -> events
 # ----------------------------------------------------------------------------------------------
-def _decision_at(rollout, i0: int, scenario, t0_us: int) -> dict | None:
+def decision_source(rollout, i0: int, scenario, t0_us: int) -> tuple[dict | None, int]:
+    """(decisions, step index) the label of the keyframe at step ``i0`` uses: the expert's decision
+    at t0 when it is "interesting", else the first interesting one within ``DECISION_LOOKAHEAD_US``
+    whose causal object is visible at t0, else the decision at t0."""
     steps = rollout.steps
     d0 = steps[i0].plan.decisions if steps[i0].plan is not None else None
     if d0 and (d0.get("longitudinal") in INTERESTING_LONGITUDINAL or d0.get("lateral") in INTERESTING_LATERAL):
-        return d0
-    for st in steps[i0 + 1:]:
+        return d0, i0
+    for i in range(i0 + 1, len(steps)):
+        st = steps[i]
         if st.t_us - t0_us > DECISION_LOOKAHEAD_US:
             break
         d = st.plan.decisions if st.plan is not None else None
@@ -423,8 +427,12 @@ def _decision_at(rollout, i0: int, scenario, t0_us: int) -> dict | None:
             continue
         co = d.get("causal_object")
         if co is None or actor_visible_at(scenario, steps[i0], co.get("id"), t0_us):
-            return d
-    return d0
+            return d, i
+    return d0, i0
+
+
+def _decision_at(rollout, i0: int, scenario, t0_us: int) -> dict | None:
+    return decision_source(rollout, i0, scenario, t0_us)[0]
 
 
 def _seed_for(seed: int, clip: str, t0_us: int) -> int:
@@ -464,7 +472,7 @@ def label_rollout(rollout, scenario, seed: int = 0, keyframes: list[Keyframe] | 
 __all__ = [
     "PERCEPTION_RANGE_M", "CAMERA_HALF_FOV_RAD", "CocEvent", "to_rig", "in_view", "actor_visible_at",
     "visible_actor_ids", "light_visible_at", "build_record", "leakage_violations", "object_phrase", "cause_clauses",
-    "phrase", "label_rollout", "write_reasoning_parquet", "read_reasoning_parquet",
+    "phrase", "label_rollout", "decision_source", "write_reasoning_parquet", "read_reasoning_parquet",
 ]
 
 
