@@ -192,7 +192,7 @@ def _cfg(out, stage="stage2", steps=6, **kw):
                        optim=dict(lr=1e-3, min_lr=1e-4, warmup_steps=2, max_steps=steps, batch_size=2,
                                   ema_decay=0.9, **kw.pop("optim", {})),
                        checkpoint=dict(out_dir=str(out), save_every=3, keep_last=2),
-                       eval=dict(every=100, num_samples=2, batch_size=2, k=2, flow_steps=2, coc_samples=0), **kw)  # fmt: skip
+                       eval=dict(every=100, num_samples=2, batch_size=2, k=2, flow_steps=2, coc_samples=0, max_new_tokens=8), **kw)  # fmt: skip
 
 
 def _stage2_vla():

@@ -45,7 +45,7 @@ def test_stage2_freezes_backbone_and_trains_expert(tmp_path):
     cfg = TrainConfig(stage="stage2", num_threads=1, progress=False, tensorboard=False,
                       optim=dict(lr=1e-3, min_lr=1e-4, warmup_steps=0, max_steps=3, batch_size=2, weight_decay=0.1),
                       checkpoint=dict(out_dir=str(tmp_path), save_every=10),
-                      eval=dict(every=100, num_samples=2, batch_size=2, k=2, flow_steps=2, coc_samples=0))  # fmt: skip
+                      eval=dict(every=100, num_samples=2, batch_size=2, k=2, flow_steps=2, coc_samples=0, max_new_tokens=8))  # fmt: skip
     vla = stage2.build_model(cfg, loop.RunData(None, None))
     assert not any(p.requires_grad for p in vla.model.vlm.parameters())
     before = _snapshot(vla.model)

@@ -105,7 +105,7 @@ class EvalSettings(StrictModel):
     batch_size: int = Field(8, ge=1)
     k: int = Field(6, ge=1)  # [s] spec/alpamayo_training_data.md §4 num_traj_samples
     flow_steps: int = Field(10, ge=1)  # [s] spec §1.1
-    coc_samples: int = Field(64, ge=0)  # how many of them also decode a CoC (decision accuracy)
+    coc_samples: int = Field(64, ge=0)  # stage 1: how many also decode a CoC (stage 2 decodes for every sample)
     max_new_tokens: int = Field(96, ge=1)
     temperature: float = Field(0.6, ge=0)  # [s] spec §2.2 inference
     top_p: float = Field(0.98, gt=0, le=1)

@@ -544,10 +544,11 @@ def evaluate(model, batches: Iterable[dict], stage: str, loss_fn: Callable | Non
     """Held-out metrics over `batches` (processor batches with a `cot_text` list):
 
     - `val/loss` (+ its parts) with the stage loss (fixed noise generator, so runs compare);
-    - `val/min_ade` (K = ev.k samples, minADE_6 family) for stage 2 / joint: CoC decoded when the
-      model writes one (fast path otherwise), then the expert's Euler steps;
-    - `val/coc_*`: decision accuracy of the decoded CoC against the label (`reasoning.schema.parse`:
-      longitudinal, lateral, direction) on the first `ev.coc_samples` samples.
+    - `val/min_ade` (K = ev.k samples, minADE_6 family) for stage 2 / joint: each sample decodes
+      its own CoC when the model writes one (fast path otherwise), then the expert's Euler steps;
+    - `val/coc_*`: decision accuracy of the decoded CoC (first of the K) against the label
+      (`reasoning.schema.parse`: longitudinal, lateral, direction) — on every batch in stage 2 /
+      joint, on the first `ev.coc_samples` samples in stage 1 (which has no trained expert).
     """
     from cordillera.metrics.openloop import min_ade
     from cordillera.model.processor import EGO_FUTURE_XYZ
@@ -572,8 +573,9 @@ def evaluate(model, batches: Iterable[dict], stage: str, loss_fn: Callable | Non
             for k, v in logs.items():
                 if not k.startswith("n_"):
                     add(f"val/{k}", v, B)
-        want_coc = use_coc and n_coc < ev.coc_samples
         want_traj = stage in ("stage2", "joint")
+        # a CoC model's trajectories are always sampled after its own CoC (no empty-CoC shortcut)
+        want_coc = use_coc and (want_traj or n_coc < ev.coc_samples)
         if want_traj or want_coc:
             out = model.sample_trajectories(batch, num_samples=ev.k if want_traj else 1, temperature=ev.temperature,
                                             top_p=ev.top_p, flow_steps=ev.flow_steps if want_traj else 1,
