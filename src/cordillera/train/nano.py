@@ -246,6 +246,8 @@ def run(cfg: NanoConfig, command: str = "cordillera train nano") -> dict:
         dens = densify_coc(data_dir, g.t0_start_us, g.t0_every_us, workers=g.workers or os.cpu_count() or 1)
         wall["coc labels"] = time.perf_counter() - tic
         print(f"data: {dens['events']} CoC events on {dens['clips']} clips ({len(dens['failed'])} kept their own)")
+        for cid, why in list(dens["failed"].items())[:5]:
+            print(f"  {cid}: {why}")
     reader = PaiReader(data_dir)
     clips = len(reader.clips())
     events = sum(len(reader.reasoning_events(c)) for c in reader.clips())
