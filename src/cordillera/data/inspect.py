@@ -15,6 +15,7 @@ import numpy as np
 from cordillera.data import keys as K
 from cordillera.data.reader import PaiReader
 from cordillera.data.samples import build_sample, sample_points, sort_cameras
+from cordillera.render.rig import DEFAULT_MODEL_CAMERAS
 
 __all__ = ["summarize", "pick_sample", "contact_sheet", "main_inspect"]
 
@@ -54,8 +55,7 @@ def contact_sheet(reader: PaiReader, clip_id: str, t0_us: int, out_png, cot: str
     import matplotlib.pyplot as plt
 
     cams = sort_cameras(reader.cameras())
-    default4 = [c for c in cams if c in ("camera_cross_left_120fov", "camera_front_wide_120fov",
-                                          "camera_cross_right_120fov", "camera_front_tele_30fov")]
+    default4 = [c for c in cams if c in DEFAULT_MODEL_CAMERAS]
     cams = default4 or cams[:4]
     s = build_sample(reader, clip_id, t0_us, cameras=cams, image_hw=image_hw, cot=cot)
     imgs = s[K.IMAGE_FRAMES]  # (N, 4, 3, H, W)

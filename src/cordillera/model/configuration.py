@@ -22,6 +22,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+# One list of the PhysicalAI-AV cameras for the whole project (render/rig.py, no torch there).
+from cordillera.render.rig import CAMERA_NAMES, DEFAULT_MODEL_CAMERAS
+
 __all__ = [
     "CAMERA_NAMES",
     "CAMERA_DISPLAY_NAMES",
@@ -43,15 +46,6 @@ __all__ = [
 
 # --- cameras ------------------------------------------------------------------------------------
 # [s] spec/alpamayo_model.md §2.1: index, PhysicalAI-AV feature name, A1.5 prompt display name.
-CAMERA_NAMES: tuple[str, ...] = (
-    "camera_cross_left_120fov",
-    "camera_front_wide_120fov",
-    "camera_cross_right_120fov",
-    "camera_rear_left_70fov",
-    "camera_rear_tele_30fov",
-    "camera_rear_right_70fov",
-    "camera_front_tele_30fov",
-)
 CAMERA_DISPLAY_NAMES: dict[str, str] = {
     "camera_cross_left_120fov": "Front left camera",
     "camera_front_wide_120fov": "Front camera",
@@ -62,12 +56,7 @@ CAMERA_DISPLAY_NAMES: dict[str, str] = {
     "camera_front_tele_30fov": "Front telephoto camera",
 }
 # Default four, sorted by index [0, 1, 2, 6]: cross-left, front-wide, cross-right, front-tele.
-DEFAULT_CAMERAS: tuple[str, ...] = (
-    "camera_cross_left_120fov",
-    "camera_front_wide_120fov",
-    "camera_cross_right_120fov",
-    "camera_front_tele_30fov",
-)
+DEFAULT_CAMERAS: tuple[str, ...] = DEFAULT_MODEL_CAMERAS
 
 # --- special tokens -----------------------------------------------------------------------------
 # [s] spec/alpamayo_model.md §2.5: the 29 keys in add order (A1.5 names), rendered as <|key|>.
