@@ -94,7 +94,9 @@ class FrameCache:
             self._d.popitem(last=False)
 
 
-def _resize(img: np.ndarray, hw) -> np.ndarray:
+def resize_image(img: np.ndarray, hw) -> np.ndarray:
+    """Resize an HxWx3 frame to ``hw`` = (H, W) with area interpolation — the one resize used for
+    training samples and, through the VLA policy, for closed-loop frames."""
     if hw is None or tuple(img.shape[:2]) == tuple(hw):
         return img
     return cv2.resize(img, (int(hw[1]), int(hw[0])), interpolation=cv2.INTER_AREA)
@@ -114,7 +116,7 @@ def _frames(reader, clip_id, camera, t_req, hw, cache: FrameCache | None):
         key = (clip_id, camera, i, None if hw is None else tuple(hw))
         img = cache.get(key) if cache is not None else None
         if img is None:
-            img = _resize(vs.decode([i])[0], hw)
+            img = resize_image(vs.decode([i])[0], hw)
             if cache is not None:
                 cache.put(key, img)
         out.append(img)

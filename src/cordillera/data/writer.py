@@ -26,10 +26,8 @@ import os
 import shutil
 import zipfile
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -37,6 +35,7 @@ import pyarrow.parquet as pq
 
 from cordillera.data import keys as K
 from cordillera.data import layout as L
+from cordillera.render.video import Mp4Writer
 
 __all__ = [
     "CameraStream", "ClipData", "ClipRecord", "DatasetWriter", "create", "stage_clip", "encode_video",
@@ -161,24 +160,13 @@ def encode_video(frames, frame_t_us, path, fps: int = L.VIDEO_FPS, crf: int = DE
         raise ValueError(f"frame size must be even for yuv420p H.264, got {h}x{w}")
     ts = video_timestamps(t, fps)
     src = np.searchsorted(t, ts, side="right") - 1  # latest input frame at or before each output time
-    with av.open(str(path), mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, fps)
-        stream.codec_context.thread_count = 1
-        # zerolatency: no B-frames and no look-ahead/mb-tree, so frame j depends on frames <= j only.
-        stream.options = {"crf": str(crf), "preset": "veryfast", "tune": "zerolatency",
-                          "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
-        for j, i in enumerate(src):
+    # zerolatency: no B-frames and no look-ahead/mb-tree, so frame j depends on frames <= j only.
+    with Mp4Writer(path, fps, crf=crf, preset="veryfast", tune="zerolatency", gop=gop, threads=1) as writer:
+        for i in src:
             img = np.ascontiguousarray(frames[i], dtype=np.uint8)
             if img.shape != (h, w, 3):
                 raise ValueError(f"frame {i} has shape {img.shape}, expected {(h, w, 3)}")
-            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
-            vf.pts = j
-            for pkt in stream.encode(vf):
-                container.mux(pkt)
-        for pkt in stream.encode():
-            container.mux(pkt)
+            writer.write(img)
     return ts
 
 

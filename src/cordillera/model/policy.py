@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from cordillera.data.samples import HISTORY_OFFSETS_US, IMAGE_OFFSETS_US
-from cordillera.data.samples import _resize as resize_like_training  # the one resize used for training data
+from cordillera.data.samples import resize_image as resize_like_training  # the one resize used for training data
 from cordillera.geometry.frames import to_frame
 from cordillera.geometry.interpolate import interpolate_poses
 from cordillera.geometry.pose import quat_to_matrix

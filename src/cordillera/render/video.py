@@ -72,16 +72,28 @@ decode_png = decode_image
 class Mp4Writer:
     """Append RGB frames to an H.264 MP4 (odd sizes are padded by one black row/column)."""
 
-    def __init__(self, path: str | Path, fps: float, crf: int = 23, preset: str = "veryfast"):
+    def __init__(self, path: str | Path, fps: float, crf: int = 23, preset: str = "veryfast",
+                 tune: str | None = None, gop: int | None = None, threads: int = 0):
+        """``tune="zerolatency"`` + a fixed ``gop`` give a stream without B-frames or look-ahead,
+        so frame j depends on frames <= j only (the data writer needs that: no leakage from the
+        future into decoded past frames). Frame j gets pts j in a 1/fps time base."""
         if not fps > 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._container = av.open(str(self.path), mode="w", options={"movflags": "faststart"})
+        self._container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "faststart"})
         rate = Fraction(fps).limit_denominator(1001)
         self._stream = self._container.add_stream("libx264", rate=rate)
         self._stream.pix_fmt = "yuv420p"
-        self._stream.options = {"preset": preset, "crf": str(int(crf))}
+        self._stream.codec_context.time_base = 1 / rate
+        if threads:
+            self._stream.codec_context.thread_count = int(threads)
+        options = {"preset": preset, "crf": str(int(crf))}
+        if tune:
+            options["tune"] = tune
+        if gop:
+            options["x264-params"] = f"keyint={int(gop)}:min-keyint={int(gop)}:scenecut=0"
+        self._stream.options = options
         self._size = None
         self.frames = 0
 
@@ -97,6 +109,7 @@ class Mp4Writer:
         if (he, we) != (h, w):
             img = cv2.copyMakeBorder(img, 0, he - h, 0, we - w, cv2.BORDER_CONSTANT, value=0)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+        frame.pts = self.frames
         for pkt in self._stream.encode(frame):
             self._container.mux(pkt)
         self.frames += 1
