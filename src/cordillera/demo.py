@@ -91,7 +91,7 @@ def run_demo(out: str | Path = "demo_out", config: str | Path | DemoConfig = "de
     from cordillera.sim.batch import PolicyFactory, _err, run_batch
     from cordillera.world import generator
 
-    console = Console()
+    console = Console(soft_wrap=True)  # paths stay on one line (copy-pasteable, greppable)
     c0 = time.perf_counter()
     cfg = _load(config)
     out = Path(out)

@@ -368,7 +368,7 @@ def test_bad_rollouts_are_rejected(mk):
         compute_metrics(ro, sc)
 
 
-def test_wrong_lane_ignores_opposing_junction_connectors():
+def test_wrong_lane_ignores_opposing_junction_connectors(mk):
     # Crossing a junction box legally puts the ego inside the opposing straight connector.
     from cordillera.metrics.closedloop import MetricsConfig
     from cordillera.world.generator import make
@@ -381,9 +381,7 @@ def test_wrong_lane_ignores_opposing_junction_connectors():
     # Place the ego (rig origin) so that its box centre sits on the connector, driving against it.
     off = sc.ego.rear_axle_to_center_m
     ego = (x - off * math.cos(yaw_opposite), y - off * math.sin(yaw_opposite), yaw_opposite)
-    from conftest import make_rollout
-
-    ro = make_rollout([ego] * 3, scenario_id=sc.id)
+    ro = mk.rollout([ego] * 3, scenario_id=sc.id)
     assert _v(compute_metrics(ro, sc), "wrong_lane") == 0.0
     cfg = MetricsConfig(wrong_lane_skip_connectors=False)
     assert _v(compute_metrics(ro, sc, config=cfg), "wrong_lane") == 1.0
