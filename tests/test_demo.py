@@ -46,3 +46,29 @@ def test_run_demo_two_short_scenarios(tmp_path, capsys):
     assert all("_camera_front_wide_120fov_default.mp4" in s for s in mp4)
     for name in ("expert", "constant_velocity"):
         assert (tmp_path / "out" / "runs" / name / "aggregate" / "results-summary.json").exists()
+
+
+@pytest.mark.slow
+def test_run_demo_with_the_shipped_nano_checkpoint(tmp_path, capsys):
+    # What `make demo` runs: the shipped VLA drives (CoC in the plans), next to the expert.
+    import json
+
+    from cordillera.config import REPO_ROOT
+    from cordillera.demo import _load, run_demo
+
+    ckpt = REPO_ROOT / "checkpoints" / "nano"
+    assert trained_checkpoint(ckpt) == ckpt, "checkpoints/nano must ship a trained model"
+    cfg = _load("demo").model_copy(update={"checkpoint": str(ckpt), "workers": 1})  # the preset's cameras
+    report = run_demo(tmp_path / "out", cfg, workers=1, limit=1, duration_s=3.0, progress=False)
+    out = capsys.readouterr().out
+    assert "not trained yet" not in out and NOT_TRAINED_NOTICE not in report.read_text()
+    summary = json.loads((tmp_path / "out" / "runs" / "vla_nano" / "aggregate" / "results-summary.json").read_text())
+    assert len(summary["rollouts"]) == 1
+    assert summary["rollouts"][0].get("failure_reason") != "rollout_failed", summary["rollouts"][0]
+    from cordillera.sim.batch import load_rollout
+
+    stems = list((tmp_path / "out" / "runs" / "vla_nano" / "rollouts").glob("*/*/rollout.json"))
+    assert len(stems) == 1
+    ro, _ = load_rollout(stems[0].with_suffix(""))
+    cocs = [s.plan.coc for s in ro.steps if s.plan is not None and not s.plan.warming_up]
+    assert cocs and all(isinstance(c, str) for c in cocs)
