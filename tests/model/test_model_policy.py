@@ -126,6 +126,8 @@ def test_warming_up_until_frames_and_history_cover_the_window(policy):
 def test_session_without_the_model_cameras_is_refused(policy):
     with pytest.raises(ValueError, match="needs cameras"):
         policy.start(SessionInfo("s", "scn", 0, ("camera_front_wide_120fov",)))
+    with pytest.raises(ValueError, match="no cameras"):
+        policy.start(SessionInfo("s", "scn", 0, ()))
 
 
 # ---- output -------------------------------------------------------------------------------------

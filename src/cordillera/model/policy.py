@@ -167,9 +167,9 @@ class VLAPolicy:
     def start(self, session: SessionInfo) -> None:
         offered = tuple(session.camera_names)
         missing = [c for c in self.cameras if c not in offered]
-        if offered and missing:
-            raise ValueError(f"VLAPolicy needs cameras {list(self.cameras)}; the session renders {list(offered)} "
-                             f"(missing {missing})")
+        if missing:  # without them it would warm up forever and fail only after force-GT
+            raise ValueError(f"VLAPolicy needs cameras {list(self.cameras)}; the session renders "
+                             f"{list(offered) or 'no cameras'} (missing {missing})")
         if self.threads:
             torch.set_num_threads(int(self.threads))
         self._session = session
