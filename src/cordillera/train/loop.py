@@ -815,6 +815,13 @@ def val_batches_fn(val, collate: Callable, ev) -> Callable | None:
     return gen
 
 
+def print_result(name: str, res) -> None:
+    """The one-screen summary every stage's ``main`` prints after training."""
+    print(f"{name}: {res.step} steps in {res.seconds:.0f} s ({res.samples_per_s:.1f} samples/s) → {res.final_dir}")
+    for k, v in sorted(res.val_logs.items()):
+        print(f"  {k} = {v:.4g}")
+
+
 def run_stage(cfg, vla, data: RunData, loss_fn: Callable, freeze_eval: Callable | None = None,
               tokenizer=None, stop_after: int | None = None, desc: str = "train") -> FitResult:  # fmt: skip
     """Processor + collate for `vla`, then `fit`."""

@@ -61,7 +61,4 @@ def train(cfg: TrainConfig, data: loop.RunData | None = None, stop_after: int | 
 
 def main(config: str = "train_stage1", overrides: list[str] | None = None) -> None:
     cfg = load_train_config(config, TrainConfig, overrides)
-    res = train(cfg)
-    print(f"stage1: {res.step} steps in {res.seconds:.0f} s ({res.samples_per_s:.1f} samples/s) → {res.final_dir}")
-    for k, v in sorted(res.val_logs.items()):
-        print(f"  {k} = {v:.4g}")
+    loop.print_result("stage1", train(cfg))

@@ -113,7 +113,4 @@ def train(cfg: TrainConfig, data: loop.RunData | None = None, stop_after: int | 
 
 def main(config: str = "train_stage2", overrides: list[str] | None = None) -> None:
     cfg = load_train_config(config, TrainConfig, overrides)
-    res = train(cfg)
-    print(f"{cfg.stage}: {res.step} steps in {res.seconds:.0f} s ({res.samples_per_s:.1f} samples/s) → {res.final_dir}")
-    for k, v in sorted(res.val_logs.items()):
-        print(f"  {k} = {v:.4g}")
+    loop.print_result(cfg.stage, train(cfg))
