@@ -1,6 +1,7 @@
 """Runtime: AlpaSim event order and timestamps, force-GT, failures, determinism, snapshot/restore."""
 
 import math
+import threading
 import time
 
 import numpy as np
@@ -194,10 +195,40 @@ def test_bad_policy_fails_rollout_cleanly(kind, message):
         assert all(s.force_gt for s in ro.steps[:-1])
 
 
-def test_policy_timeout_fails_rollout():
+@pytest.mark.parametrize("inline", [False, True])
+def test_policy_timeout_fails_rollout(inline):
+    """On the worker thread (any policy) and on the caller's thread (``runs_inline``: checked on return)."""
     scn = scenario([], duration_us=1_000_000)
-    ro = run_rollout(scn, BadPolicy("sleep", after_us=300_000), SimConfig(policy_timeout_s=0.05))
+    policy = BadPolicy("sleep", after_us=300_000)
+    policy.runs_inline = inline
+    ro = run_rollout(scn, policy, SimConfig(policy_timeout_s=0.05))
     assert ro.status == "failed" and ro.error == "policy timed out after 0.05 s at t=300000"
+
+
+class ThreadRecorder(ConstantVelocityPolicy):
+    def __init__(self, inline):
+        self.runs_inline, self.threads = inline, set()
+
+    def plan(self, obs, t, tq):
+        self.threads.add(threading.current_thread().name)
+        return super().plan(obs, t, tq)
+
+
+@pytest.mark.parametrize("inline,timeout_s,on_caller", [(True, 30.0, True), (False, 30.0, False),
+                                                        (False, 0.0, True)])
+def test_policy_thread_hand_off_only_when_needed(inline, timeout_s, on_caller):
+    """Inline policies and a disabled timeout run on the caller's thread; others on the worker."""
+    policy = ThreadRecorder(inline)
+    ro = run_rollout(scenario([], duration_us=500_000), policy, SimConfig(policy_timeout_s=timeout_s))
+    assert ro.status == "ok"
+    assert policy.threads == ({threading.current_thread().name} if on_caller else {"policy_0"})
+
+
+def test_builtin_policies_run_inline():
+    from cordillera.sim.expert import ExpertPolicy
+    from cordillera.sim.policies.baselines import LogReplayPolicy
+
+    assert all(p.runs_inline for p in (ExpertPolicy, ConstantVelocityPolicy, RouteFollowerPolicy, LogReplayPolicy))
 
 
 def test_deterministic():

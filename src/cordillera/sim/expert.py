@@ -646,6 +646,7 @@ class ExpertPolicy:
     """Privileged rule-based expert (see module docstring). Implements ``PrivilegedPolicy``."""
 
     name = "expert"
+    runs_inline = True  # bounded, in-process: no policy-timeout worker thread (sim/runtime.py)
 
     def __init__(self, privileged: bool = True, params: ExpertParams | None = None):
         self.privileged = bool(privileged)

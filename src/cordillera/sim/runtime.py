@@ -27,7 +27,9 @@ seeds it with the recorded poses before the first policy call). Velocities are r
 (spec §10.12) force-GT steps report the GT's dynamic states, not zeros.
 
 Failures never escape :meth:`Simulator.run`: a policy exception, a timeout (the policy runs on a
-worker thread when ``policy_timeout_s > 0``) or an invalid plan after warm-up ends the rollout with
+worker thread when ``policy_timeout_s > 0``; a policy with ``runs_inline = True``, such as the
+expert and the baselines, runs on the caller's thread and exceeds the timeout when its answer comes
+later than that) or an invalid plan after warm-up ends the rollout with
 ``status="failed"`` and an ``error`` such as ``"policy raised ValueError: ..."`` or
 ``"invalid plan at t=2000000: plan contains NaN or inf"``.
 
@@ -110,6 +112,10 @@ class SimConfig:
     history_poses: int = 31  # ego poses (10 Hz) passed in Observation.ego_history
     policy_timeout_s: float = 30.0  # <= 0 disables the worker thread (no timeout)
     force_gt_duration_us: int | None = None  # None = scenario.force_gt_duration_us
+    # -- precision -------------------------------------------------------------------------------------
+    # In-process roles see poses/plans/ego states at AlpaSim's float32 wire precision, at the same
+    # boundaries as over gRPC (cordillera.serve.mirror), so both give bit-identical rollouts.
+    wire_precision: bool = True
 
     def __post_init__(self):
         if self.control_period_us <= 0 or self.physics_substep_us <= 0:
@@ -245,6 +251,10 @@ class Simulator:
                  endpoints: SimEndpoints | None = None):
         self.scenario = scenario
         self.endpoints = endpoints or _NO_ENDPOINTS
+        if config.wire_precision:
+            from cordillera.serve.mirror import wire_precision_roles
+
+            policy, self.endpoints = wire_precision_roles(policy, self.endpoints, config)
         self.policy = policy
         self.config = config
         self.renderer = renderer
@@ -460,6 +470,14 @@ class Simulator:
         try:
             if timeout is None or timeout <= 0:
                 return call()
+            if getattr(self.policy, "runs_inline", False):
+                # bounded in-process policy: no worker-thread hand-off (≈ 10 % of a step), the
+                # timeout is checked when it returns
+                c0 = time.perf_counter()
+                plan = call()
+                if time.perf_counter() - c0 > timeout:
+                    raise _PolicyFailure(f"policy timed out after {timeout} s at t={t}")
+                return plan
             if self._executor is None:
                 self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy")
             fut = self._executor.submit(call)

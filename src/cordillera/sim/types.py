@@ -109,6 +109,9 @@ class SessionInfo:
 
 @runtime_checkable
 class Policy(Protocol):
+    """``runs_inline = True`` (optional attribute) marks a bounded in-process policy: the runtime
+    calls it on its own thread instead of a timeout worker thread (see sim/runtime.py)."""
+
     name: str
 
     def start(self, session: SessionInfo) -> None: ...

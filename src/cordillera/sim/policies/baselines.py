@@ -38,6 +38,7 @@ class ConstantVelocityPolicy:
     """Extrapolates the latest ego speed and yaw rate (a circular arc at constant speed)."""
 
     name = "constant_velocity"
+    runs_inline = True  # bounded, in-process: no policy-timeout worker thread (sim/runtime.py)
 
     def start(self, session: SessionInfo) -> None:
         pass
@@ -60,6 +61,7 @@ class RouteFollowerPolicy:
     ego's projection on the route, too close to steer at), extended straight past the last one."""
 
     name = "route_follower"
+    runs_inline = True  # bounded, in-process: no policy-timeout worker thread (sim/runtime.py)
 
     def __init__(self, speed_limit_mps: float = 13.9, accel_mps2: float = 1.5, decel_mps2: float = 2.0,
                  min_waypoint_ahead_m: float = 4.0):
@@ -127,6 +129,7 @@ class LogReplayPolicy:
     the plan always covers ≥ 2 s)."""
 
     name = "log_replay"
+    runs_inline = True  # bounded, in-process: no policy-timeout worker thread (sim/runtime.py)
 
     def __init__(self, reference: Rollout):
         if not reference.steps:
