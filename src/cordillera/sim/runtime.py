@@ -112,10 +112,6 @@ class SimConfig:
     history_poses: int = 31  # ego poses (10 Hz) passed in Observation.ego_history
     policy_timeout_s: float = 30.0  # <= 0 disables the worker thread (no timeout)
     force_gt_duration_us: int | None = None  # None = scenario.force_gt_duration_us
-    # -- precision -------------------------------------------------------------------------------------
-    # In-process roles see poses/plans/ego states at AlpaSim's float32 wire precision, at the same
-    # boundaries as over gRPC (cordillera.serve.mirror), so both give bit-identical rollouts.
-    wire_precision: bool = True
 
     def __post_init__(self):
         if self.control_period_us <= 0 or self.physics_substep_us <= 0:
@@ -251,10 +247,6 @@ class Simulator:
                  endpoints: SimEndpoints | None = None):
         self.scenario = scenario
         self.endpoints = endpoints or _NO_ENDPOINTS
-        if config.wire_precision:
-            from cordillera.serve.mirror import wire_precision_roles
-
-            policy, self.endpoints = wire_precision_roles(policy, self.endpoints, config)
         self.policy = policy
         self.config = config
         self.renderer = renderer
