@@ -146,11 +146,23 @@ def data_inspect(path: Path = typer.Argument(..., help="Dataset directory.")):
 # ----------------------------------------------------------------------------------------------
 # label
 # ----------------------------------------------------------------------------------------------
-@app.command(context_settings={"allow_extra_args": False})
+def _label_help() -> str:
+    try:
+        from cordillera.reasoning.cli import LABEL_HELP
+    except ImportError:
+        return "Write CoC reasoning labels for a dataset (`label DIR`) or check them (`label check DIR`)."
+    paragraphs = [" ".join(p.split()) for p in LABEL_HELP.split("\n\n")]  # rich keeps single newlines
+    return "\n\n".join(paragraphs + ["`cordillera label check DIR` prints decision distribution, phrasing diversity "
+                                      "and leakage checks."])
+
+
+@app.command(context_settings={"allow_extra_args": False}, help=_label_help())
 def label(
     args: list[str] = typer.Argument(..., metavar="[check] DIR", help="DIR, or `check DIR`."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Relabel clips that already have events."),
+    seed: int = typer.Option(None, "--seed", help="Rollout/phrasing seed for clips whose metadata has none "
+                                                  "(default 0, as `data generate`)."),
 ):
-    """Write CoC reasoning labels for a dataset (`label DIR`) or check them (`label check DIR`)."""
     if args[0] == "check":
         if len(args) != 2:
             raise typer.BadParameter("usage: cordillera label check DIR")
@@ -160,7 +172,9 @@ def label(
         if len(args) != 1:
             raise typer.BadParameter("usage: cordillera label DIR")
         fn = _entry("cordillera.reasoning.cli", "main_label", "cordillera label")
-        fn(path=Path(args[0]))
+        rep = fn(path=Path(args[0]), overwrite=overwrite, seed=seed)
+        if rep["failed"]:
+            raise typer.Exit(1)
 
 
 # ----------------------------------------------------------------------------------------------

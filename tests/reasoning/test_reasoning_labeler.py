@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cordillera.reasoning.cli import check_events, main_check, main_label
+from cordillera.reasoning.cli import check_events, main_check
 from cordillera.reasoning.labeler import (
     CocEvent,
     actor_visible_at,
@@ -168,11 +168,6 @@ def test_check_flags_hedging_words_and_window():
                                 {"event_start_timestamp": 5_000_000, "cot": "Slow down, then turn left."}]})
     assert len(stats["leakage_flags"]) == 2 and stats["t0_out_of_window"] == [("c", 500_000)]
     assert stats["longitudinal"] == {"Stop": 1, "Adapt Speed": 1}
-
-
-def test_main_label_needs_the_data_layout(tmp_path):
-    with pytest.raises(NotImplementedError, match="data layout"):
-        main_label(tmp_path)
 
 
 def test_coc_event_fields():

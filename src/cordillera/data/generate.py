@@ -35,14 +35,17 @@ from cordillera.data import layout as L
 from cordillera.data.egomotion import egomotion_from_states
 from cordillera.data.writer import DEFAULT_CHUNK_SIZE, CameraStream, ClipData, ClipRecord, create, stage_clip
 
-__all__ = ["CLIP_NAMESPACE", "DEFAULT_TRACK_WIDTH_M", "clip_uuid", "split_for", "rollout_to_clip",
-           "generate_one", "generate", "main_generate"]
+__all__ = ["CLIP_NAMESPACE", "DEFAULT_TRACK_WIDTH_M", "ROLLOUT_SEED", "MAX_REDRIVE_DRIFT_M", "clip_uuid", "split_for",
+           "label_events", "ClipProgress", "rollout_to_clip", "clip_scenario", "redrive", "clip_ego_xy",
+           "redrive_drift_m", "generate_one", "generate", "main_generate"]
 
 CLIP_NAMESPACE = uuid.UUID("6f1c2a4e-8d3b-5e7f-9a0b-1c2d3e4f5a6b")  # fixed: clip ids are reproducible
 CLIP_DURATION_US = 20_000_000  # [µs] PhysicalAI-AV clips are ~20 s, spec/alpamayo_training_data.md §7.2
 DEFAULT_IMAGE_HW = (320, 576)  # model input size, spec/alpamayo_model.md §2.2
 DEFAULT_TRACK_WIDTH_M = 1.7  # [m] EgoSpec has no track width; a mid-size car's
 VAL_FRACTION = 10  # one clip in ten goes to "val" (by clip uuid)
+ROLLOUT_SEED = "rollout_seed"  # metadata column: the seed of the expert rollout and of the CoC phrasing
+MAX_REDRIVE_DRIFT_M = 2.0  # [m] ours: a re-driven rollout this close to the stored egomotion is the same drive
 
 
 def clip_uuid(family: str, seed: int) -> str:
@@ -79,7 +82,7 @@ def _obstacles(scenario, rollout, yaw0: float, x0: float, y0: float) -> pd.DataF
     return df
 
 
-def _events(scenario, rollout, seed: int) -> tuple[list[dict], list[int], str]:
+def label_events(scenario, rollout, seed: int) -> tuple[list[dict], list[int], str]:
     """(events, event_t0s, source): REASONING's labels when available, else hazard onsets."""
     try:
         from cordillera.reasoning.labeler import label_rollout
@@ -131,6 +134,51 @@ def rollout_to_clip(scenario, rollout, rig, clip_id: str, events=None, event_t0s
 
 
 # ---------------------------------------------------------------------------------------------
+# Re-driving a generated clip (the labeler needs the privileged scenario and the expert's decisions,
+# which the layout does not store; (family, seed, rollout seed) reproduce them)
+# ---------------------------------------------------------------------------------------------
+def redrive(family: str, seed: int, duration_us: int = CLIP_DURATION_US, rollout_seed: int = 0):
+    """(scenario, rollout): a generated clip's expert drive again, without cameras (the same
+    scenario, policy and seed give the same rollout; rendering does not feed back)."""
+    from cordillera.sim.expert import ExpertPolicy
+    from cordillera.sim.runtime import SimConfig, run_rollout
+
+    scenario = clip_scenario(family, seed, duration_us)
+    return scenario, run_rollout(scenario, ExpertPolicy(), SimConfig(), seed=int(rollout_seed))
+
+
+def clip_scenario(family: str, seed: int, duration_us: int = CLIP_DURATION_US):
+    """The scenario of the clip (family, seed), cut to ``duration_us``."""
+    from cordillera.world.generator import make
+
+    scenario = make(family, int(seed))
+    if scenario.duration_us != duration_us:
+        scenario = dataclasses.replace(scenario, duration_us=int(duration_us))
+    return scenario
+
+
+def clip_ego_xy(reader, clip_id: str) -> np.ndarray:
+    """(N, 2) stored ego positions of a clip in its anchor frame on the 10 Hz control grid."""
+    ego = reader.egomotion(clip_id)
+    t = np.arange(0, reader.end_timestamp(clip_id) + 1, 100_000, dtype=np.int64)
+    xyz, _ = ego.poses(t[t <= ego.end_us])
+    return np.asarray(xyz)[:, :2]
+
+
+def redrive_drift_m(rollout, ego_xy: np.ndarray) -> float:
+    """Largest distance between a re-driven rollout and a clip's stored egomotion (``clip_ego_xy``);
+    inf if their lengths differ. Last-bit float differences (BLAS threads) grow to ~0.5 m over
+    20 s; a different scenario is metres off (``MAX_REDRIVE_DRIFT_M``)."""
+    e0 = rollout.steps[0].ego  # egomotion is stored in the anchor frame p_a = R(-yaw0)(p - p0)
+    c, s = np.cos(e0.yaw_rad), np.sin(e0.yaw_rad)
+    d = np.array([[st.ego.x_m - e0.x_m, st.ego.y_m - e0.y_m] for st in rollout.steps[: len(ego_xy)]])
+    xy = np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]], axis=1)
+    if xy.shape != np.shape(ego_xy):
+        return float("inf")
+    return float(np.abs(xy - ego_xy).max())
+
+
+# ---------------------------------------------------------------------------------------------
 # One clip (runs in a worker)
 # ---------------------------------------------------------------------------------------------
 def generate_one(family: str, seed: int, out, cameras, image_hw=DEFAULT_IMAGE_HW,
@@ -143,21 +191,19 @@ def generate_one(family: str, seed: int, out, cameras, image_hw=DEFAULT_IMAGE_HW
         from cordillera.render.rig import default_rig
         from cordillera.sim.expert import ExpertPolicy
         from cordillera.sim.runtime import SimConfig, run_rollout
-        from cordillera.world.generator import make
 
-        scenario = make(family, int(seed))
-        if scenario.duration_us != duration_us:
-            scenario = dataclasses.replace(scenario, duration_us=int(duration_us))
+        scenario = clip_scenario(family, seed, duration_us)
         rig = default_rig(tuple(cameras), height=int(image_hw[0]), width=int(image_hw[1]))
         renderer = make_renderer(scenario, rig, backend=backend)
         config = SimConfig(cameras=tuple(cameras), keep_images=True)
         rollout = run_rollout(scenario, ExpertPolicy(), config, renderer=renderer, seed=rollout_seed)
         if rollout.failed:
             raise ValueError(f"expert rollout failed: {rollout.error}")
-        events, t0s, source = _events(scenario, rollout, rollout_seed)
+        events, t0s, source = label_events(scenario, rollout, rollout_seed)
         cid = clip_uuid(family, seed)
         clip = rollout_to_clip(scenario, rollout, rig, cid, events, t0s, split_for(cid),
-                               {"events_source": source, "render_backend": type(renderer).__name__})
+                               {"events_source": source, "render_backend": type(renderer).__name__,
+                                ROLLOUT_SEED: int(rollout_seed)})
         del rollout
         rec = stage_clip(out, clip)
         return {"ok": True, "record": rec.to_json(), "wall_s": time.perf_counter() - t_start}
@@ -183,7 +229,9 @@ def _pairs(suite, clips: int) -> list[tuple[str, int]]:
     return pairs
 
 
-class _Progress:
+class ClipProgress:
+    """A rich progress bar over clips (or nothing when disabled)."""
+
     def __init__(self, total: int, done: int, enabled: bool):
         self._p = None
         if enabled:
@@ -224,7 +272,7 @@ def generate(suite, clips: int | None, out, workers: int | None = None, address:
     todo = [(f, s) for f, s in pairs if not writer.has_clip(clip_uuid(f, s))]
     skipped = [clip_uuid(f, s) for f, s in pairs if writer.has_clip(clip_uuid(f, s))]
     written, failed, clip_wall_s = [], [], []
-    bar = _Progress(len(pairs), len(skipped), progress)
+    bar = ClipProgress(len(pairs), len(skipped), progress)
     fail_log = out / L.BOOKKEEPING_DIR / "failures.jsonl"
 
     def collect(res: dict) -> None:

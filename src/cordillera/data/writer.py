@@ -40,6 +40,7 @@ from cordillera.render.video import Mp4Writer
 __all__ = [
     "CameraStream", "ClipData", "ClipRecord", "DatasetWriter", "create", "stage_clip", "encode_video",
     "video_timestamps", "intrinsics_rows", "extrinsics_rows", "atomic_write_bytes", "atomic_write_parquet",
+    "write_reasoning",
 ]
 
 DEFAULT_CHUNK_SIZE = 100  # clips per chunk; PAI chunks hold ~80-100 (spec/alpamayo_training_data.md §7.2)
@@ -422,11 +423,7 @@ class DatasetWriter:
         atomic_write_parquet(presence, self.root / L.FEATURE_PRESENCE)
         meta = pd.DataFrame([r.metadata for _, r in rows], index=pd.Index(ids, name=K.CLIP_ID))
         atomic_write_parquet(meta, self.root / L.DATA_COLLECTION)
-        with_events = [(r.clip_id, list(r.events)) for _, r in rows if r.events]
-        ev_type = pa.list_(pa.struct([(K.EVENT_START_TIMESTAMP, pa.int64()), (K.COT, pa.string())]))
-        reasoning = pa.table({K.CLIP_ID: pa.array([c for c, _ in with_events], pa.string()),
-                              K.EVENTS: pa.array([e for _, e in with_events], ev_type)})
-        atomic_write_parquet(_with_index(reasoning, K.CLIP_ID), self.root / L.REASONING)
+        write_reasoning(self.root, {r.clip_id: r.events for _, r in rows})
 
     def finalize(self) -> list[str]:
         """Pack the remaining staged clips (a last, possibly smaller chunk) and write the index.
@@ -436,6 +433,20 @@ class DatasetWriter:
             self.open = self.open[self.chunk_size:]
         self._write_index()
         return self.clip_ids
+
+
+def write_reasoning(root, events_by_clip: dict[str, list[dict]]) -> None:
+    """Atomically (re)write ``reasoning/ood_reasoning.parquet`` of the dataset at ``root``: index
+    ``clip_id``, ``events`` = list of {event_start_timestamp (int64 µs), cot}; clips without events
+    are left out (as in the release)."""
+    with_events = [(c, sorted(evs, key=lambda e: int(e[K.EVENT_START_TIMESTAMP])))
+                   for c, evs in events_by_clip.items() if evs]
+    ev_type = pa.list_(pa.struct([(K.EVENT_START_TIMESTAMP, pa.int64()), (K.COT, pa.string())]))
+    reasoning = pa.table({K.CLIP_ID: pa.array([str(c) for c, _ in with_events], pa.string()),
+                          K.EVENTS: pa.array([[{K.EVENT_START_TIMESTAMP: int(e[K.EVENT_START_TIMESTAMP]),
+                                                K.COT: str(e[K.COT])} for e in evs] for _, evs in with_events],
+                                             ev_type)})
+    atomic_write_parquet(_with_index(reasoning, K.CLIP_ID), Path(root) / L.REASONING)
 
 
 def _with_index(table: pa.Table, index: str) -> pa.Table:

@@ -2,15 +2,13 @@
 
 ``main_check`` works on a reasoning parquet directly (a file, or a directory holding
 ``reasoning/ood_reasoning.parquet`` or ``*.parquet``): decision distribution, phrasing diversity
-and text-level leakage checks, printed as rich tables and returned as a dict. ``main_label`` needs
-the PhysicalAI-AV layout reader (``cordillera.data``), which a later task builds; until then it
-raises ``NotImplementedError``. The labelling core itself works on in-memory rollouts
-(``labeler.label_rollout``).
+and text-level leakage checks, printed as rich tables and returned as a dict. ``main_label``
+(``label_dataset``) labels a PhysicalAI-AV dataset directory of cordillera-generated clips by
+re-driving each clip's scenario (``LABEL_HELP`` says what it uses and why).
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -123,13 +121,98 @@ def main_check(path: Path) -> dict:
     return stats
 
 
-def main_label(path: Path) -> None:
+LABEL_HELP = """Auto-label every clip of a PhysicalAI-AV dataset directory with the rule labeler.
+
+The rule labeler is privileged: it needs the scenario (map, stop signs, traffic-light states, actor
+visibility, hazard onsets) and the expert's decision at every keyframe, none of which the layout
+stores. A cordillera-generated clip carries what reproduces them: its family, scenario seed and
+rollout seed in metadata/data_collection.parquet. The scenario is rebuilt from them and the expert
+re-drives it without cameras; the re-drive must match the clip's stored egomotion
+(labels/egomotion) within 2 m, else the clip is refused. Clips without these (e.g. real
+PhysicalAI-AV clips) are reported one line each and keep their events (label those with the LLM
+teacher, cordillera.reasoning.teacher). Events go to reasoning/ood_reasoning.parquet (same schema
+as `cordillera data generate` writes), atomically; clips that already have events are skipped
+unless --overwrite."""
+
+FLUSH_EVERY_CLIPS = 25  # rewrite the parquet this often: an interrupted run resumes from there
+
+
+def label_clip(reader, clip_id: str, seed: int | None = None) -> list[dict]:
+    """CoC events ``[{event_start_timestamp, cot}]`` of one cordillera-generated clip, exactly as the
+    generator labels it (see ``LABEL_HELP``). ``seed``: rollout/phrasing seed if the metadata has
+    none (default 0, the generator's). Raises ``ValueError`` naming the clip and what is missing."""
+    from cordillera.data import keys as K
+    from cordillera.data import layout as L
+    from cordillera.data.generate import (MAX_REDRIVE_DRIFT_M, ROLLOUT_SEED, clip_ego_xy, label_events, redrive,
+                                          redrive_drift_m)
+
+    meta = reader.metadata(clip_id)
+    missing = [k for k in (K.FAMILY, K.SEED) if meta.get(k) is None or (isinstance(meta[k], float) and meta[k] != meta[k])]
+    if missing:
+        raise ValueError(f"clip {clip_id}: {L.DATA_COLLECTION} has no {' / '.join(missing)} for it (not a "
+                         "cordillera-generated clip; the rule labeler re-drives the scenario from them)")
+    ego_xy = clip_ego_xy(reader, clip_id)  # the reader's error names the clip and the missing file
+    rseed = meta.get(ROLLOUT_SEED)
+    if rseed is None or rseed != rseed:  # clips generated before the column existed (or NaN)
+        rseed = 0 if seed is None else seed
+    duration_us = int(meta.get(K.DURATION_US) or reader.end_timestamp(clip_id))
+    scenario, rollout = redrive(str(meta[K.FAMILY]), int(meta[K.SEED]), duration_us, int(rseed))
+    if rollout.failed:
+        raise ValueError(f"clip {clip_id}: the re-driven expert rollout failed ({rollout.error})")
+    drift_m = redrive_drift_m(rollout, ego_xy)
+    if drift_m > MAX_REDRIVE_DRIFT_M:
+        raise ValueError(f"clip {clip_id}: the re-driven expert rollout is {drift_m:.1f} m off the stored egomotion "
+                         "(scenario or expert changed since the clip was generated?)")
+    events, _, _ = label_events(scenario, rollout, int(rseed))
+    return events
+
+
+def label_dataset(path: Path, overwrite: bool = False, seed: int | None = None, progress: bool = True) -> dict:
+    """Label every clip of the dataset at ``path`` (``label_clip``) and write the reasoning parquet.
+    Returns {"labelled": [clip], "skipped": [clip], "failed": {clip: one-line error}, "events": n}."""
+    from cordillera.data.generate import ClipProgress
+    from cordillera.data.reader import PaiReader
+    from cordillera.data.writer import write_reasoning
+
+    root = Path(path)
+    reader = PaiReader(root)
+    clips = reader.clips()
+    events = {c: reader.reasoning_events(c) for c in clips}
+    todo = [c for c in clips if overwrite or not events[c]]
+    labelled, failed = [], {}
+    bar = ClipProgress(len(clips), len(clips) - len(todo), progress)
     try:
-        importlib.import_module("cordillera.data.reader")
-    except ModuleNotFoundError:
-        raise NotImplementedError("needs the data layout (cordillera.data.reader is not built yet); "
-                                  "label in memory with cordillera.reasoning.labeler.label_rollout") from None
-    raise NotImplementedError("needs the data layout: wiring label_rollout to the PhysicalAI-AV reader is pending")
+        for k, cid in enumerate(todo):
+            try:
+                events[cid] = label_clip(reader, cid, seed)
+                labelled.append(cid)
+                bar.advance(f"{cid[:8]}: {len(events[cid])} events")
+            except ValueError as e:  # a clip that cannot be labelled keeps its events; the rest go on
+                failed[cid] = str(e).splitlines()[0]
+                bar.advance(f"[red]{cid[:8]} failed")
+            if (k + 1) % FLUSH_EVERY_CLIPS == 0:
+                write_reasoning(root, events)
+    finally:
+        bar.close()
+        reader.close()
+    if labelled or overwrite:
+        write_reasoning(root, events)
+    return {"labelled": labelled, "skipped": [c for c in clips if c not in todo], "failed": failed,
+            "events": sum(len(events[c]) for c in labelled)}
 
 
-__all__ = ["find_reasoning_parquet", "check_events", "main_check", "main_label", "LEAKAGE_WORDS"]
+def main_label(path: Path, overwrite: bool = False, seed: int | None = None) -> dict:
+    """CLI entry (`cordillera label DIR`): ``label_dataset`` with a summary and one line per failure."""
+    from rich.console import Console
+
+    rep = label_dataset(path, overwrite=overwrite, seed=seed)
+    con = Console(highlight=False)
+    for cid, err in rep["failed"].items():
+        con.print(f"[red]error[/red] {err}", soft_wrap=True)
+    con.print(f"label {path}: {len(rep['labelled'])} clips labelled ({rep['events']} events), "
+              f"{len(rep['skipped'])} already labelled (--overwrite redoes them), {len(rep['failed'])} failed", soft_wrap=True)
+    return rep
+
+
+__all__ = ["find_reasoning_parquet", "check_events", "main_check", "label_clip", "label_dataset", "main_label", "LABEL_HELP",
+           "LEAKAGE_WORDS"]

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import os
 import shutil
@@ -32,7 +31,6 @@ from cordillera.train.config import NanoConfig, TrainConfig, load_train_config
 __all__ = ["dense_t0s", "densify_coc", "train_variant", "open_loop_eval", "write_readme", "run", "main"]
 
 CLIP_END_MARGIN_US = 6_400_000  # [µs] spec/alpamayo_training_data.md §1.4: t0 + 6.4 s <= clip end
-MAX_REDRIVE_DRIFT_M = 2.0  # [m] ours: a re-driven rollout this close to the stored egomotion is the same drive
 
 
 def dense_t0s(end_us: int, start_us: int, every_us: int, force_gt_end_us: int = 0) -> list[int]:
@@ -46,26 +44,15 @@ def _relabel_one(args) -> tuple[str, list[dict], str]:
     """Re-drive one clip's scenario (no cameras) and label it densely. Returns (clip, events, status)."""
     clip_id, family, seed, end_us, ego_xy, start_us, every_us, rollout_seed = args
     try:
-        from cordillera.data.generate import CLIP_DURATION_US
+        from cordillera.data.generate import CLIP_DURATION_US, MAX_REDRIVE_DRIFT_M, redrive, redrive_drift_m
         from cordillera.reasoning.keyframes import Keyframe, rollout_keyframes
         from cordillera.reasoning.labeler import label_rollout
-        from cordillera.sim.expert import ExpertPolicy
-        from cordillera.sim.runtime import SimConfig, run_rollout
-        from cordillera.world.generator import make
 
-        sc = make(family, int(seed))
-        if sc.duration_us != CLIP_DURATION_US:
-            sc = dataclasses.replace(sc, duration_us=CLIP_DURATION_US)
-        ro = run_rollout(sc, ExpertPolicy(), SimConfig(), seed=rollout_seed)
+        sc, ro = redrive(family, seed, CLIP_DURATION_US, rollout_seed)
         if ro.failed:
             return clip_id, [], f"rollout failed: {ro.error}"
         # the clip's egomotion must be this rollout's (same scenario/policy/seed, cameras don't matter)
-        e0 = ro.steps[0].ego  # egomotion is stored in the anchor frame p_a = R(-yaw0)(p - p0)
-        c, s_ = np.cos(e0.yaw_rad), np.sin(e0.yaw_rad)
-        d = np.array([[st.ego.x_m - e0.x_m, st.ego.y_m - e0.y_m] for st in ro.steps[: len(ego_xy)]])
-        xy = np.stack([c * d[:, 0] + s_ * d[:, 1], -s_ * d[:, 0] + c * d[:, 1]], axis=1)
-        # last-bit float differences (BLAS threads) grow to ~0.5 m over 20 s; a different scenario is metres off
-        if xy.shape != ego_xy.shape or float(np.abs(xy - ego_xy).max()) > MAX_REDRIVE_DRIFT_M:
+        if redrive_drift_m(ro, ego_xy) > MAX_REDRIVE_DRIFT_M:
             return clip_id, [], "re-driven rollout differs from the stored egomotion"
         grid = dense_t0s(end_us, start_us, every_us, ro.force_gt_end_us)
         kfs = sorted({kf.t_us: kf for kf in [Keyframe(t, "meta_action", "grid") for t in grid]
@@ -81,19 +68,15 @@ def densify_coc(data_dir: str | Path, start_us: int = 1_600_000, every_us: int =
     """Replace `reasoning/ood_reasoning.parquet` with CoC events on a dense t0 grid (plus the
     labeler's own keyframes). Clips whose rollout cannot be reproduced keep their events."""
     from cordillera.data import keys as K
-    from cordillera.data import layout as L
+    from cordillera.data.generate import clip_ego_xy
     from cordillera.data.reader import PaiReader
-    from cordillera.reasoning.labeler import write_reasoning_parquet
+    from cordillera.data.writer import write_reasoning
 
     reader = PaiReader(data_dir)
     jobs = []
     for cid in reader.clips():
         meta = reader.metadata(cid)
-        ego = reader.egomotion(cid)
-        t = np.arange(0, reader.end_timestamp(cid) + 1, 100_000, dtype=np.int64)
-        t = t[t <= ego.end_us]
-        xyz, _ = ego.poses(t)
-        jobs.append((cid, meta[K.FAMILY], int(meta[K.SEED]), reader.end_timestamp(cid), np.asarray(xyz)[:, :2],
+        jobs.append((cid, meta[K.FAMILY], int(meta[K.SEED]), reader.end_timestamp(cid), clip_ego_xy(reader, cid),
                      start_us, every_us, rollout_seed))  # fmt: skip
     if workers > 1:
         from multiprocessing import get_context
@@ -107,10 +90,7 @@ def densify_coc(data_dir: str | Path, start_us: int = 1_600_000, every_us: int =
         events[cid] = evs if status == "ok" else reader.reasoning_events(cid)
         if status != "ok":
             failed[cid] = status
-    path = Path(data_dir) / L.REASONING
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write_reasoning_parquet(events, tmp)
-    os.replace(tmp, path)
+    write_reasoning(data_dir, events)
     n = sum(len(v) for v in events.values())
     return {"clips": len(jobs), "events": n, "failed": failed}
 
@@ -150,7 +130,8 @@ def open_loop_eval(checkpoint: str | Path, cfg: TrainConfig, n_samples: int) -> 
     tok = load_tokenizer(vla.cfg, checkpoint)
     data = loop.open_data(cfg, vla.cfg)
     ev = _with(cfg.eval, num_samples=n_samples, coc_samples=n_samples)
-    collate = Collate(VLAProcessor(vla.cfg, tok), cfg.use_coc, nav_dropout=0.0 if cfg.data.nav else 1.0)
+    collate = Collate(VLAProcessor(vla.cfg, tok), cfg.use_coc, nav_dropout=0.0 if cfg.data.nav else 1.0,
+                      with_prompt=True)
     batches = loop.val_batches_fn(data.val, collate, ev)
     if batches is None:
         return {}

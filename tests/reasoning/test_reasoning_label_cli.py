@@ -1,0 +1,89 @@
+"""`cordillera label DIR`: re-labelling a generated dataset reproduces the generator's CoC parquet."""
+
+import shutil
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from cordillera.cli import app
+from cordillera.data import layout as L
+from cordillera.data.generate import clip_uuid, generate
+from cordillera.data.reader import PaiReader
+from cordillera.reasoning.cli import label_dataset
+
+CLIPS = [("cut_in", 1000), ("construction_zone", 1000)]  # both label events within 10 s
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("label") / "ds"
+    rep = generate(CLIPS, None, out, workers=1, cameras=("camera_front_wide_120fov",), image_hw=(48, 80),
+                   duration_us=10_000_000, progress=False, backend="cv")  # labels do not depend on pixels
+    assert not rep["failed"], rep["failed"]
+    return out
+
+
+def _events(root):
+    r = PaiReader(root)
+    return {c: r.reasoning_events(c) for c in r.clips()}
+
+
+@pytest.mark.slow
+def test_label_cli_reproduces_the_generator_labels_and_is_idempotent(dataset, tmp_path):
+    root = tmp_path / "ds"
+    shutil.copytree(dataset, root)
+    path = root / L.REASONING
+    want_table = pq.read_table(path)
+    want = _events(root)
+    assert {clip_uuid(*c) for c in CLIPS} == set(want) and sum(map(len, want.values())) >= 3
+    path.unlink()
+    assert all(v == [] for v in _events(root).values())
+
+    res = CliRunner().invoke(app, ["label", str(root)])
+    assert res.exit_code == 0, res.output
+    assert "2 clips labelled" in res.output
+    assert _events(root) == want  # same t0s, same sentences (same rollout, same phrasing seed)
+    got_table = pq.read_table(path)
+    assert got_table.schema.equals(want_table.schema) and got_table.equals(want_table)
+
+    # a re-run skips labelled clips and leaves the file alone; --overwrite redoes them identically
+    mtime = path.stat().st_mtime_ns
+    rep = label_dataset(root, progress=False)
+    assert rep["labelled"] == [] and sorted(rep["skipped"]) == sorted(want) and path.stat().st_mtime_ns == mtime
+    rep = label_dataset(root, overwrite=True, progress=False)
+    assert sorted(rep["labelled"]) == sorted(want) and _events(root) == want
+    assert not list(path.parent.glob("*.tmp*"))  # atomic writes leave no temporaries
+
+
+@pytest.mark.slow
+def test_label_cli_reports_a_clip_it_cannot_label_and_labels_the_rest(dataset, tmp_path):
+    root = tmp_path / "ds"
+    shutil.copytree(dataset, root)
+    want = _events(root)
+    (root / L.REASONING).unlink()
+    bad, good = clip_uuid(*CLIPS[0]), clip_uuid(*CLIPS[1])
+    dc = pd.read_parquet(root / L.DATA_COLLECTION)
+    dc.loc[bad, "family"] = None  # e.g. a real PhysicalAI-AV clip: no scenario to re-drive
+    dc.to_parquet(root / L.DATA_COLLECTION)
+
+    res = CliRunner().invoke(app, ["label", str(root)])
+    assert res.exit_code == 1
+    err = [ln for ln in res.output.splitlines() if ln.startswith("error")]
+    assert len(err) == 1 and bad in err[0] and L.DATA_COLLECTION in err[0] and "family" in err[0]
+    assert _events(root) == {bad: [], good: want[good]}
+
+
+@pytest.mark.slow
+def test_label_names_the_missing_egomotion_file(dataset, tmp_path):
+    root = tmp_path / "ds"
+    shutil.copytree(dataset, root)
+    for z in (root / "labels" / L.EGOMOTION).glob("*.zip"):
+        z.unlink()
+    rep = label_dataset(root, overwrite=True, progress=False)
+    assert rep["labelled"] == [] and set(rep["failed"]) == {clip_uuid(*c) for c in CLIPS}
+    msg = rep["failed"][clip_uuid(*CLIPS[0])]
+    assert clip_uuid(*CLIPS[0]) in msg and "egomotion" in msg and "missing" in msg and "\n" not in msg
+    # a failed clip keeps the events it had
+    assert all(_events(root)[c] for c in rep["failed"])
