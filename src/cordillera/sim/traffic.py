@@ -238,31 +238,47 @@ class _LaneGeom:
         self.sn = [math.sin(v) for v in self.h]
         self.length = self.s[-1]
         self.width = float(lane.width_m)
-        # numpy arrays for batched projections (Lane.to_frenet recomputes them on every call)
-        self.a = np.ascontiguousarray(xy[:-1])
-        self.d = np.diff(xy, axis=0)
-        self.l2 = np.einsum("ij,ij->i", self.d, self.d)
-        self.inv_l2 = 1.0 / self.l2
+        # numpy arrays for batched projections (Lane.to_frenet recomputes them on every call),
+        # each coordinate contiguous so that a projection is a handful of whole-array ufuncs
+        self.ax = np.ascontiguousarray(xy[:-1, 0])
+        self.ay = np.ascontiguousarray(xy[:-1, 1])
+        d = np.diff(xy, axis=0)
+        self.dx = np.ascontiguousarray(d[:, 0])
+        self.dy = np.ascontiguousarray(d[:, 1])
+        self.inv_l2 = 1.0 / np.einsum("ij,ij->i", d, d)
         self.s0 = np.asarray(lane._s[:-1])
-        self.seg_len = np.sqrt(self.l2)
+        self.seg_len = np.sqrt(np.einsum("ij,ij->i", d, d))
         self.heading = np.asarray(lane._seg_heading)
-        n = len(self.a)
+        n = len(self.ax)
+        # the first and last segments extend the lane beyond its ends (u unbounded there)
         self.lo = np.where(np.arange(n) == 0, -np.inf, 0.0)
         self.hi = np.where(np.arange(n) == n - 1, np.inf, 1.0)
 
     def frenet(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(s, r, segment heading) of points (M, 2); same answer as ``Lane.to_frenet``."""
-        ax, ay, dx, dy = self.a[:, 0], self.a[:, 1], self.d[:, 0], self.d[:, 1]
-        rx = pts[:, 0:1] - ax  # (M, S)
-        ry = pts[:, 1:2] - ay
-        u = (rx * dx + ry * dy) * self.inv_l2
-        np.clip(u, self.lo, self.hi, out=u)
-        ex = rx - u * dx
-        ey = ry - u * dy
-        k = np.argmin(ex * ex + ey * ey, axis=1)
-        rows = np.arange(len(pts))
-        s = self.s0[k] + u[rows, k] * self.seg_len[k]
-        r = (dx[k] * ry[rows, k] - dy[k] * rx[rows, k]) / self.seg_len[k]
+        """(s, r, segment heading) of points (M, 2); same answer as ``Lane.to_frenet``.
+
+        All M × S point-segment pairs at once: u = clamp((p − a)·d / |d|²), nearest segment by
+        the squared distance to a + u d (first on ties), then s = s0 + u |d|, r = d × (p − a) / |d|."""
+        n_seg = len(self.ax)
+        rx = pts[:, 0:1] - self.ax  # (M, S)
+        ry = pts[:, 1:2] - self.ay
+        u = rx * self.dx
+        u += ry * self.dy
+        u *= self.inv_l2
+        np.maximum(u, self.lo, out=u)
+        np.minimum(u, self.hi, out=u)
+        ex = u * self.dx
+        np.subtract(rx, ex, out=ex)
+        ey = u * self.dy
+        np.subtract(ry, ey, out=ey)
+        ex *= ex
+        ey *= ey
+        ex += ey
+        k = ex.argmin(axis=1)
+        flat = np.arange(0, len(pts) * n_seg, n_seg) + k
+        dxk, dyk, seg_len = self.dx[k], self.dy[k], self.seg_len[k]
+        s = self.s0[k] + u.ravel()[flat] * seg_len
+        r = (dxk * ry.ravel()[flat] - dyk * rx.ravel()[flat]) / seg_len
         return s, r, self.heading[k]
 
     def seg(self, s: float) -> int:
@@ -440,7 +456,26 @@ class _Snapshot:
     length: np.ndarray
     width: np.ndarray
     scenario: Scenario
+    xy: np.ndarray | None = None  # (N, 2) box centres, the points every lane projection uses
     _lane_objects: dict = field(default_factory=dict)
+    _frenet: dict = field(default_factory=dict)
+    _row: dict = field(default_factory=dict)
+
+    def frenet(self, lane_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(s, r, segment heading) of every object on ``lane_id``; once per lane and step."""
+        out = self._frenet.get(lane_id)
+        if out is None:
+            out = self._frenet[lane_id] = _geom(self.scenario.map.lanes[lane_id]).frenet(self.xy)
+        return out
+
+    def s_on(self, lane_id: str, oid: str, xy: tuple[float, float]) -> float:
+        """Arc length of object ``oid`` (at ``xy``) on ``lane_id``, from the step's projections."""
+        if not self._row:
+            self._row.update((k, i) for i, k in enumerate(self.ids))
+        i = self._row.get(oid)
+        if i is None:
+            return float(lane_frenet(self.scenario.map.lanes[lane_id], xy)[0][0])
+        return float(self.frenet(lane_id)[0][i])
 
     def lane_objects(self, lane_id: str) -> tuple[list[float], list[tuple[float, float, float, str]]]:
         """Objects overlapping ``lane_id``'s corridor, sorted by arc length: (s list, [(s, half
@@ -448,14 +483,15 @@ class _Snapshot:
         out = self._lane_objects.get(lane_id)
         if out is None:
             lane = self.scenario.map.lanes[lane_id]
-            s, r, h = _geom(lane).frenet(np.stack([self.x, self.y], axis=-1))
+            s, r, h = self.frenet(lane_id)
             d = self.yaw - h
             cd, sd = np.abs(np.cos(d)), np.abs(np.sin(d))
             half_long = 0.5 * (self.length * cd + self.width * sd)
             half_lat = 0.5 * (self.length * sd + self.width * cd)
             v_along = np.maximum(np.cos(d) * self.speed, 0.0)
-            inside = np.flatnonzero(np.abs(r) < 0.5 * lane.width_m + half_lat - CORRIDOR_OVERLAP_M)
-            rows = sorted((float(s[i]), float(half_long[i]), float(v_along[i]), self.ids[i]) for i in inside)
+            inside = np.flatnonzero(np.abs(r) < 0.5 * lane.width_m + half_lat - CORRIDOR_OVERLAP_M).tolist()
+            s_l, hl_l, v_l, ids = s.tolist(), half_long.tolist(), v_along.tolist(), self.ids
+            rows = sorted([(s_l[i], hl_l[i], v_l[i], ids[i]) for i in inside])
             out = self._lane_objects[lane_id] = ([row[0] for row in rows], rows)
         return out
 
@@ -474,7 +510,7 @@ def _snapshot(scenario: Scenario, states: dict[str, AgentState], ego: AgentState
     rows.append((ego.x_m + e.rear_axle_to_center_m * c, ego.y_m + e.rear_axle_to_center_m * s, ego.yaw_rad,
                  ego.speed_mps, e.length_m, e.width_m))
     arr = np.array(rows, dtype=np.float64).reshape(-1, 6)
-    return _Snapshot(ids, *(arr[:, i].copy() for i in range(6)), scenario=scenario)
+    return _Snapshot(ids, *(arr[:, i].copy() for i in range(6)), scenario=scenario, xy=arr[:, :2].copy())
 
 
 def _path_lanes(scenario: Scenario, lane_id: str, s_m: float, route: tuple[str, ...]) -> list[tuple[str, float]]:
@@ -623,7 +659,7 @@ def _mobil_target(scenario, spec, b: IdmBehavior, at: ActorTraffic, st: AgentSta
                               ("right", lane.right_neighbor, lane.right_marking)):
         if nb is None or marking not in CROSSABLE_MARKINGS:
             continue
-        s_nb = float(lane_frenet(scenario.map.lanes[nb], (st.x_m, st.y_m))[0][0])
+        s_nb = snap.s_on(nb, spec.id, (st.x_m, st.y_m))
         new_path = _path_lanes(scenario, nb, s_nb, b.route_lane_ids)
         # self is excluded; so is the ego when not yielding (it is not simulated by MOBIL then)
         new_lead = _find_lead(snap, new_path, s_nb, exclude)
