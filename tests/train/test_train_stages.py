@@ -208,3 +208,41 @@ def test_stage1_build_freezes_expert():
     assert all(p.requires_grad for p in vla.model.vlm.parameters())
     for mod in (vla.model.expert, vla.model.action_in_proj, vla.model.action_out_proj):
         assert not any(p.requires_grad for p in mod.parameters())
+
+
+def test_validation_samples_from_the_prompt_not_the_teacher_forced_target(tok):
+    """Regression: validation used to sample after the training row (prompt + label CoC + 128
+    trajectory tokens), so CoC accuracy and minADE measured a continuation of the answer."""
+    from types import SimpleNamespace
+
+    from cordillera.train.data import PROMPT_BATCH, Collate
+
+    samples = make_samples(2)
+    proc = _proc(tok, True)
+    batch = Collate(proc, use_coc=True, with_prompt=True)(samples)
+    prompt = batch[PROMPT_BATCH]
+    cfg = tiny_config(True)
+    t0 = cfg.traj_token_start_id
+    for b in range(2):
+        ids = prompt["input_ids"][b][prompt["attention_mask"][b].bool()].tolist()
+        text = tok.decode(ids)
+        assert text.endswith("<|cot_start|>") and samples[b]["cot"] not in text
+        assert not any(t0 <= i < t0 + cfg.tokenizer.future_num_bins for i in ids)
+        # the training row starts with exactly this prompt
+        full = batch["input_ids"][b][batch["attention_mask"][b].bool()].tolist()
+        assert full[: len(ids)] == ids and len(full) > len(ids)
+    assert PROMPT_BATCH not in Collate(proc, use_coc=True)(samples)  # training batches stay lean
+
+    vla = _vla().eval()
+    seen = []
+    real = vla.sample_trajectories
+
+    def spy(b, **kw):
+        seen.append(b["input_ids"])
+        return real(b, **kw)
+
+    vla.sample_trajectories = spy
+    ev = SimpleNamespace(k=1, temperature=0.6, top_p=0.98, flow_steps=1, max_new_tokens=4, coc_samples=2)
+    logs = loop.evaluate(vla, [batch], "stage2", None, ev, True, tok)
+    assert len(seen) == 1 and torch.equal(seen[0], prompt["input_ids"])
+    assert "val/min_ade" in logs and "val/coc_decision_acc" in logs

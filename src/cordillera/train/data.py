@@ -21,10 +21,11 @@ from torch.utils.data import Dataset, Subset
 from cordillera.data import keys as K
 
 __all__ = ["scenario_key", "split_by_scenario", "open_splits", "ego_window", "fit_action_stats", "Collate",
-           "SampleCache", "COT_TEXT", "nav_text_at"]  # fmt: skip
+           "SampleCache", "COT_TEXT", "PROMPT_BATCH", "nav_text_at"]  # fmt: skip
 
 COT_TEXT = "cot_text"  # batch key: the label CoC strings (list[str]) next to the processor tensors
 CLIP_IDS = "clip_ids"
+PROMPT_BATCH = "prompt_batch"  # batch key: the same rows as a prompt-only processor batch (for sampling)
 
 
 def scenario_key(meta: dict, clip_id: str) -> tuple:
@@ -144,10 +145,13 @@ class Collate:
     """Dataset samples → one processor batch (+ `cot_text` labels). With `use_coc=False` the CoC
     is dropped (trajectory-only ablation)."""
 
-    def __init__(self, processor, use_coc: bool = True, nav_dropout: float = 0.0):
+    def __init__(self, processor, use_coc: bool = True, nav_dropout: float = 0.0, with_prompt: bool = False):
         self.processor = processor
         self.use_coc = use_coc
         self.nav_dropout = float(nav_dropout)
+        # Validation batches also carry the rows without their targets: sampling must start from the
+        # prompt (ending with <|cot_start|>), never continue a teacher-forced CoC + trajectory tokens.
+        self.with_prompt = bool(with_prompt)
 
     def _nav(self, s: dict) -> str | None:
         # Dropped for a fixed, hashed subset of samples: the model also learns the route-free
@@ -173,6 +177,9 @@ class Collate:
                 "nav_text": self._nav(s),
             })  # fmt: skip
         batch = self.processor(items)
+        if self.with_prompt:
+            drop = (K.EGO_FUTURE_XYZ, K.EGO_FUTURE_ROT, K.COT_KEY)
+            batch[PROMPT_BATCH] = self.processor([{k: v for k, v in it.items() if k not in drop} for it in items])
         batch[COT_TEXT] = [s.get(K.COT_KEY) or "" for s in samples]
         batch[CLIP_IDS] = [s.get(K.CLIP_ID_KEY) for s in samples]
         return batch

@@ -553,6 +553,7 @@ def evaluate(model, batches: Iterable[dict], stage: str, loss_fn: Callable | Non
     from cordillera.metrics.openloop import min_ade
     from cordillera.model.processor import EGO_FUTURE_XYZ
     from cordillera.reasoning.consistency import reasoning_quality
+    from cordillera.train.data import PROMPT_BATCH
 
     was_training = model.training
     model.eval()
@@ -577,7 +578,7 @@ def evaluate(model, batches: Iterable[dict], stage: str, loss_fn: Callable | Non
         # a CoC model's trajectories are always sampled after its own CoC (no empty-CoC shortcut)
         want_coc = use_coc and (want_traj or n_coc < ev.coc_samples)
         if want_traj or want_coc:
-            out = model.sample_trajectories(batch, num_samples=ev.k if want_traj else 1, temperature=ev.temperature,
+            out = model.sample_trajectories(batch.get(PROMPT_BATCH, batch), num_samples=ev.k if want_traj else 1, temperature=ev.temperature,
                                             top_p=ev.top_p, flow_steps=ev.flow_steps if want_traj else 1,
                                             fast=not want_coc, max_new_tokens=ev.max_new_tokens, generator=g)  # fmt: skip
             if want_traj:
@@ -830,7 +831,9 @@ def run_stage(cfg, vla, data: RunData, loss_fn: Callable, freeze_eval: Callable 
     from cordillera.train.data import Collate
 
     tokenizer = tokenizer or load_tokenizer(vla.cfg)
-    collate = Collate(VLAProcessor(vla.cfg, tokenizer), use_coc=cfg.use_coc,
-                      nav_dropout=cfg.data.nav_dropout if cfg.data.nav else 1.0)
-    return fit(cfg, vla, tokenizer, data.train, collate, loss_fn, val_batches_fn(data.val, collate, cfg.eval),
+    processor = VLAProcessor(vla.cfg, tokenizer)
+    nav_dropout = cfg.data.nav_dropout if cfg.data.nav else 1.0
+    collate = Collate(processor, use_coc=cfg.use_coc, nav_dropout=nav_dropout)
+    val_collate = Collate(processor, use_coc=cfg.use_coc, nav_dropout=nav_dropout, with_prompt=True)
+    return fit(cfg, vla, tokenizer, data.train, collate, loss_fn, val_batches_fn(data.val, val_collate, cfg.eval),
                freeze_eval=freeze_eval, stop_after=stop_after, desc=desc)  # fmt: skip
