@@ -120,6 +120,42 @@ def _crop_layers(cache: DynamicCache, n_layers: int, n_tokens: int) -> None:
         layer.crop(-n_tokens)
 
 
+def _run_layers(text_model: Qwen3VLTextModel, h: torch.Tensor, cos_sin, mask: torch.Tensor | None, cache) -> torch.Tensor:
+    """The HF decoder layers + final norm of `text_model`, with rotary cos/sin and the 4-D mask given.
+
+    What `Qwen3VLTextModel.forward` does minus its per-call bookkeeping (mask building, rotary,
+    output capturing): the inference hot loops precompute those once per plan.
+    """
+    for layer in text_model.layers:
+        h = layer(h, position_embeddings=cos_sin, attention_mask=mask, past_key_values=cache)
+    return text_model.norm(h)
+
+
+class PrefixKV:
+    """Read-only stand-in for the backbone cache in the expert's attention.
+
+    Layer i's `update(k, v, i)` returns [prefix K/V ; action K/V] and stores nothing, so the
+    backbone cache needs no append + `crop(-64)` per flow step and stays untouched by construction.
+    """
+
+    def __init__(self, cache: DynamicCache, n_layers: int):
+        self.keys = [layer.keys for layer in cache.layers[:n_layers]]
+        self.values = [layer.values for layer in cache.layers[:n_layers]]
+
+    def update(self, key_states, value_states, layer_idx: int, *args, **kwargs):
+        return (torch.cat([self.keys[layer_idx], key_states], dim=2),
+                torch.cat([self.values[layer_idx], value_states], dim=2))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ExpertContext:
+    """Everything an expert call needs that does not depend on x_t or t (built once per plan)."""
+
+    prefix: PrefixKV
+    cos_sin: tuple[torch.Tensor, torch.Tensor]  # rotary of the T action positions, each (B, T, head_dim)
+    mask: torch.Tensor  # (B, 1, T, C + T) additive float mask in the expert's dtype
+
+
 @dataclass
 class TrajectorySamples:
     """Output of `CordilleraVLA.sample_trajectories` (all tensors on CPU)."""
@@ -201,6 +237,21 @@ class VLAModel(nn.Module):
         finally:
             _crop_layers(cache, self.cfg.expert.num_hidden_layers, T)
         return self.action_out_proj(out[:, -T:]).float()  # (B, T, 2)
+
+    def expert_context(self, cache: DynamicCache, positions: torch.Tensor, mask: torch.Tensor) -> ExpertContext:
+        """Precompute the flow-time-independent parts of `expert_velocity` (prefix K/V, rotary, mask)."""
+        B, T = positions.shape
+        dtype = self.action_out_proj.weight.dtype
+        probe = self.action_out_proj.weight[:1]  # rotary_emb only reads x's dtype and device
+        cos_sin = self.expert.rotary_emb(probe, positions[None].expand(3, B, T))
+        return ExpertContext(PrefixKV(cache, self.cfg.expert.num_hidden_layers), cos_sin, mask.to(dtype))
+
+    def expert_velocity_fast(self, x_t: torch.Tensor, t: torch.Tensor, ctx: ExpertContext) -> torch.Tensor:
+        """`expert_velocity` with the per-plan work hoisted into `ctx`; same result (tests assert it)."""
+        B = x_t.shape[0]
+        t = t.expand(B) if t.ndim == 0 else t
+        h = _run_layers(self.expert, self.action_in_proj(x_t, t), ctx.cos_sin, ctx.mask, ctx.prefix)
+        return self.action_out_proj(h).float()  # (B, T, 2)
 
     # ---- losses ----
     def stage1_losses(self, input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids, labels):
@@ -327,24 +378,63 @@ class CordilleraVLA(nn.Module):
         h, _ = self.model.backbone(tokens, mask.long(), pos, None, None, past_key_values=cache)
         return self.model.vlm.lm_head(h[:, -1]).float(), mask
 
+    def _token_stepper(self, cache, next_pos: torch.Tensor, mask: torch.Tensor, max_new_tokens: int):
+        """`step(tok (B,), s) → logits (B, V)` feeding one token per call at text position next_pos + s.
+
+        Rotary cos/sin of all `max_new_tokens` positions and the additive padding mask are built
+        once here; each step runs only the embedding, the HF decoder layers, norm and lm_head.
+        Same result as `_step` (a single query needs no causal mask; no padding → no mask at all).
+        """
+        lm = self.model.vlm.model.language_model
+        B, C = mask.shape
+        pos = (next_pos[:, None] + torch.arange(max_new_tokens, device=mask.device))[None].expand(3, B, -1)
+        cos, sin = lm.rotary_emb(lm.embed_tokens.weight[:1], pos)  # (B, n, head_dim) each
+        add = None
+        if not bool(mask.all()):
+            keep = torch.cat([mask, mask.new_ones(B, max_new_tokens)], dim=1)
+            add = torch.zeros(B, 1, 1, C + max_new_tokens, dtype=cos.dtype, device=mask.device)
+            add.masked_fill_(~keep[:, None, None, :], torch.finfo(cos.dtype).min)
+
+        def step(tok: torch.Tensor, s: int) -> torch.Tensor:
+            m4 = None if add is None else add[..., : C + s + 1]
+            h = _run_layers(lm, lm.embed_tokens(tok[:, None]), (cos[:, s:s + 1], sin[:, s:s + 1]), m4, cache)
+            return self.model.vlm.lm_head(h[:, -1]).float()
+
+        return step
+
     def _decode(self, logits, cache, next_pos, mask, stop_id, max_new_tokens, temperature, top_p, generator,
                 min_new_tokens=0, banned: torch.Tensor | None = None, end_ids=(),
-                logits_processor: Callable | None = None):  # fmt: skip
+                logits_processor: Callable | None = None, optimized: bool = True):  # fmt: skip
         """Sample until every row emitted `stop_id`; feed that token too, so its K/V is cached.
 
         Rows still running at `max_new_tokens` are forced to emit `stop_id` (spec §5.2 falls back
-        to the last position instead). Returns (generated ids (B, n), stop column (B,), stop
-        position (B,), mask, next_pos).
+        to the last position instead). `optimized=False` feeds each token through the full HF
+        model call (`_step`, the reference path). Returns (generated ids (B, n), stop column (B,),
+        stop position (B,), mask, next_pos).
         """
         B = logits.shape[0]
         pad = self.ids["<|endoftext|>"]
         done = torch.zeros(B, dtype=torch.bool, device=logits.device)
         stop_col = torch.zeros(B, dtype=torch.long, device=logits.device)
         stop_pos = torch.zeros(B, dtype=torch.long, device=logits.device)
+        bias = None  # additive −inf on the banned ids, built once instead of an index_put per token
+        if banned is not None:
+            bias = torch.zeros(logits.shape[-1], dtype=logits.dtype, device=logits.device)
+            bias[banned] = float("-inf")
+        if optimized:
+            step_fn = self._token_stepper(cache, next_pos, mask, max_new_tokens)
+        else:
+            state = {"mask": mask}
+
+            def step_fn(tok, s):
+                out_logits, state["mask"] = self._step(tok[:, None], cache, next_pos + s, state["mask"])
+                return out_logits
+
+        C = mask.shape[1]
         out = []
         for step in range(max_new_tokens):
-            if banned is not None:
-                logits[:, banned] = float("-inf")
+            if bias is not None:
+                logits = logits + bias
             if step < min_new_tokens:
                 logits[:, [stop_id, *end_ids]] = float("-inf")
             if logits_processor is not None:
@@ -354,15 +444,16 @@ class CordilleraVLA(nn.Module):
                 tok = torch.full_like(tok, stop_id)
             tok = torch.where(done, torch.full_like(tok, pad), tok)
             newly = (tok == stop_id) & ~done
-            stop_col[newly] = mask.shape[1]
-            stop_pos[newly] = next_pos[newly]
+            stop_col[newly] = C + step
+            stop_pos[newly] = next_pos[newly] + step
             done |= newly
             out.append(tok)
-            logits, mask = self._step(tok[:, None], cache, next_pos, mask)
-            next_pos = next_pos + 1
+            logits = step_fn(tok, step)
             if done.all():
                 break
-        return torch.stack(out, dim=1), stop_col, stop_pos, mask, next_pos
+        n = len(out)
+        mask = torch.cat([mask, mask.new_ones(B, n)], dim=1)
+        return torch.stack(out, dim=1), stop_col, stop_pos, mask, next_pos + n
 
     @staticmethod
     def _expand(x: torch.Tensor, K: int) -> torch.Tensor:
@@ -385,6 +476,7 @@ class CordilleraVLA(nn.Module):
         noise_temperature: float | None = None,
         generator: torch.Generator | None = None,
         logits_processor: Callable | None = None,
+        optimized: bool = True,
     ) -> TrajectorySamples:
         """K trajectories per batch row: CoC decode (or the fast path) then the expert's Euler steps.
 
@@ -400,6 +492,9 @@ class CordilleraVLA(nn.Module):
           a second cache is built from the prompt without the route span (image features reused)
           with the same generated tokens replayed, and v = (1 − w) v_uncond + w v_cond (spec §4.2).
         - `noise` (B, K, T, 2) fixes x0; otherwise it is drawn from `generator`.
+        - `optimized=False` runs the reference implementation (one full HF model call per CoC
+          token, the expert appending to and cropping the cache every flow step); the default
+          path precomputes rotary/mask/prefix K/V once and must give the same numbers.
         """
         from cordillera.action.unicycle import action_to_traj
 
@@ -436,7 +531,8 @@ class CordilleraVLA(nn.Module):
             gen, stop_col, stop_pos, mask, next_pos = self._decode(
                 logits, cache, next_pos, mask, m.tfs_id, max_new, temperature, top_p, generator,
                 min_new_tokens=min_new_tokens, banned=banned,
-                end_ids=(self.ids["<|cot_end|>"], self.ids["<|im_end|>"]), logits_processor=logits_processor)  # fmt: skip
+                end_ids=(self.ids["<|cot_end|>"], self.ids["<|im_end|>"]), logits_processor=logits_processor,
+                optimized=optimized)  # fmt: skip
         timings["decode_ms"] = (time.perf_counter() - tic) * 1e3
 
         # ---- expert ----
@@ -465,11 +561,20 @@ class CordilleraVLA(nn.Module):
             upos = (unext + (stop_col - prompt_len))[:, None] + 1 + torch.arange(T)
             uncond = (ucache, upos, m.expert_mask(uprefix))
 
-        def velocity(x, t):
-            v = m.expert_velocity(x, t, cache, positions, emask)
-            if uncond is not None:
-                v = fm.guided_velocity(m.expert_velocity(x, t, *uncond), v, guidance)
-            return v
+        if optimized:
+            ctx = m.expert_context(cache, positions, emask)
+            uctx = None if uncond is None else m.expert_context(*uncond)
+
+            def velocity(x, t):
+                v = m.expert_velocity_fast(x, t, ctx)
+                return v if uctx is None else fm.guided_velocity(m.expert_velocity_fast(x, t, uctx), v, guidance)
+        else:
+
+            def velocity(x, t):
+                v = m.expert_velocity(x, t, cache, positions, emask)
+                if uncond is not None:
+                    v = fm.guided_velocity(m.expert_velocity(x, t, *uncond), v, guidance)
+                return v
 
         actions = fm.euler_integrate(velocity, x0, steps)  # (B·K, T, 2)
         len_after = cache.get_seq_length()

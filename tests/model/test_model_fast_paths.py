@@ -1,0 +1,66 @@
+"""The optimized inference paths give the numbers of the reference paths (issue #7 latency work).
+
+`optimized=True` (default) decodes by calling the HF decoder layers with rotary/mask precomputed
+once per plan and runs the expert over a read-only prefix K/V view; `optimized=False` is the
+earlier implementation (full HF model call per token, expert appending to + cropping the cache).
+"""
+
+import torch
+
+from cordillera.model.modeling import PrefixKV
+
+
+def _run(model, batch, optimized, **kw):
+    g = torch.Generator().manual_seed(123)
+    return model.sample_trajectories(batch, generator=g, optimized=optimized, flow_steps=4, **kw)
+
+
+def _assert_same(a, b):
+    assert torch.equal(a.coc_token_ids, b.coc_token_ids)
+    torch.testing.assert_close(b.actions, a.actions, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(b.xyz, a.xyz, rtol=1e-5, atol=1e-4)
+    assert a.cache_len == b.cache_len
+
+
+def test_optimized_decode_and_expert_equal_reference_on_padded_batch(nano_model, nano_processor, sample_factory):
+    # rows with 4 and 1 cameras → different prompt lengths → left padding exercises the masks
+    batch = nano_processor([sample_factory(0, future=False), sample_factory(1, future=False, cams=(0,))])
+    assert not batch["attention_mask"].bool().all()
+    ref = _run(nano_model, batch, False, num_samples=2, max_new_tokens=12, min_new_tokens=3)
+    opt = _run(nano_model, batch, True, num_samples=2, max_new_tokens=12, min_new_tokens=3)
+    _assert_same(ref, opt)
+    assert opt.coc_token_ids.shape[-1] > 3  # tokens were really sampled (temperature 0.6)
+
+
+def test_optimized_fast_path_and_guidance_equal_reference(nano_model, nano_processor, sample_factory):
+    batch = nano_processor(sample_factory(2, future=False, nav="Turn left in 30m"))
+    for kw in (dict(fast=True, num_samples=3), dict(guidance=2.0, num_samples=2, max_new_tokens=6)):
+        _assert_same(_run(nano_model, batch, False, **kw), _run(nano_model, batch, True, **kw))
+
+
+def test_expert_velocity_fast_equals_cache_path_and_leaves_cache_alone(nano_model, nano_processor, sample_factory):
+    m = nano_model.model
+    batch = nano_processor([sample_factory(0, future=False), sample_factory(3, future=False, cams=(1, 2))])
+    _, cache, next_pos, mask, _ = nano_model._prefill(batch)
+    keys = [layer.keys for layer in cache.layers]
+    pos = next_pos[:, None] + torch.arange(64)
+    emask = m.expert_mask(mask)
+    x = torch.randn(2, 64, 2, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([0.2, 0.7])
+    with torch.no_grad():
+        ctx = m.expert_context(cache, pos, emask)
+        fast = m.expert_velocity_fast(x, t, ctx)
+        assert all(a is layer.keys for a, layer in zip(keys, cache.layers))  # not even re-assigned
+        ref = m.expert_velocity(x, t, cache, pos, emask)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_prefix_kv_update_concatenates_without_storing():
+    cache = type("C", (), {})()
+    layer = type("L", (), {"keys": torch.zeros(1, 2, 5, 4), "values": torch.ones(1, 2, 5, 4)})()
+    cache.layers = [layer]
+    p = PrefixKV(cache, 1)
+    k, v = p.update(torch.full((1, 2, 3, 4), 7.0), torch.full((1, 2, 3, 4), 9.0), 0)
+    assert k.shape == (1, 2, 8, 4) and v.shape == (1, 2, 8, 4)
+    assert torch.equal(k[:, :, 5:], torch.full((1, 2, 3, 4), 7.0)) and torch.equal(v[:, :, :5], layer.values)
+    assert p.keys[0].shape[2] == 5  # a second update starts from the prefix again
