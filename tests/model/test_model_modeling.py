@@ -18,17 +18,36 @@ def test_nano_parameter_count(nano_model):
 
 
 def test_alpamayo_10b_parameter_counts_on_meta():
+    """Which parameters each published number counts (spec §1.3), group by group.
+
+    - backbone 8.2B (model card) = the Qwen3-VL-8B *language* part: `vlm.model.language_model`
+      (embed_tokens 155697×4096 + 36 layers + norm) + the untied `vlm.lm_head` (155697×4096).
+      Qwen3-VL-8B is ~8.77B with its vision tower; minus the 0.58B tower that is ~8.2B.
+    - expert 2.3B (model card) = `expert` (36 layers + norm, no embeddings).
+    - "10B" nominal / 10.5B = backbone + expert only; it leaves out the vision tower
+      `vlm.model.visual` (0.58B) and `action_in_proj` + `action_out_proj` (5.3M).
+    - "HF shows 11B" (22 GB in bf16) = every tensor of the checkpoint, vision tower included.
+    """
     with torch.device("meta"):
         m = VLAModel(PRESETS["alpamayo-10b"])
-    vision = _n_params(m.vlm.model.visual)
-    llm = _n_params(m.vlm) - vision  # language model + embeddings + lm_head
+    vlm = m.vlm
+    assert vlm.lm_head.weight is not vlm.model.language_model.embed_tokens.weight  # untied (spec §1.3)
+    groups = {
+        "language_model": _n_params(vlm.model.language_model),
+        "lm_head": _n_params(vlm.lm_head),
+        "vision": _n_params(vlm.model.visual),
+        "expert": _n_params(m.expert),
+        "action_projections": _n_params(m.action_in_proj) + _n_params(m.action_out_proj),
+    }
     total = _n_params(m)
-    assert abs(llm / 8.2e9 - 1) < 0.02, llm  # spec §1.3 backbone 8.2B
-    assert abs(_n_params(m.expert) / 2.3e9 - 1) < 0.03  # spec §1.3 expert 2.3B
-    # spec §1.3 says "10B" nominal (8.2 + 2.3 = 10.5) and HF shows 11B; with the Qwen3-VL-8B
-    # vision tower (~0.58B) our total is ~11.07B, within 5% of 10.5B only if vision is left out.
-    assert abs((total - vision) / 10.5e9 - 1) < 0.05, total
-    assert abs(total / 11e9 - 1) < 0.02, total
+    assert sum(groups.values()) == total  # the groups cover every parameter exactly once
+    backbone = groups["language_model"] + groups["lm_head"]
+    assert abs(backbone / 8.2e9 - 1) < 0.02, backbone  # 8.221B
+    assert abs(groups["expert"] / 2.3e9 - 1) < 0.03, groups["expert"]  # 2.265B
+    assert abs((backbone + groups["expert"]) / 10.5e9 - 1) < 0.05  # 10.486B: the published 8.2 + 2.3
+    assert abs(groups["vision"] / 0.58e9 - 1) < 0.02, groups["vision"]  # 0.576B, not in the 10.5B
+    assert 5e6 < groups["action_projections"] < 6e6  # spec §1.3 "about 5M"
+    assert abs(total / 11e9 - 1) < 0.02, total  # 11.068B: the checkpoint total HF displays as 11B
 
 
 def _prefix_cache(model, batch):
