@@ -319,6 +319,80 @@ def _geom(lane: Lane) -> _LaneGeom:
     return g
 
 
+class _LaneBatch:
+    """Every lane of a map padded to one segment count, to project points on all lanes at once.
+
+    A lane with fewer segments repeats its last segment: the copies are at the same distance as
+    the original, and ``argmin`` takes the first, so each lane's answer is its own
+    ``_LaneGeom.frenet``, bit for bit."""
+
+    def __init__(self, geoms: dict[str, _LaneGeom], widths: dict[str, float]):
+        self.ids = list(geoms)
+        self.row = {lid: i for i, lid in enumerate(self.ids)}
+        n_seg = max(len(g.ax) for g in geoms.values())
+        self.n_seg = n_seg
+
+        def pad(name):
+            return np.stack([np.concatenate([a := getattr(g, name), np.repeat(a[-1:], n_seg - len(a))])
+                             for g in geoms.values()])
+
+        self.ax, self.ay, self.dx, self.dy = pad("ax"), pad("ay"), pad("dx"), pad("dy")
+        self.inv_l2, self.lo, self.hi = pad("inv_l2")[:, None, :], pad("lo")[:, None, :], pad("hi")[:, None, :]
+        self.s0, self.seg_len, self.heading = pad("s0").ravel(), pad("seg_len").ravel(), pad("heading").ravel()
+        self.half_width = 0.5 * np.array([widths[lid] for lid in self.ids])[:, None]
+
+    def frenet(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(s, r, segment heading), each (lanes, M), of points (M, 2): _LaneGeom.frenet per lane."""
+        n_lane, n_pts, n_seg = len(self.ids), len(pts), self.n_seg
+        rx = pts[None, :, 0:1] - self.ax[:, None, :]  # (L, M, S)
+        ry = pts[None, :, 1:2] - self.ay[:, None, :]
+        dx, dy = self.dx[:, None, :], self.dy[:, None, :]
+        u = rx * dx
+        u += ry * dy
+        u *= self.inv_l2
+        np.maximum(u, self.lo, out=u)
+        np.minimum(u, self.hi, out=u)
+        ex = u * dx
+        np.subtract(rx, ex, out=ex)
+        ey = u * dy
+        np.subtract(ry, ey, out=ey)
+        ex *= ex
+        ey *= ey
+        ex += ey
+        k = ex.argmin(axis=2)  # (L, M)
+        seg = (k + (np.arange(n_lane) * n_seg)[:, None]).ravel()  # into the (L, S) tables
+        flat = np.arange(0, n_lane * n_pts * n_seg, n_seg) + k.ravel()  # into the (L, M, S) arrays
+        dxk, dyk, seg_len = self.dx.ravel()[seg], self.dy.ravel()[seg], self.seg_len[seg]
+        s = self.s0[seg] + u.ravel()[flat] * seg_len
+        r = (dxk * ry.ravel()[flat] - dyk * rx.ravel()[flat]) / seg_len
+        shape = (n_lane, n_pts)
+        return s.reshape(shape), r.reshape(shape), self.heading[seg].reshape(shape)
+
+
+BATCH_MAX_ELEMENTS = 6000  # lanes × segments × objects up to which one projection serves all lanes
+
+
+def _lane_batch(scenario: Scenario) -> _LaneBatch:
+    b = _BATCH.get(scenario)
+    if b is None:
+        b = _BATCH[scenario] = _LaneBatch(_geoms_by_id(scenario),
+                                          {lid: lane.width_m for lid, lane in scenario.map.lanes.items()})
+    return b
+
+
+_BATCH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _corridor(s, r, h, half_lane_width, yaw, speed, length, width):
+    """(half length along the lane, speed along the lane, overlaps the lane corridor) of objects."""
+    d = yaw - h
+    cd, sd = np.abs(np.cos(d)), np.abs(np.sin(d))
+    half_long = 0.5 * (length * cd + width * sd)
+    half_lat = 0.5 * (length * sd + width * cd)
+    v_along = np.maximum(np.cos(d) * speed, 0.0)
+    return half_long, v_along, np.abs(r) < half_lane_width + half_lat - CORRIDOR_OVERLAP_M
+
+
 def _stop_points(scenario: Scenario) -> dict[str, list[tuple[float, str | None]]]:
     """lane id -> [(stop-line arc length, traffic light id or None for a stop sign)], sorted."""
     out = _STOPS.get(scenario)
@@ -460,12 +534,31 @@ class _Snapshot:
     _lane_objects: dict = field(default_factory=dict)
     _frenet: dict = field(default_factory=dict)
     _row: dict = field(default_factory=dict)
+    _batch: tuple | None = None  # (_LaneBatch, s, r, h, half_long, v_along, inside), each (lanes, N)
+
+    def _batched(self) -> tuple | None:
+        """All lanes projected and classified at once, when the map is small enough (else None)."""
+        if self._batch is None:
+            lb = _lane_batch(self.scenario)
+            if len(lb.ids) * lb.n_seg * len(self.ids) > BATCH_MAX_ELEMENTS:
+                self._batch = ()
+            else:
+                s, r, h = lb.frenet(self.xy)
+                self._batch = (lb, s, r, h, *_corridor(s, r, h, lb.half_width, self.yaw, self.speed, self.length,
+                                                       self.width))
+        return self._batch or None
 
     def frenet(self, lane_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(s, r, segment heading) of every object on ``lane_id``; once per lane and step."""
         out = self._frenet.get(lane_id)
         if out is None:
-            out = self._frenet[lane_id] = _geom(self.scenario.map.lanes[lane_id]).frenet(self.xy)
+            batch = self._batched()
+            if batch is not None:
+                i = batch[0].row[lane_id]
+                out = (batch[1][i], batch[2][i], batch[3][i])
+            else:
+                out = _geom(self.scenario.map.lanes[lane_id]).frenet(self.xy)
+            self._frenet[lane_id] = out
         return out
 
     def s_on(self, lane_id: str, oid: str, xy: tuple[float, float]) -> float:
@@ -482,16 +575,16 @@ class _Snapshot:
         length along the lane, speed along the lane, id)]). Computed once per lane and step."""
         out = self._lane_objects.get(lane_id)
         if out is None:
-            lane = self.scenario.map.lanes[lane_id]
-            s, r, h = self.frenet(lane_id)
-            d = self.yaw - h
-            cd, sd = np.abs(np.cos(d)), np.abs(np.sin(d))
-            half_long = 0.5 * (self.length * cd + self.width * sd)
-            half_lat = 0.5 * (self.length * sd + self.width * cd)
-            v_along = np.maximum(np.cos(d) * self.speed, 0.0)
-            inside = np.flatnonzero(np.abs(r) < 0.5 * lane.width_m + half_lat - CORRIDOR_OVERLAP_M).tolist()
+            batch = self._batched()
+            if batch is not None:
+                i = batch[0].row[lane_id]
+                s, half_long, v_along, inside = batch[1][i], batch[4][i], batch[5][i], batch[6][i]
+            else:
+                s, r, h = self.frenet(lane_id)
+                half_long, v_along, inside = _corridor(s, r, h, 0.5 * self.scenario.map.lanes[lane_id].width_m,
+                                                       self.yaw, self.speed, self.length, self.width)
             s_l, hl_l, v_l, ids = s.tolist(), half_long.tolist(), v_along.tolist(), self.ids
-            rows = sorted([(s_l[i], hl_l[i], v_l[i], ids[i]) for i in inside])
+            rows = sorted([(s_l[i], hl_l[i], v_l[i], ids[i]) for i in np.flatnonzero(inside).tolist()])
             out = self._lane_objects[lane_id] = ([row[0] for row in rows], rows)
         return out
 
