@@ -321,6 +321,8 @@ class RemotePolicy:
     remote policy (rollout ids, outputs); ``available_cameras`` are the ``AvailableCamera`` protos
     declared in the session's ``rollout_spec`` (from the renderer)."""
 
+    over_wire = True  # already float32 on the wire: SimConfig.wire_precision adds nothing
+
     def __init__(self, channels: Channels, name: str = "grpc", available_cameras=(), log: AslLog = _NO_LOG,
                  image_format: int = sensorsim_pb2.JPEG, timeout_s: float = RPC_TIMEOUT_S):
         self.name = name
@@ -388,12 +390,6 @@ class RemotePolicy:
 # ----------------------------------------------------------------------------------------------
 # Controller, physics, traffic
 # ----------------------------------------------------------------------------------------------
-def _kinematic_steering(speed_mps: float, yaw_rate_radps: float) -> float:
-    from cordillera.sim.dynamics import ALPASIM_VEHICLE
-
-    return math.atan(yaw_rate_radps / speed_mps * ALPASIM_VEHICLE.wheelbase_m) if speed_mps > 0.1 else 0.0
-
-
 class RemoteController:
     """``track`` / ``force_gt`` of :class:`~cordillera.sim.runtime.SimEndpoints` over ``VDCService``."""
 
@@ -433,7 +429,7 @@ class RemoteController:
         last = self._run(ego, plan.t_us, plan.xyz_rig, plan.yaw_rig, t_us, t_next_us, coerce=False)
         pose = convert.pose_from_proto(last.pose_local_to_rig)
         s12 = convert.dynamic_state_from_proto(last.dynamic_state)
-        return convert.agent_state_from_pose_dynamic(pose, s12, _kinematic_steering(float(s12[0]), float(s12[5])))
+        return convert.agent_state_from_pose_dynamic(pose, s12, convert.kinematic_steering(float(s12[0]), float(s12[5])))
 
     def force_gt(self, ego, ego_gt_next, t_us: int, t_next_us: int) -> None:
         """AlpaSim still runs the controller during force-GT (reference = GT, coerced state) and

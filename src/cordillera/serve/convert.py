@@ -23,6 +23,7 @@ wrong message type) raises ``ValueError`` naming what was wrong.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -57,6 +58,7 @@ __all__ = [
     "aabb_from_proto",
     "route_to_proto",
     "route_from_proto",
+    "kinematic_steering",
 ]
 
 _U64_MAX = 2**64 - 1
@@ -108,21 +110,26 @@ def t_us_from_proto(value) -> int:
 
 
 # -- vectors and quaternions --------------------------------------------------------------------
+def _check_finite3(c: list, allow_nan: bool, what: str) -> None:
+    # math.* on 3 python floats: ~10x cheaper than np.all(np.isfinite(...)) (called per pose per step)
+    if not (all(map(math.isfinite, c)) or (allow_nan and not any(map(math.isinf, c)))):
+        raise ValueError(f"{what}: components must be finite, got {c}")
+
+
 def vec3_to_proto(xyz, allow_nan: bool = False, what: str = "Vec3") -> common_pb2.Vec3:
     v = np.asarray(xyz, dtype=np.float64)
     if v.shape != (3,):
         raise ValueError(f"{what}: expected 3 components, got shape {v.shape}")
-    if not (np.all(np.isfinite(v)) or (allow_nan and not np.any(np.isinf(v)))):
-        raise ValueError(f"{what}: components must be finite, got {v.tolist()}")
-    return common_pb2.Vec3(x=v[0], y=v[1], z=v[2])
+    c = v.tolist()
+    _check_finite3(c, allow_nan, what)
+    return common_pb2.Vec3(x=c[0], y=c[1], z=c[2])
 
 
 def vec3_from_proto(msg: common_pb2.Vec3, allow_nan: bool = False, what: str = "Vec3") -> np.ndarray:
     _check_type(msg, common_pb2.Vec3, what)
-    v = np.array([msg.x, msg.y, msg.z], dtype=np.float64)
-    if not (np.all(np.isfinite(v)) or (allow_nan and not np.any(np.isinf(v)))):
-        raise ValueError(f"{what}: components must be finite, got {v.tolist()}")
-    return v
+    c = [msg.x, msg.y, msg.z]
+    _check_finite3(c, allow_nan, what)
+    return np.array(c, dtype=np.float64)
 
 
 def quat_xyzw_to_proto(q_xyzw, what: str = "Quat") -> common_pb2.Quat:
@@ -168,14 +175,40 @@ def pose_at_time_from_proto(msg: common_pb2.PoseAtTime) -> tuple[int, Pose]:
 
 # -- trajectories --------------------------------------------------------------------------------
 def _check_times(t_us: np.ndarray, what: str) -> None:
-    if t_us.size > 1 and np.any(np.diff(t_us.astype(object)) <= 0):
+    if t_us.size > 1 and np.any(t_us[1:] <= t_us[:-1]):  # compares, never subtracts (uint64 cannot wrap)
         raise ValueError(f"{what}: timestamps must be strictly increasing, got {t_us.tolist()}")
 
 
 def _as_t_us_array(t_us, what: str) -> np.ndarray:
-    t = [t_us_to_proto(x, what) for x in np.asarray(t_us).reshape(-1).tolist()]
+    a = np.asarray(t_us).reshape(-1)
+    if a.dtype.kind in "iu" and (a.dtype.kind == "u" or a.size == 0 or a.min() >= 0):
+        return a.astype(np.uint64)  # the common path: already non-negative integers
+    t = [t_us_to_proto(x, what) for x in a.tolist()]
     # uint64 keeps the full fixed64 range; object arrays are avoided on the common path.
     return np.array(t, dtype=np.uint64)
+
+
+def _wire_rows(*fields) -> tuple[np.dtype, dict[str, int]]:
+    """A numpy record of one length-delimited wire entry: ``fields`` are (name, byte value) for
+    tag/length bytes (``"u1"``) or (name, dtype) for values (``"<f4"``: float, ``"<u8"``: fixed64)."""
+    dt = np.dtype([(n, "u1" if isinstance(v, int) else v) for n, v in fields])
+    return dt, {n: v for n, v in fields if isinstance(v, int)}
+
+
+def _vec3_fields(prefix: str, field_number: int) -> list:
+    """A Vec3 as field ``field_number`` of its parent (17 bytes); values ``<prefix>x/y/z``."""
+    out = [(f"{prefix}tag", field_number << 3 | 2), (f"{prefix}len", 15)]
+    for i, n in enumerate("xyz"):
+        out += [(f"{prefix}{n}tag", (i + 1) << 3 | 5), (f"{prefix}{n}", "<f4")]
+    return out
+
+
+# Trajectory.poses[i] = PoseAtTime{1 pose: Pose{1 vec: Vec3, 2 quat: Quat{w, x, y, z}}, 2 timestamp_us fixed64}
+_TRAJ_ROW, _TRAJ_TAGS = _wire_rows(
+    ("tag", 1 << 3 | 2), ("len", 50), ("ptag", 1 << 3 | 2), ("plen", 39), *_vec3_fields("v", 1),
+    ("qtag", 2 << 3 | 2), ("qlen", 20), ("qwtag", 1 << 3 | 5), ("qw", "<f4"), ("qxtag", 2 << 3 | 5), ("qx", "<f4"),
+    ("qytag", 3 << 3 | 5), ("qy", "<f4"), ("qztag", 4 << 3 | 5), ("qz", "<f4"), ("ttag", 2 << 3 | 1), ("t", "<u8"))
+assert _TRAJ_ROW.itemsize == 52
 
 
 def trajectory_to_proto(t_us, translations, quats_xyzw) -> common_pb2.Trajectory:
@@ -200,11 +233,15 @@ def trajectory_to_proto(t_us, translations, quats_xyzw) -> common_pb2.Trajectory
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"trajectory pose {i}: quaternion must be finite and non-zero, got {q[i].tolist()}")
     q = q / n[:, None]
-    msg = common_pb2.Trajectory()
-    Vec3, Quat, P, PaT = common_pb2.Vec3, common_pb2.Quat, common_pb2.Pose, common_pb2.PoseAtTime
-    msg.poses.extend([PaT(pose=P(vec=Vec3(x=a, y=b, z=c), quat=Quat(w=qw, x=qx, y=qy, z=qz)), timestamp_us=ts)
-                      for ts, (a, b, c), (qx, qy, qz, qw) in zip(t.tolist(), xyz.tolist(), q.tolist())])
-    return msg
+    # Bulk: every pose is one fixed-size record of the wire format, filled by numpy and parsed by
+    # protobuf in C (≈ 20x faster than building 65 x 4 messages in Python, same message).
+    rec = np.zeros(len(t), _TRAJ_ROW)
+    for name, tag in _TRAJ_TAGS.items():
+        rec[name] = tag
+    rec["vx"], rec["vy"], rec["vz"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    rec["qw"], rec["qx"], rec["qy"], rec["qz"] = q[:, 3], q[:, 0], q[:, 1], q[:, 2]
+    rec["t"] = t
+    return common_pb2.Trajectory.FromString(rec.tobytes())
 
 
 def trajectory_from_proto(msg: common_pb2.Trajectory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -219,9 +256,9 @@ def trajectory_from_proto(msg: common_pb2.Trajectory) -> tuple[np.ndarray, np.nd
         i = int(np.argmax(ts))
         raise ValueError(f"Trajectory.poses[{i}].timestamp_us {ts[i]} does not fit int64")
     t = np.array(ts, dtype=np.int64).reshape(n)
-    xyz = np.array([(p.pose.vec.x, p.pose.vec.y, p.pose.vec.z) for p in msg.poses], dtype=np.float64).reshape(n, 3)
-    q = np.array([(p.pose.quat.x, p.pose.quat.y, p.pose.quat.z, p.pose.quat.w) for p in msg.poses],
-                 dtype=np.float64).reshape(n, 4)
+    poses = [p.pose for p in msg.poses]  # one attribute hop per list: half the time of p.pose.vec.x
+    xyz = np.array([(v.x, v.y, v.z) for v in [p.vec for p in poses]], dtype=np.float64).reshape(n, 3)
+    q = np.array([(u.x, u.y, u.z, u.w) for u in [p.quat for p in poses]], dtype=np.float64).reshape(n, 4)
     bad = ~np.all(np.isfinite(xyz), axis=1)
     if np.any(bad):
         i = int(np.flatnonzero(bad)[0])
@@ -271,6 +308,14 @@ def dynamic_state_from_proto(msg: common_pb2.DynamicState) -> np.ndarray:
     return s
 
 
+# RolloutEgoTrajectory.dynamic_states[i] (field 5) = DynamicState{1 angular_velocity, 2 linear_velocity,
+# 3 linear_acceleration, 4 angular_acceleration}, each a Vec3: the bulk record of dynamic_states_to_proto.
+_DYN_FIELD_NUMBERS = {"angular_velocity": 1, "linear_velocity": 2, "linear_acceleration": 3, "angular_acceleration": 4}
+_DYN_ROW, _DYN_TAGS = _wire_rows(("tag", 5 << 3 | 2), ("len", 68),
+                                 *[f for name, k in _DYN_FIELD_NUMBERS.items() for f in _vec3_fields(f"{name}.", k)])
+assert _DYN_ROW.itemsize == 70
+
+
 def dynamic_states_to_proto(states) -> list[common_pb2.DynamicState]:
     """(N, 12) -> N DynamicState messages (e.g. for ``RolloutEgoTrajectory.dynamic_states``)."""
     s = np.asarray(states, dtype=np.float64)
@@ -278,12 +323,36 @@ def dynamic_states_to_proto(states) -> list[common_pb2.DynamicState]:
         return []
     if s.ndim != 2 or s.shape[1] != 12:
         raise ValueError(f"dynamic states must be (N, 12), got {s.shape}")
-    return [dynamic_state_to_proto(row) for row in s]
+    bad = ~np.all(np.isfinite(s), axis=1)
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"dynamic state {i} must be 12 finite numbers [lin_vel, ang_vel, lin_acc, ang_acc], "
+                         f"got {s[i].tolist()}")
+    # Bulk, as trajectory_to_proto: the records of a RolloutEgoTrajectory's field 5, parsed in C.
+    from cordillera.serve.stubs import egodriver_pb2
+
+    rec = np.zeros(len(s), _DYN_ROW)
+    for name, tag in _DYN_TAGS.items():
+        rec[name] = tag
+    for name, sl in DYNAMIC_STATE_LAYOUT.items():
+        for j, c in enumerate("xyz"):
+            rec[f"{name}.{c}"] = s[:, sl.start + j]
+    return list(egodriver_pb2.RolloutEgoTrajectory.FromString(rec.tobytes()).dynamic_states)
 
 
 def dynamic_states_from_proto(msgs) -> np.ndarray:
-    rows = [dynamic_state_from_proto(m) for m in msgs]
-    return np.array(rows).reshape(-1, 12)
+    """N DynamicState messages -> (N, 12) ``[lin_vel, ang_vel, lin_acc, ang_acc]``; unset parts are zero."""
+    msgs = list(msgs)
+    if any(not isinstance(m, common_pb2.DynamicState) for m in msgs):
+        raise ValueError("dynamic_states_from_proto: every element must be a common.DynamicState")
+    s = np.zeros((len(msgs), 12))
+    for name, sl in DYNAMIC_STATE_LAYOUT.items():
+        s[:, sl] = np.array([(v.x, v.y, v.z) for v in [getattr(m, name) for m in msgs]], dtype=np.float64).reshape(-1, 3)
+    bad = ~np.all(np.isfinite(s), axis=1)
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"dynamic_states[{i}]: components must be finite, got {s[i].tolist()}")
+    return s
 
 
 def state_at_time_to_proto(t_us, pose: Pose, state12) -> common_pb2.StateAtTime:
@@ -320,17 +389,22 @@ def route_to_proto(t_us, waypoints_rig) -> egodriver_pb2.Route:
         w = w.reshape(0, 3)
     if w.ndim != 2 or w.shape[1] != 3:
         raise ValueError(f"route waypoints must be (N, 3), got {w.shape}")
-    return egodriver_pb2.Route(
-        waypoints=[vec3_to_proto(p, allow_nan=True, what=f"Route.waypoints[{i}]") for i, p in enumerate(w)],
-        timestamp_us=t_us_to_proto(t_us, "Route.timestamp_us"),
-    )
+    if np.any(np.isinf(w)):
+        i = int(np.flatnonzero(np.any(np.isinf(w), axis=1))[0])
+        raise ValueError(f"Route.waypoints[{i}]: components must be finite or NaN padding, got {w[i].tolist()}")
+    V = common_pb2.Vec3
+    return egodriver_pb2.Route(waypoints=[V(x=a, y=b, z=c) for a, b, c in w.tolist()],
+                               timestamp_us=t_us_to_proto(t_us, "Route.timestamp_us"))
 
 
 def route_from_proto(msg: egodriver_pb2.Route) -> tuple[int, np.ndarray]:
     """Route -> (t_us, waypoints (N, 3) rig frame, NaN padding kept)."""
     _check_type(msg, egodriver_pb2.Route, "route_from_proto")
-    w = [vec3_from_proto(p, allow_nan=True, what=f"Route.waypoints[{i}]") for i, p in enumerate(msg.waypoints)]
-    return t_us_from_proto(msg.timestamp_us), np.array(w, dtype=np.float64).reshape(-1, 3)
+    w = np.array([(p.x, p.y, p.z) for p in msg.waypoints], dtype=np.float64).reshape(-1, 3)
+    if np.any(np.isinf(w)):
+        i = int(np.flatnonzero(np.any(np.isinf(w), axis=1))[0])
+        raise ValueError(f"Route.waypoints[{i}]: components must be finite or NaN padding, got {w[i].tolist()}")
+    return t_us_from_proto(msg.timestamp_us), w
 
 
 # ================================================================================================
@@ -387,6 +461,14 @@ def agent_dynamic12(state) -> np.ndarray:
     s[5] = state.yaw_rate_radps
     s[6], s[7] = state.accel_mps2, state.speed_mps * state.yaw_rate_radps
     return s
+
+
+def kinematic_steering(speed_mps: float, yaw_rate_radps: float) -> float:
+    """Steering angle a kinematic bicycle needs for ``yaw_rate`` at ``speed`` (0 below 0.1 m/s).
+    Steering is not on the wire; both ends re-estimate it with this one function."""
+    from cordillera.sim.dynamics import ALPASIM_VEHICLE
+
+    return math.atan(yaw_rate_radps / speed_mps * ALPASIM_VEHICLE.wheelbase_m) if speed_mps > 0.1 else 0.0
 
 
 def agent_state_from_pose_dynamic(pose: Pose, state12, steering_rad: float = 0.0):

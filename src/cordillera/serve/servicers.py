@@ -581,12 +581,6 @@ def _wire_equal(a, pose: Pose, s12: np.ndarray) -> bool:
             and abs(dyaw) < _WIRE_ANG_TOL_RAD and bool(np.all(np.abs(d - s12) < _WIRE_RATE_TOL)))
 
 
-def _kinematic_steering(speed_mps: float, yaw_rate_radps: float) -> float:
-    from cordillera.sim.dynamics import ALPASIM_VEHICLE
-
-    return math.atan(yaw_rate_radps / speed_mps * ALPASIM_VEHICLE.wheelbase_m) if speed_mps > 0.1 else 0.0
-
-
 class VDCService(controller_pb2_grpc.VDCServiceServicer):
     """``controller.VDCService``: our tracking controller + AlpaSim bicycle (``sim.controller.track``).
 
@@ -646,7 +640,7 @@ class VDCService(controller_pb2_grpc.VDCServiceServicer):
                 ego, ctrl = s.state, s.ctrl
             else:
                 steer = (s.state.steering_rad if (s.state is not None and not s.coerced_last and not coerce)
-                         else _kinematic_steering(float(s12[0]), float(s12[5])))
+                         else convert.kinematic_steering(float(s12[0]), float(s12[5])))
                 ego = convert.agent_state_from_pose_dynamic(pose, s12, steer)
                 ctrl = s.ctrl if (s.ctrl is not None and not s.coerced_last and not coerce) else ControllerState()
             tr = plan_to_local(pt, pxyz, pyaw, ego)
