@@ -12,6 +12,8 @@
   any ``Policy``, sensorsim over the renderer, VDC controller, flat physics, IDM/log traffic).
 - :mod:`cordillera.serve.client` — the runtime as AlpaSim-style client: remote endpoints plugged
   into the one ``Simulator`` loop, ``rollout.asl`` logging, a ``run_fn`` for ``run_batch``.
+- :mod:`cordillera.serve.mirror` — ``SimConfig(wire_precision=True)``: in-process roles behind
+  the same float32 wire boundaries, bit-identical to a rollout over the services.
 - :mod:`cordillera.serve.launcher` — ``cordillera serve ...`` and ``sim run --services grpc``
   (services as subprocesses on free loopback ports).
 """

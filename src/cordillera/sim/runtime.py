@@ -112,6 +112,12 @@ class SimConfig:
     history_poses: int = 31  # ego poses (10 Hz) passed in Observation.ego_history
     policy_timeout_s: float = 30.0  # <= 0 disables the worker thread (no timeout)
     force_gt_duration_us: int | None = None  # None = scenario.force_gt_duration_us
+    # -- precision -------------------------------------------------------------------------------------
+    # True: in-process roles see poses/plans/ego states at AlpaSim's float32 wire precision, at the
+    # same boundaries as over gRPC (cordillera.serve.mirror) -> bit-identical to a gRPC rollout, but
+    # ~3x the CPU of a cheap policy's step. False (default): float64 throughout, the reference the
+    # golden rollouts pin; differs from gRPC by float32 rounding (≤ 1 cm over 20 s, booleans equal).
+    wire_precision: bool = False
 
     def __post_init__(self):
         if self.control_period_us <= 0 or self.physics_substep_us <= 0:
@@ -247,6 +253,10 @@ class Simulator:
                  endpoints: SimEndpoints | None = None):
         self.scenario = scenario
         self.endpoints = endpoints or _NO_ENDPOINTS
+        if config.wire_precision:
+            from cordillera.serve.mirror import wire_precision_roles
+
+            policy, self.endpoints = wire_precision_roles(policy, self.endpoints, config)
         self.policy = policy
         self.config = config
         self.renderer = renderer
