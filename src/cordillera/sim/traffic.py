@@ -608,15 +608,16 @@ def _snapshot(scenario: Scenario, states: dict[str, AgentState], ego: AgentState
 
 def _path_lanes(scenario: Scenario, lane_id: str, s_m: float, route: tuple[str, ...]) -> list[tuple[str, float]]:
     """[(lane id, offset of its start relative to the current lane's start)] up to LOOKAHEAD_M."""
+    geoms = _geoms_by_id(scenario)
+    off = geoms[lane_id].length
     out = [(lane_id, 0.0)]
-    off = scenario.map.lanes[lane_id].length_m
     cur = lane_id
     while off - s_m < LOOKAHEAD_M:
         nxt = _next_lane(scenario, cur, route)
         if nxt is None or any(nxt == l for l, _ in out):
             break
         out.append((nxt, off))
-        off += scenario.map.lanes[nxt].length_m
+        off += geoms[nxt].length
         cur = nxt
     return out
 
@@ -624,23 +625,25 @@ def _path_lanes(scenario: Scenario, lane_id: str, s_m: float, route: tuple[str, 
 def _find_lead(snap: _Snapshot, path, s_self: float, exclude: set[str]) -> LonState | None:
     """Nearest object ahead on the path, as a LonState in the current lane's arc length."""
     best, best_back = None, math.inf
+    geoms = _geoms_by_id(snap.scenario)
+    last = len(path) - 1
     for k, (lane_id, off) in enumerate(path):
         if off - s_self - 1.0 > min(best_back, LOOKAHEAD_M):
             break  # the rest of the path is farther than what we already found
-        length = snap.scenario.map.lanes[lane_id].length_m
         # the last lane of the path is extended straight ahead (where the lanes run out)
-        upper = math.inf if k == len(path) - 1 else length + 1.0
+        upper = math.inf if k == last else geoms[lane_id].length + 1.0
         lower = s_self - off if k == 0 else -1.0
         keys, rows = snap.lane_objects(lane_id)
-        for si, half_long, v_along, oid in rows[bisect.bisect_right(keys, lower):]:
+        for j in range(bisect.bisect_right(keys, lower), len(rows)):
+            si, half_long, v_along, oid = rows[j]
             if si > upper or off + si - s_self > LOOKAHEAD_M:
                 break
             if oid in exclude:
                 continue
             back = off + si - half_long
             if back < best_back:
-                best_back, best = back, LonState(off + si, v_along, 2.0 * half_long)
-    return best
+                best_back, best = back, (off + si, v_along, half_long)
+    return None if best is None else LonState(best[0], best[1], 2.0 * best[2])
 
 
 def _find_follower(snap: _Snapshot, lane_id: str, s_self: float, exclude: set[str]) -> LonState | None:
