@@ -322,6 +322,9 @@ class RemotePolicy:
     declared in the session's ``rollout_spec`` (from the renderer)."""
 
     over_wire = True  # already float32 on the wire: SimConfig.wire_precision adds nothing
+    # Every RPC carries a deadline, so plan() is bounded without the runtime's worker thread (whose
+    # hand-off costs a thread switch per step); the runtime checks the timeout when it returns.
+    runs_inline = True
 
     def __init__(self, channels: Channels, name: str = "grpc", available_cameras=(), log: AslLog = _NO_LOG,
                  image_format: int = sensorsim_pb2.JPEG, timeout_s: float = RPC_TIMEOUT_S):
