@@ -114,6 +114,7 @@ def evaluate(pairs, mismatch_per_label: int = 3, seed: int = 0, verbose: bool = 
                       f"yaw={np.rad2deg(r.details['yaw_end_rad']):.0f} | {cot}")
     caught = []
     caught_distinct = []
+    caught_same = []
     caught_by = Counter()
     total_by = Counter()
     n = len(pairs)
@@ -127,6 +128,8 @@ def evaluate(pairs, mismatch_per_label: int = 3, seed: int = 0, verbose: bool = 
             caught.append(not r.consistent)
             if motion_distinct(rec, pairs[j][2]):
                 caught_distinct.append(not r.consistent)
+            else:
+                caught_same.append(not r.consistent)
             key = f"{rec.longitudinal}/{rec.lateral} vs {pairs[j][2].longitudinal}/{pairs[j][2].lateral}"
             total_by[key] += 1
             caught_by[key] += int(not r.consistent)
@@ -138,6 +141,10 @@ def evaluate(pairs, mismatch_per_label: int = 3, seed: int = 0, verbose: bool = 
         "mismatched_inconsistent": float(np.mean(caught)) if caught else float("nan"),
         "mismatched_distinct_pairs": len(caught_distinct),
         "mismatched_distinct_inconsistent": float(np.mean(caught_distinct)) if caught_distinct else float("nan"),
+        "mismatched_same_pairs": len(caught_same),
+        "mismatched_same_inconsistent": float(np.mean(caught_same)) if caught_same else float("nan"),
+        # share of the uncaught mismatched pairs whose two decisions can honestly drive the same motion
+        "uncaught_same_motion": (len(caught_same) - sum(caught_same)) / max(len(caught) - sum(caught), 1),
         "decisions": Counter((p[2].longitudinal, p[2].lateral) for p in pairs),
         "worst_mismatch": sorted(((caught_by[k] / total_by[k], total_by[k], k) for k in total_by), key=lambda x: x[0])[:8],
     }
@@ -160,7 +167,7 @@ def main(argv=None) -> int:
         pairs = collect(a.suite, a.cache, a.limit, source=source)
         res = evaluate(pairs, a.mismatch_per_label, verbose=a.verbose and source == "plan")
         results[source] = res
-        what = "expert plan at t0" if source == "plan" else "driven future (GT)"
+        what = "expert plan with the label's decision" if source == "plan" else "driven future (GT) from t0"
         print(f"| {what} | expert (CoC, own trajectory) | {res['matched_pairs']} | {res['matched_consistent']:.1%} | "
               f"{1 - res['matched_consistent']:.1%} | ≥ 98 % consistent |")
         print(f"| {what} | mismatched (CoC, other clip's trajectory, different decision) | {res['mismatched_pairs']} | "
@@ -168,7 +175,13 @@ def main(argv=None) -> int:
         print(f"| {what} | … of which the decisions imply different motion | {res['mismatched_distinct_pairs']} | "
               f"{1 - res['mismatched_distinct_inconsistent']:.1%} | {res['mismatched_distinct_inconsistent']:.1%} | "
               "(diagnostic) |")
+        print(f"| {what} | … of which the decisions can imply the same motion | {res['mismatched_same_pairs']} | "
+              f"{1 - res['mismatched_same_inconsistent']:.1%} | {res['mismatched_same_inconsistent']:.1%} | "
+              "(diagnostic) |")
     print(f"({time.time() - t:.0f} s)")
+    for source, res in results.items():
+        print(f"[{source}] uncaught mismatched pairs whose decisions can imply the same motion: "
+              f"{res['uncaught_same_motion']:.1%}")
     for source, res in results.items():
         print(f"[{source}] decisions:", dict(res["decisions"]))
         print(f"[{source}] matched failures by decision:", res["matched_failures"])

@@ -60,12 +60,12 @@ def test_features_hand_values():
     # Stop: reaches < 0.5 m/s
     (CocRecord("Stop", "Keep Lane"), straight(10.0, -2.5), True),
     (CocRecord("Stop", "Keep Lane"), straight(10.0), False),
-    # Stop means rest: only slowing (14 -> 6.3 m/s) is not a stop; before a known line it may end
-    # creeping below 1.5 m/s short of the line
+    # Stop means rest: only slowing (14 -> 6.3 m/s) is not a stop; at a known line it may end
+    # creeping below 1.5 m/s just short of the line (both end ~40-46 m ahead, the line is at 42 m)
     (CocRecord("Stop", "Keep Lane"), straight(14.0, -1.2), False),
     (CocRecord("Stop", "Keep Lane", stop_line_distance_m=20.0), straight(10.0, -0.4), False),
-    (CocRecord("Stop", "Keep Lane", stop_line_distance_m=60.0), straight(12.0, -1.5, v_floor=2.5), False),
-    (CocRecord("Stop", "Keep Lane", stop_line_distance_m=60.0), straight(12.0, -1.8, v_floor=1.0), True),
+    (CocRecord("Stop", "Keep Lane", stop_line_distance_m=42.0), straight(12.0, -1.5, v_floor=2.5), False),
+    (CocRecord("Stop", "Keep Lane", stop_line_distance_m=42.0), straight(12.0, -1.8, v_floor=1.0), True),
     # Yield: slows or is slow
     (CocRecord("Yield", "Keep Lane"), straight(8.0, -0.5), True),
     (CocRecord("Yield", "Keep Lane"), straight(8.0, 0.3), False),
@@ -119,6 +119,87 @@ def test_per_decision_agreement(coc, traj, expected):
     assert r.consistent is expected, (coc.decisions, r.per_decision, r.details)
     assert 0.0 <= r.score <= 1.0
     assert (r.score >= 0.5) is expected or not expected  # a consistent pair never scores below 0.5
+
+
+# ----------------------------------------------------------------------------------------------
+# Critical-component distances: where the trajectory stops or passes against the CoC's distances
+# ----------------------------------------------------------------------------------------------
+def stop_at(v0, x_rest_m):
+    """Constant deceleration from v0 to rest exactly ``x_rest_m`` ahead (a = v0^2 / 2x)."""
+    return straight(v0, -v0**2 / (2 * x_rest_m))
+
+
+def obj(kind, relation, state, distance_m, speed_mps=0.0):
+    return CriticalObject(kind, relation, state, distance_m=distance_m, speed_mps=speed_mps, accel_mps2=0.0)
+
+
+def test_stop_at_rest_24m_fits_its_own_rest_position():
+    f = trajectory_features(*stop_at(10.0, 24.0))
+    assert f["x_rest_m"] == pytest.approx(24.0, abs=0.3) and f["v_min_mps"] < 0.5
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Stop at the stop line 25 m ahead since the light is red.", True),   # rests 1 m before the line
+    ("Stop at the stop line 24 m ahead since the light is red.", True),
+    ("Stop at the stop line 60 m ahead since the light is red.", False),  # rests 36 m short
+    ("Stop at the stop line 30 m ahead since the light is red.", False),  # 6 m short (> 3 m)
+    ("Stop at the stop line 20 m ahead since the light is red.", False),  # 4 m past the line (> 1 m)
+    ("Come to a stop 25 m before the stop line, the light is red.", True),
+    ("Stop since the light is red.", True),  # no stated distance: only "comes to rest" is checked
+])
+def test_stop_line_distance_in_the_text_is_checked(text, expected):
+    r = ok(text, stop_at(10.0, 24.0))
+    assert r.consistent is expected, (text, r.per_decision, r.details["x_rest_m"])
+
+
+@pytest.mark.parametrize("lead,expected", [
+    (obj("car", "lead", "stopped", 27.0), True),   # stops 3 m behind a stopped car
+    (obj("car", "lead", "stopped", 20.0), False),  # would stop inside it
+    (obj("car", "lead", "stopped", 45.0), False),  # stops 21 m short of the car it stops for (> 12 m)
+    (obj("car", "lead", "braking", 20.0, 8.0), True),   # a moving lead goes on: rest beyond it is fine
+    (obj("car", "lead", "moving", 40.0, 9.0), False),   # ... but not 16 m short of where it was (> 8 m)
+])
+def test_stop_rests_where_the_named_object_is(lead, expected):
+    r = ok(CocRecord("Stop", "Keep Lane", objects=(lead,)), stop_at(10.0, 24.0))
+    assert r.consistent is expected, (lead, r.per_decision)
+
+
+@pytest.mark.parametrize("coc,traj,expected", [
+    # rests 3 m before a crossing pedestrian 27 m ahead
+    (CocRecord("Yield", objects=(obj("pedestrian", "crossing", "crossing", 27.0),)), stop_at(10.0, 24.0), True),
+    # rests past a pedestrian 20 m ahead, or 26 m short of one 50 m ahead
+    (CocRecord("Yield", objects=(obj("pedestrian", "crossing", "crossing", 20.0),)), stop_at(10.0, 24.0), False),
+    (CocRecord("Yield", objects=(obj("pedestrian", "crossing", "crossing", 50.0),)), stop_at(10.0, 24.0), False),
+    # a crossing car: the conflict point is nearer than the car; waiting 21 m short of it is fine
+    (CocRecord("Yield", objects=(obj("car", "crossing", "crossing", 45.0, -10.0),)), stop_at(10.0, 24.0), True),
+    # Yield need not stop: slowing 10 -> 6.8 m/s short of a pedestrian 60 m ahead (ends at 54 m)
+    (CocRecord("Yield", objects=(obj("pedestrian", "crossing", "crossing", 60.0),)), straight(10.0, -0.5), True),
+    # ... but it slows before reaching the road user, not after passing it (12 m ahead: still 9.4 m/s there)
+    (CocRecord("Yield", objects=(obj("pedestrian", "crossing", "crossing", 12.0),)), straight(10.0, -0.5), False),
+])
+def test_yield_gives_way_before_the_road_user(coc, traj, expected):
+    r = ok(coc, traj)
+    assert r.consistent is expected, (coc.objects, r.per_decision)
+
+
+def test_gap_search_waits_behind_the_blocker_it_names():
+    debris = obj("debris", "blocking", "static", 30.0)
+    coc = CocRecord("Gap-search", "Nudge", "left", objects=(debris,))
+    assert ok(coc, stop_at(10.0, 22.0)).consistent  # waits 8 m behind it
+    assert ok(coc, straight(10.0, -0.6)).consistent is False  # 10 -> 6 m/s in lane: drives through it at 30 m
+    assert ok(coc, stop_at(10.0, 5.0)).consistent is False  # rests 25 m short of it
+    fut, hist = lateral(8.0, 1.6, t_start=0.5, dur=3.0)  # holds 8 m/s but is 1.6 m left when it passes 30 m
+    assert ok(coc, (fut, hist)).per_decision["longitudinal"] >= 0.5
+
+
+def test_keep_distance_does_not_speed_past_the_lead():
+    lead = obj("car", "lead", "moving", 30.0, 8.0)
+    coc = CocRecord("Keep Distance", "Keep Lane", objects=(lead,))
+    assert ok(coc, straight(8.0)).consistent  # follows at the lead's speed
+    assert ok(coc, straight(5.0, 1.2, v_cap=12.0)).consistent is False  # speeds up to 12 m/s behind an 8 m/s lead
+    # with a lane change the lead is left behind: speeding up is allowed
+    assert ok(CocRecord("Keep Distance", "Lane Change", "left", objects=(lead,)),
+              lateral(10.0, 3.5)).per_decision["longitudinal"] >= 0.5
 
 
 def test_lane_change_under_way_counts_the_history():

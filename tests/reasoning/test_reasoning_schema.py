@@ -170,3 +170,9 @@ def test_light_colour_survives_every_phrasing(colour):
         for seed in range(20):
             text = phrase(rec, seed)
             assert [s.colour for s in parse(text).signals] == [colour], text
+
+
+def test_parse_reads_a_stated_stop_line_distance():
+    assert parse("Stop at the stop line 25 m ahead since the light is red.").stop_line_distance_m == 25.0
+    assert parse("Come to a stop 12.5 meters before the stop line.").stop_line_distance_m == 12.5
+    assert parse("Stop at the stop line since the light is red.").stop_line_distance_m is None

@@ -4,11 +4,11 @@
 
 | decision      | agrees when (within the 6.4 s horizon, rig frame at t0)                                 |
 |---------------|------------------------------------------------------------------------------------------|
-| Stop          | comes to rest (speed < 0.5 m/s) within the horizon, or ends below 1.5 m/s before a known stop line |
-| Yield         | slows by ≥ 1 m/s or is slow (< 3 m/s)                                                     |
+| Stop          | comes to rest (speed < 0.5 m/s) within the horizon, or ends below 1.5 m/s before a known stop line; where it rests fits the cause (below) |
+| Yield         | slows by ≥ 1 m/s or is slow (< 3 m/s) before it reaches the crossing / oncoming road user it names; a rest fits the cause |
 | Pass/Overtake | speeds up by ≥ 0.5 m/s                                                                     |
 | Gap-search    | changes speed by ≥ 1 m/s, moves sideways ≥ 0.5 m, or waits slow (< 3 m/s)                 |
-| Keep Distance | with a known lead (distance, speed, accel at t0): the predicted gap never closes below the time gap, the ego does not stop behind a moving lead, and, if it slows, it does not fall back (end gap ≤ max(gap0 + 15 m, 2·need + 10 m)); otherwise no acceleration > 1 m/s |
+| Keep Distance | with a known lead (distance, speed, accel at t0): the predicted gap never closes below the time gap, the ego does not stop behind a moving lead, and, if it slows, it does not fall back (end gap ≤ max(gap0 + 15 m, 2·need + 10 m)); in lane it never exceeds max(v0, lead speed) + 1 m/s; otherwise no acceleration > 1 m/s |
 | Adapt Speed   | no acceleration > 0.5 m/s in 3 s, slows by ≥ 0.3 m/s or holds its speed for 2 s, stays ≥ 1 m/s |
 | Resume Speed  | no slowing > 1 m/s (> 40 % in a turn), no stop, and (outside turns) ends ≥ v0 − 0.5 m/s     |
 | Keep Lane     | lateral offset ≤ 0.6 m and no turn (heading change < 45° at intersection curvature)       |
@@ -16,6 +16,14 @@
 | Nudge d       | peak offset towards d in [0.3, 2.5) m (history included) and larger than any offset the other way |
 | Turn d        | heading change ≥ 45° towards d, or ≥ 15° and still turning at the end, or turning now (finishing) |
 | Merge / Split | no turn (the ramp geometry decides the sideways motion)                                   |
+
+Critical-component distances (CoC distances are from the front bumper = distance the rig may still
+travel). A Stop / Yield / Gap-search that comes to rest must rest where its cause is: within
+[line − 3 m, line + 1 m] of a known stop line (the record's ``stop_line_distance_m``, or "stop line
+25 m ahead" in the text); else behind the nearest named object in the path — at most 12 m behind
+a pedestrian, a stopped car or a blocker (never past it), at most 25 m short of a crossing /
+oncoming vehicle, at most 8 m short of where a still-moving lead was. Waiting behind a named
+static / stopped blocker also means not driving through it (passing it ≥ 1 m sideways is fine).
 
 Lane Change / Nudge / Turn stated with Stop, Yield or Gap-search may still be pending at the end of
 the horizon (waiting for the gap); they then agree unless the ego moves the other way.
@@ -44,6 +52,9 @@ TURN_MIN_RAD = np.deg2rad(45.0)  # the brief: Turn ⇒ heading change ≥ ~45°
 KEEP_LANE_MAX_M = 0.6  # [m] ours: a nudge departs 0.7-1.5 m, lane keeping stays within ~0.4 m
 NUDGE_MIN_M, NUDGE_MAX_M = 0.3, 2.5  # [m]
 STOP_LINE_CREEP_MPS = 1.5  # [m/s] Stop before a known line: below this at the end of the horizon
+KEEP_DISTANCE_SPEEDUP_MPS = 1.0  # [m/s] Keep Distance: at most this above max(v0, the lead's speed)
+YIELD_SLOW_MPS = 3.0  # [m/s] Yield: slow (below this) ...
+YIELD_DV_MPS = 1.0  # [m/s] ... or slowing by at least this
 GAP_SEARCH_DV_MPS = 1.0  # [m/s] Gap-search: the speed change that counts as fitting a gap
 KEEP_DISTANCE_DROP_M = 15.0  # [m] Keep Distance: the gap may open by at most this (or to 2x the need + 10 m)
 ADAPT_MIN_SPEED_MPS = 1.0  # [m/s] Adapt Speed stays above this (the brief: decelerating but > ~1 m/s)
@@ -54,6 +65,18 @@ PENDING_LONGITUDINAL = ("Stop", "Yield", "Gap-search")
 TURN_SPEED_KEEP = 0.6  # Resume Speed through a turn may slow to 60 % of v0 for the curvature
 TURN_MIN_CURVATURE_1PM = 0.025  # [1/m] intersection-scale curvature (radius <= 40 m), as meta_actions  # a lateral manoeuvre may wait on these
 EGO_FRONT_M = 4.09  # [m] rig origin → front bumper, spec/alpasim.md §1.2 (1.3965 + 5.393 / 2)
+# Where a trajectory comes to rest must fit the cause the CoC names. CoC distances (stop line,
+# objects) are measured from the front bumper along the heading, so they equal the distance the rig
+# origin may still travel. The expert's bumper halts ~0.8 m before a line and 2.5-3.5 m behind a
+# pedestrian or a stopped car; a queue behind a blocker waits up to ~11 m back; a yield to crossing
+# or oncoming vehicles waits at the junction entry, 15-19 m short of the vehicle.
+STOP_LINE_EARLY_M = 3.0  # [m] ours: a stop for a line ends at most this far before it
+STOP_LINE_LATE_M = 1.0  # [m] ours: ... and at most this far past it
+REST_BEHIND_M = 12.0  # [m] ours: a stop / wait for an object in the path ends at most this far behind it
+REST_BEHIND_TRAFFIC_M = 25.0  # [m] ours: ... for a crossing / oncoming vehicle (the conflict point is nearer)
+REST_BEHIND_MOVING_LEAD_M = 8.0  # [m] ours: a stop behind a lead still moving at t0 ends at most this far behind where it was
+IN_PATH_LATERAL_M = 1.0  # [m] ours: a static object in the path is passed only this far sideways or more
+POSITION_SCALE_M = 2.0  # [m] soft-score scale of the position checks
 
 
 @dataclass(frozen=True)
@@ -111,13 +134,16 @@ def trajectory_features(trajectory, history=None, yaw=None, history_yaw=None) ->
     yaw_rel = em.yaw_rad - em.yaw_rad[i0]
     lat = em.lateral_offset_m
     kappa = em.curvature_1pm
+    rest = np.flatnonzero(vf < STOP_SPEED_MPS)
     return {
+        "x_rest_m": float(path[i0 + 1 + rest[0], 0]) if len(rest) else None,  # where it first comes to rest
         "v0_mps": v0,
         "v_min_mps": float(vf.min()),
         "v_max_mps": float(vf.max()),
         "v_end_mps": float(vf[-1]),
         "x_end_m": float(path[-1, 0]),
         "x_fwd_m": path[i0 + 1:, 0].copy(),
+        "y_fwd_m": path[i0 + 1:, 1].copy(),
         "v_fut_mps": vf.copy(),
         "lat_fut_m": lat[i0 + 1:].copy(),
         "lat_hist_m": lat[:i0 + 1].copy(),
@@ -131,9 +157,94 @@ def trajectory_features(trajectory, history=None, yaw=None, history_yaw=None) ->
 
 
 # ----------------------------------------------------------------------------------------------
+# Critical-component distances: where the trajectory stops or passes against what the CoC names
+# ----------------------------------------------------------------------------------------------
+_IN_PATH_RELATIONS = ("lead", "ahead", "blocking", "crossing", "oncoming")
+_ROAD_USERS_ON_FOOT = ("pedestrian", "cyclist", "animal")
+
+
+def _rest_window(rec: CocRecord) -> tuple[float, float] | None:
+    """(earliest, latest) forward position [m] where a stop or wait for the CoC's cause may end,
+    or None when the CoC names no located cause. A stop line decides when known; else the nearest
+    object in the path."""
+    if rec.stop_line_distance_m is not None:
+        sl = float(rec.stop_line_distance_m)
+        return sl - STOP_LINE_EARLY_M, sl + STOP_LINE_LATE_M
+    objs = [o for o in rec.objects if o.distance_m is not None and o.relation in _IN_PATH_RELATIONS]
+    if not objs:
+        return None
+    o = min(objs, key=lambda o: o.distance_m)
+    d = float(o.distance_m)
+    moving = o.state not in ("stopped", "static", "parked") and (o.speed_mps is None or abs(o.speed_mps) >= STOP_SPEED_MPS)
+    if o.relation in ("lead", "ahead") and moving:  # the lead goes on moving: no upper bound from it
+        return d - REST_BEHIND_MOVING_LEAD_M, np.inf
+    if o.relation in ("crossing", "oncoming") and o.kind not in _ROAD_USERS_ON_FOOT:
+        return d - REST_BEHIND_TRAFFIC_M, d
+    return d - REST_BEHIND_M, d
+
+
+def _rest_position_margin(rec: CocRecord, f: dict, x_m: float | None) -> float | None:
+    """Margin [m] of the rest position ``x_m`` inside the CoC's rest window (None: nothing to check)."""
+    win = _rest_window(rec)
+    if win is None or x_m is None:
+        return None
+    return float(min(x_m - win[0], win[1] - x_m))
+
+
+def _pass_through_margin(rec: CocRecord, f: dict) -> float | None:
+    """A static / stopped object named in the path is not driven through: beyond its distance the
+    trajectory is offset sideways by >= IN_PATH_LATERAL_M. Margin [m] (None: no such object)."""
+    objs = [o for o in rec.objects if o.distance_m is not None and o.state in ("stopped", "static", "parked")
+            and (o.relation == "blocking" or (o.relation in ("lead", "ahead") and o.kind not in ("cone", "barrier")))]
+    if not objs:  # cones and barriers "ahead" line the lane edge; only a blocking one closes the lane
+        return None
+    d = float(min(o.distance_m for o in objs))
+    beyond = f["x_fwd_m"] > d
+    if not beyond.any():
+        return float(d - f["x_end_m"])
+    # sideways position in the t0 rig frame (the lane-relative offset re-centres after a lane change)
+    return float(np.min(np.abs(f["y_fwd_m"][beyond])) - IN_PATH_LATERAL_M)
+
+
+def _give_way_score(rec: CocRecord, f: dict) -> float:
+    """Yield gives way *before* the road user it names (crossing or oncoming): the slowing that Yield
+    needs (by >= 1 m/s, or to < 3 m/s) happens before the ego reaches where that road user was at
+    t0. It may go on afterwards (the road user has cleared); 1.0 when the CoC names no such user."""
+    objs = [o for o in rec.objects if o.distance_m is not None and o.relation in ("crossing", "oncoming")]
+    if not objs:
+        return 1.0
+    before = f["x_fwd_m"] <= min(o.distance_m for o in objs)
+    if not before.any():
+        return 0.0
+    v = float(np.min(f["v_fut_mps"][before]))
+    return _soft(max(YIELD_SLOW_MPS - v, (f["v0_mps"] - YIELD_DV_MPS) - v), 1.0)
+
+
+# ----------------------------------------------------------------------------------------------
 # Per-decision checks: (margin, scale) -> soft score
 # ----------------------------------------------------------------------------------------------
 def _check_longitudinal(rec: CocRecord, f: dict) -> float:
+    """The decision's speed profile, then where it stops / passes against the CoC's distances."""
+    score = _check_speed_profile(rec, f)
+    margins = []
+    if rec.longitudinal in ("Stop", "Yield", "Gap-search"):
+        x = f["x_rest_m"]
+        if x is None and rec.longitudinal == "Stop" and rec.stop_line_distance_m is not None \
+                and f["v_end_mps"] < STOP_LINE_CREEP_MPS:
+            x = f["x_end_m"]  # creeping up to the line at the end of the horizon
+        margins.append(_rest_position_margin(rec, f, x))
+        # waiting for the cause: still behind a blocker it names (a decision that moves on, e.g.
+        # Resume Speed with a lane change, may already be beside it at t0 — the CoC has no lateral position)
+        margins.append(_pass_through_margin(rec, f))
+    margins = [m for m in margins if m is not None]
+    if margins:
+        score = min(score, _soft(min(margins), POSITION_SCALE_M))
+    if rec.longitudinal == "Yield":
+        score = min(score, _give_way_score(rec, f))
+    return score
+
+
+def _check_speed_profile(rec: CocRecord, f: dict) -> float:
     v0, vmin, vmax, vend = f["v0_mps"], f["v_min_mps"], f["v_max_mps"], f["v_end_mps"]
     lon = rec.longitudinal
     if lon == "Stop":
@@ -144,7 +255,7 @@ def _check_longitudinal(rec: CocRecord, f: dict) -> float:
             m = max(m, min(line_x + 1.0 - f["x_end_m"], STOP_LINE_CREEP_MPS - vend, (v0 - 1.0) - vend))
         return _soft(m, 0.5)
     if lon == "Yield":
-        return _soft(max(3.0 - vmin, (v0 - 1.0) - vmin), 1.0)
+        return _soft(max(YIELD_SLOW_MPS - vmin, (v0 - YIELD_DV_MPS) - vmin), 1.0)
     if lon == "Pass/Overtake":
         return _soft(vmax - v0 - 0.5, 0.5)
     if lon == "Gap-search":
@@ -177,6 +288,10 @@ def _check_longitudinal(rec: CocRecord, f: dict) -> float:
         # that pulls away from an ego holding its speed is still being followed
         if lead.relation == "lead" and vend < v0 - 1.0:
             m = min(m, max(lead.distance_m + KEEP_DISTANCE_DROP_M, 2.0 * float(need[-1]) + 10.0) - float(gap[-1]))
+        # in lane the lead sets the speed: the ego does not speed up beyond both its own t0 speed and
+        # the lead's (closing in on purpose is Resume Speed or Pass/Overtake); a lane change leaves it
+        if rec.lateral in (None, "Keep Lane"):
+            m = min(m, 2.0 * ((max(v0, float(v_l[-1])) + KEEP_DISTANCE_SPEEDUP_MPS) - vmax))
         return _soft(m, 2.0)
     if lon == "Adapt Speed":
         v3 = f["v_fut_mps"][:30]

@@ -319,8 +319,13 @@ def parse(text: str) -> CocRecord:
     if re.search(r"\bstop sign\b", body):
         signals.append(SignalCue("stop_sign"))
     events = tuple(ev for ev, words in ROAD_EVENT_WORDS.items() if any(re.search(rf"\b{re.escape(w)}\b", body) for w in words))
+    # a stated distance to the stop line ("the stop line 25 m ahead", "12 m before the stop line")
+    # lets consistency check where the trajectory stops
+    m = re.search(r"\bstop line(?: is)?(?: about| roughly)? (\d+(?:\.\d+)?) ?(?:m|meters|metres)\b", body) or \
+        re.search(r"\b(\d+(?:\.\d+)?) ?(?:m|meters|metres) (?:ahead )?(?:to|before|from) the stop line\b", body)
+    sl = float(m.group(1)) if m else None
     return CocRecord(longitudinal=lon, lateral=lat, lateral_direction=dirn, objects=tuple(objects),
-                     signals=tuple(signals), road_events=events)
+                     signals=tuple(signals), road_events=events, stop_line_distance_m=sl)
 
 
 # ----------------------------------------------------------------------------------------------
