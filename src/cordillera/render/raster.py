@@ -57,6 +57,14 @@ class PinholePass:
         return (int(cols[0]), int(cols[-1]) + 1) if len(cols) else (0, 0)
 
     @cached_property
+    def out_col_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """:attr:`fixed_maps` cropped to :attr:`out_cols`, contiguous (a sliced view would be
+        copied by OpenCV on every call)."""
+        c0, c1 = self.out_cols
+        m1, m2 = self.fixed_maps
+        return np.ascontiguousarray(m1[:, c0:c1]), np.ascontiguousarray(m2[:, c0:c1])
+
+    @cached_property
     def rig_tile_rt(self) -> tuple[np.ndarray, np.ndarray]:
         """(rotation (3, 3), translation (3,)) of ``T_rig_tile``, cached."""
         T = self.T_rig_tile
@@ -84,10 +92,9 @@ def finish(passes: list[PinholePass], images: list[np.ndarray]) -> np.ndarray:
     out = np.zeros((cam.height, cam.width, 3), np.uint8)
     for p, img in zip(passes, images):
         c0, c1 = p.out_cols  # remap only the columns this tile serves (others map outside -> black)
-        m1, m2 = p.fixed_maps
-        part = cv2.remap(img, m1[:, c0:c1], m2[:, c0:c1], cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        out[:, c0:c1] = cv2.add(out[:, c0:c1], part)
+        m1, m2 = p.out_col_maps
+        part = cv2.remap(img, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        np.add(out[:, c0:c1], part, out=out[:, c0:c1])  # disjoint: one of the two is 0 everywhere
     return out
 
 
