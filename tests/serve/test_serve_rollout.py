@@ -1,10 +1,12 @@
 """The same scenario + seed + policy in-process and over gRPC, and the ``rollout.asl`` it writes.
 
-Equality is to float32 precision, not bit for bit: AlpaSim's wire carries poses as float32
-(``common.Vec3``/``Quat``), so every pose the driver sees and every plan pose it returns is
-rounded (≈ 6e-6 m at 100 m from the origin). The controller service keeps full precision across
-a session, so the remaining differences are those roundings; they stay at millimetres over a
-20 s rollout and leave every boolean metric identical."""
+With the default ``SimConfig()`` (float64 in-process) equality is to float32 precision, not bit
+for bit: AlpaSim's wire carries poses as float32 (``common.Vec3``/``Quat``), so every pose the
+driver sees and every plan pose it returns is rounded (≈ 6e-6 m at 100 m from the origin). The
+controller service keeps full precision across a session, so the remaining differences are those
+roundings; they stay at millimetres over a 20 s rollout and leave every boolean metric identical.
+``SimConfig(wire_precision=True)`` rounds the in-process roles the same way: then the whole smoke
+suite is bit-identical (the slow batch test here, ``test_serve_wire_precision.py`` per rollout)."""
 
 import dataclasses
 from concurrent import futures
@@ -202,10 +204,11 @@ def test_smoke_suite_in_process_equals_grpc(services, tmp_path):
 
     scenarios = generator.make_suite("smoke")
     addr = ServiceAddresses(driver=services["driver"], controller=services["controller"], physics=services["physics"])
+    cfg = SimConfig(wire_precision=True)  # in-process behind the same float32 wire: bit-identical results
     a = run_batch(scenarios, PolicyFactory("expert", (("privileged", False),)), tmp_path / "inproc", workers=1,
-                  progress=False, policy_name="expert")
+                  config=cfg, progress=False, policy_name="expert")
     b = run_batch(scenarios, RemotePolicyFactory("expert"), tmp_path / "grpc", workers=1, progress=False,
-                  run_fn=GrpcRunFn(addr, tmp_path / "grpc"), policy_name="expert")
+                  config=cfg, run_fn=GrpcRunFn(addr, tmp_path / "grpc"), policy_name="expert")
     assert a.n_failed == b.n_failed == 0
     import polars as pl
 
@@ -217,7 +220,7 @@ def test_smoke_suite_in_process_equals_grpc(services, tmp_path):
             continue
         if ra[col].dtype in (pl.Float64, pl.Float32):
             x, y = ra[col].to_numpy(), rb[col].to_numpy()
-            assert np.allclose(x, y, atol=2e-3, equal_nan=True), col
+            assert np.array_equal(x, y, equal_nan=True), col
         else:
             assert ra[col].to_list() == rb[col].to_list(), col
     asls = list((tmp_path / "grpc" / "rollouts").glob("*/*/rollout.asl"))
