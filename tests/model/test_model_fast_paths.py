@@ -64,3 +64,29 @@ def test_prefix_kv_update_concatenates_without_storing():
     assert k.shape == (1, 2, 8, 4) and v.shape == (1, 2, 8, 4)
     assert torch.equal(k[:, :, 5:], torch.full((1, 2, 3, 4), 7.0)) and torch.equal(v[:, :, :5], layer.values)
     assert p.keys[0].shape[2] == 5  # a second update starts from the prefix again
+
+
+def test_cached_vision_features_equal_batched_encoding(nano_model, nano_processor, sample_factory):
+    m = nano_model.model
+    b = nano_processor(sample_factory(4, future=False))  # 4 cameras × 4 frames = 16 images
+    keys = [(cam, f) for cam in range(4) for f in range(4)]
+    with torch.no_grad():
+        ref = m.image_features(b["pixel_values"], b["image_grid_thw"])
+        store = {}
+        # encode the last frame of every camera alone first (what a closed-loop step adds)...
+        newest = [i for i, k in enumerate(keys) if k[1] == 3]
+        counts = b["image_grid_thw"].prod(-1).tolist()
+        chunks = b["pixel_values"].split(counts)
+        m.image_features_cached(torch.cat([chunks[i] for i in newest]), b["image_grid_thw"][newest],
+                                [keys[i] for i in newest], store)  # fmt: skip
+        assert len(store) == 4
+        got = m.image_features_cached(b["pixel_values"], b["image_grid_thw"], keys, store)  # ...then the other 12
+    assert len(store) == 16
+    for a, c in zip(ref.pooler_output, got.pooler_output, strict=True):
+        torch.testing.assert_close(c, a, rtol=1e-5, atol=1e-5)
+    for la, lc in zip(ref.deepstack_features, got.deepstack_features, strict=True):
+        for a, c in zip(la, lc, strict=True):
+            torch.testing.assert_close(c, a, rtol=1e-5, atol=1e-5)
+    # a call whose keys are all stored encodes nothing: it returns the stored tensors themselves
+    again = m.image_features_cached(b["pixel_values"][:0], b["image_grid_thw"], keys, store)
+    assert all(x is store[k][0] for x, k in zip(again.pooler_output, keys))

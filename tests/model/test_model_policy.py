@@ -200,3 +200,16 @@ def test_closed_loop_smoke_random_nano(nano_model):
     after = [s for s in ro.steps if not s.force_gt]
     assert after and all(s.plan is not None and not s.plan.warming_up and len(s.plan.t_us) == 65 for s in after)
     assert [s.plan.warming_up for s in ro.steps[:4]] == [True, True, True, False]
+
+
+def test_vision_cache_gives_the_uncached_plans_and_keeps_only_live_frames(nano_model):
+    cached = VLAPolicy(nano_model, num_samples=1, fast=True, threads=1, cache_vision=True)
+    plain = VLAPolicy(nano_model, num_samples=1, fast=True, threads=1, cache_vision=False)
+    a, b = feed(cached, 1_000_000), feed(plain, 1_000_000)
+    ran = [(pa, pb) for pa, pb in zip(a, b) if not pa.warming_up]
+    assert len(ran) >= 3 and all(not pb.warming_up for _, pb in ran)
+    for pa, pb in ran:
+        np.testing.assert_allclose(pa.xyz_rig, pb.xyz_rig, rtol=1e-5, atol=1e-4)
+    # steady state: 4 cameras × 4 frames stored, all of them from the last step's frames
+    assert len(cached._vision_store) == 4 * len(DEFAULT_CAMERAS) and set(cached._vision_store) == set(cached._image_keys)
+    assert plain._vision_store == {}

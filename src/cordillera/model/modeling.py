@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from transformers import DynamicCache, Qwen3VLForConditionalGeneration, Qwen3VLTextModel
+from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
 
 from cordillera.model import flow_matching as fm
 from cordillera.model.configuration import VLAConfig
@@ -197,6 +198,30 @@ class VLAModel(nn.Module):
 
     def image_features(self, pixel_values, image_grid_thw):
         return self.vlm.model.get_image_features(pixel_values, image_grid_thw, return_dict=True)
+
+    def image_features_cached(self, pixel_values, image_grid_thw, keys: list, store: dict):
+        """`image_features` encoding only the images whose key is not in `store` yet.
+
+        The Qwen3-VL vision tower is per image (position embeddings, rotary and cu_seqlens
+        attention are built from each image's own grid), so an image's features do not depend
+        on the other images in the call. `keys` (one per image, in `image_grid_thw` order) must
+        identify the pixels, e.g. (camera, frame t_end_us) in closed loop; `store` maps key →
+        (pooled (n, D), [deepstack (n, D)]) and is filled in place.
+        """
+        if len(keys) != image_grid_thw.shape[0]:
+            raise ValueError(f"{len(keys)} image keys for {image_grid_thw.shape[0]} images")
+        missing = [i for i, k in enumerate(keys) if k not in store]
+        if missing:
+            chunks = pixel_values.split(image_grid_thw.prod(-1).tolist())
+            out = self.image_features(torch.cat([chunks[i] for i in missing]), image_grid_thw[missing])
+            for j, i in enumerate(missing):
+                store[keys[i]] = (out.pooler_output[j], [d[j] for d in out.deepstack_features])
+        entries = [store[k] for k in keys]
+        n_deep = len(entries[0][1])
+        return BaseModelOutputWithDeepstackFeatures(
+            pooler_output=tuple(e[0] for e in entries),
+            deepstack_features=[tuple(e[1][i] for e in entries) for i in range(n_deep)],
+        )
 
     def backbone(self, input_ids, attention_mask, position_ids, image_feats=None, mm_token_type_ids=None,
                  past_key_values=None):  # fmt: skip
@@ -378,12 +403,15 @@ class CordilleraVLA(nn.Module):
         h, _ = self.model.backbone(tokens, mask.long(), pos, None, None, past_key_values=cache)
         return self.model.vlm.lm_head(h[:, -1]).float(), mask
 
-    def _token_stepper(self, cache, next_pos: torch.Tensor, mask: torch.Tensor, max_new_tokens: int):
+    def _token_stepper(self, cache, next_pos: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
+                       banned: torch.Tensor | None = None):  # fmt: skip
         """`step(tok (B,), s) → logits (B, V)` feeding one token per call at text position next_pos + s.
 
         Rotary cos/sin of all `max_new_tokens` positions and the additive padding mask are built
         once here; each step runs only the embedding, the HF decoder layers, norm and lm_head.
         Same result as `_step` (a single query needs no causal mask; no padding → no mask at all).
+        `banned` ids get −inf without their lm_head rows being computed (the 2000 `<i*>` rows are
+        a third of the nano lm_head).
         """
         lm = self.model.vlm.model.language_model
         B, C = mask.shape
@@ -395,10 +423,22 @@ class CordilleraVLA(nn.Module):
             add = torch.zeros(B, 1, 1, C + max_new_tokens, dtype=cos.dtype, device=mask.device)
             add.masked_fill_(~keep[:, None, None, :], torch.finfo(cos.dtype).min)
 
+        head = self.model.vlm.lm_head
+        V = head.weight.shape[0]
+        keep = None
+        if banned is not None:
+            allowed = torch.ones(V, dtype=torch.bool, device=mask.device)
+            allowed[banned] = False
+            keep = allowed.nonzero()[:, 0]
+            w_keep = head.weight[keep]  # (V_keep, D) copied once per plan
+
         def step(tok: torch.Tensor, s: int) -> torch.Tensor:
             m4 = None if add is None else add[..., : C + s + 1]
             h = _run_layers(lm, lm.embed_tokens(tok[:, None]), (cos[:, s:s + 1], sin[:, s:s + 1]), m4, cache)
-            return self.model.vlm.lm_head(h[:, -1]).float()
+            if keep is None:
+                return head(h[:, -1]).float()
+            logits = torch.full((B, V), float("-inf"), device=h.device)
+            return logits.index_copy_(1, keep, F.linear(h[:, -1], w_keep).float())
 
         return step
 
@@ -422,7 +462,7 @@ class CordilleraVLA(nn.Module):
             bias = torch.zeros(logits.shape[-1], dtype=logits.dtype, device=logits.device)
             bias[banned] = float("-inf")
         if optimized:
-            step_fn = self._token_stepper(cache, next_pos, mask, max_new_tokens)
+            step_fn = self._token_stepper(cache, next_pos, mask, max_new_tokens, banned)
         else:
             state = {"mask": mask}
 
@@ -477,6 +517,8 @@ class CordilleraVLA(nn.Module):
         generator: torch.Generator | None = None,
         logits_processor: Callable | None = None,
         optimized: bool = True,
+        image_keys: list | None = None,
+        image_store: dict | None = None,
     ) -> TrajectorySamples:
         """K trajectories per batch row: CoC decode (or the fast path) then the expert's Euler steps.
 
@@ -495,6 +537,8 @@ class CordilleraVLA(nn.Module):
         - `optimized=False` runs the reference implementation (one full HF model call per CoC
           token, the expert appending to and cropping the cache every flow step); the default
           path precomputes rotary/mask/prefix K/V once and must give the same numbers.
+        - `image_keys` + `image_store`: reuse vision features of images seen before
+          (`VLAModel.image_features_cached`; closed loop encodes only the newest frame per camera).
         """
         from cordillera.action.unicycle import action_to_traj
 
@@ -505,7 +549,10 @@ class CordilleraVLA(nn.Module):
         max_new = max_new_tokens or self.cfg.inputs.max_cot_tokens
         timings: dict[str, float] = {}
         tic = time.perf_counter()
-        feats = m.image_features(batch[PIXEL_VALUES], batch[IMAGE_GRID_THW])
+        if image_store is not None and image_keys is not None:
+            feats = m.image_features_cached(batch[PIXEL_VALUES], batch[IMAGE_GRID_THW], image_keys, image_store)
+        else:
+            feats = m.image_features(batch[PIXEL_VALUES], batch[IMAGE_GRID_THW])
         timings["vision_ms"] = (time.perf_counter() - tic) * 1e3
 
         tic = time.perf_counter()

@@ -132,12 +132,14 @@ class VLAPolicy:
         max_new_tokens: CoC token budget (default the model's ``max_cot_tokens``).
         use_nav: pass navigation text (observation's, else from the route) in the prompt.
         name: policy name in rollouts and outputs.
+        cache_vision: keep each frame's vision features keyed by (camera, frame t_end_us), so a
+            steady-state step encodes only the newest frame per camera (same numbers as uncached).
     """
 
     def __init__(self, checkpoint: str | Path | CordilleraVLA, num_samples: int = 1, temperature: float = 0.6,
                  top_p: float = 0.98, flow_steps: int = 10, fast: bool = False, cameras=None, seed: int = 0,
                  device: str = "cpu", threads: int | None = 2, max_new_tokens: int | None = None,
-                 use_nav: bool = True, name: str = "vla"):
+                 use_nav: bool = True, name: str = "vla", cache_vision: bool = True):
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         if flow_steps < 1:
@@ -160,6 +162,9 @@ class VLAPolicy:
         self._session: SessionInfo | None = None
         self._frames: dict[str, list[CameraFrame]] = {}
         self._inferences = 0
+        self.cache_vision = bool(cache_vision)
+        self._image_keys: list[tuple[str, int]] = []  # (camera, t_end_us) per image of the last sample
+        self._vision_store: dict = {}
         self.warmup_reason: str | None = None
         self.last_inputs: dict | None = None  # the sample dict of the last inference (tests, debugging)
 
@@ -175,11 +180,13 @@ class VLAPolicy:
         self._session = session
         self._frames = {c: [] for c in self.cameras}
         self._inferences = 0
+        self._vision_store = {}
         self.warmup_reason = None
         self.last_inputs = None
 
     def close(self) -> None:
         self._frames = {}
+        self._vision_store = {}
         self.last_inputs = None
 
     def plan(self, observation: Observation, t_now_us: int, t_query_us: int) -> Plan:
@@ -201,9 +208,13 @@ class VLAPolicy:
             c1 = time.perf_counter()
             batch = _device_batch(self.processor(sample), self.device)
             pre_ms = (time.perf_counter() - c1) * 1e3 + (c1 - c0) * 1e3
+            store = self._vision_store if self.cache_vision else None
             out = self.model.sample_trajectories(
                 batch, num_samples=self.num_samples, temperature=self.temperature, top_p=self.top_p,
-                flow_steps=self.flow_steps, fast=self.fast, max_new_tokens=self.max_new_tokens, generator=gen)
+                flow_steps=self.flow_steps, fast=self.fast, max_new_tokens=self.max_new_tokens, generator=gen,
+                image_keys=self._image_keys, image_store=store)
+            if store is not None:  # keep only frames a later step can still use
+                self._vision_store = {k: store[k] for k in self._image_keys}
             coc = None
             if not self.fast:
                 coc = self.processor.decode_text(out.coc_token_ids[0, :1], "cot")[0]
@@ -242,12 +253,13 @@ class VLAPolicy:
     def _inputs(self, obs: Observation, t0: int) -> tuple[dict | None, str | None]:
         """The processor's sample dict at t0, or (None, what is missing)."""
         t_req = t0 + np.asarray(IMAGE_OFFSETS_US, dtype=np.int64)
-        images = []
+        images, keys = [], []
         for cam in self.cameras:
             idx = select_frames(self._frames[cam], t_req)
             if idx is None:
                 have = [b.t_end_us for b in self._frames[cam]]
                 return None, f"camera {cam}: no frames for {t_req.tolist()} µs yet (have {have})"
+            keys += [(cam, self._frames[cam][i].t_end_us) for i in idx]
             images.append(np.stack([self._frames[cam][i].image for i in idx]).transpose(0, 3, 1, 2))  # (4, 3, H, W)
         hist = history_in_rig(obs.ego_history, t0)
         if hist is None:
@@ -264,6 +276,7 @@ class VLAPolicy:
             "ego_history_rot": torch.from_numpy(hist[1].astype(np.float32)),
             "nav_text": nav,
         }
+        self._image_keys = keys
         return sample, None
 
     # ---- output ---------------------------------------------------------------------------------
