@@ -5,6 +5,10 @@ Same scenario (``car_following-01000``, shortened), same policy, same controller
 subprocesses (``python -m cordillera serve ...``, loopback), i.e. driver + controller + physics
 (+ sensorsim when cameras are rendered, JPEG q95 as AlpaSim). Goal: ≤ 15 % overhead.
 
+Wall time is what a user waits for but swings with machine load; the CPU columns (client
+``process_time`` + every service process's utime+stime from ``/proc``) count the work done and
+are the comparison to trust on a shared machine.
+
 Rows: the unprivileged expert without cameras, the same with the model's 4 cameras, and (with
 ``--vla``) the nano VLA (random weights: speed only; fast path, no CoC decoding) with 4 cameras. Then the render RPC latency:
 ``batch_render_rgb`` of 4 cameras and ``render_rgb`` of one, vs rendering in-process.
@@ -37,18 +41,29 @@ def _scenario(steps: int):
     return dataclasses.replace(sc, duration_us=steps * 100_000)
 
 
-def _best(fn, repeats: int) -> float:
-    out = []
+def _proc_cpu_s(pid: int) -> float:
+    """utime + stime of a (service) process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _best(fn, repeats: int, pids=()) -> tuple[float, float]:
+    """(best wall s, best CPU s of this process + ``pids``) over ``repeats`` runs."""
+    wall, cpu = [], []
     for _ in range(repeats):
-        c0 = time.perf_counter()
+        s0 = sum(_proc_cpu_s(p) for p in pids)
+        c0, p0 = time.perf_counter(), time.process_time()
         ro = fn()
-        out.append(time.perf_counter() - c0)
+        wall.append(time.perf_counter() - c0)
+        cpu.append(time.process_time() - p0 + sum(_proc_cpu_s(p) for p in pids) - s0)
         assert ro.status == "ok", ro.error
-    return min(out)
+    return min(wall), min(cpu)
 
 
-def loop_rows(args, policy_name: str, make_policy, cameras, services) -> tuple[float, float]:
-    """(in-process ms/step, gRPC ms/step), best of ``repeats``."""
+def loop_rows(args, policy_name: str, make_policy, cameras, services) -> tuple[float, float, float, float]:
+    """(in-process ms/step, gRPC ms/step, in-process CPU ms/step, gRPC CPU ms/step incl. services),
+    best of ``repeats``."""
     from cordillera.render import make_renderer
 
     sc = _scenario(args.steps)
@@ -56,14 +71,16 @@ def loop_rows(args, policy_name: str, make_policy, cameras, services) -> tuple[f
     n = args.steps + 1
     renderer = make_renderer(sc) if cameras else None
     run_rollout(sc, make_policy(), cfg, renderer)  # warm-up (GL programs, caches, model load)
-    t_in = _best(lambda: run_rollout(sc, make_policy(), cfg, renderer), args.repeats) / n * 1e3
+    t_in, c_in = (x / n * 1e3 for x in _best(lambda: run_rollout(sc, make_policy(), cfg, renderer), args.repeats))
     with ServiceSupervisor(services, policy_name) as sup:
         addr = sup.addresses()
         if not cameras:
             addr = dataclasses.replace(addr, sensorsim=None)
         run_rollout_grpc(sc, addr, cfg, policy_name)  # warm-up (server-side renderer, model load)
-        t_rpc = _best(lambda: run_rollout_grpc(sc, addr, cfg, policy_name), args.repeats) / n * 1e3
-    return t_in, t_rpc
+        pids = [p.proc.pid for name, p in sup.procs.items() if name in services]
+        t_rpc, c_rpc = (x / n * 1e3 for x in _best(lambda: run_rollout_grpc(sc, addr, cfg, policy_name), args.repeats,
+                                                   pids))
+    return t_in, t_rpc, c_in, c_rpc
 
 
 def render_latency(args) -> list[tuple[str, float, float]]:
@@ -135,22 +152,25 @@ def main() -> None:
           f"load {os.getloadavg()[0]:.1f})")
     rows = []
     expert = lambda: ExpertPolicy(privileged=False)  # noqa: E731 - what the driver service serves
-    t_in, t_rpc = loop_rows(args, "expert", expert, (), ("driver", "controller", "physics"))
-    rows.append(("expert (unprivileged), no cameras", t_in, t_rpc))
-    t_in, t_rpc = loop_rows(args, "expert", expert, DEFAULT_MODEL_CAMERAS, ("driver", "controller", "physics", "sensorsim"))
-    rows.append(("expert (unprivileged), 4 cameras", t_in, t_rpc))
+    rows.append(("expert (unprivileged), no cameras", *loop_rows(args, "expert", expert, (),
+                                                                 ("driver", "controller", "physics"))))
+    rows.append(("expert (unprivileged), 4 cameras", *loop_rows(args, "expert", expert, DEFAULT_MODEL_CAMERAS,
+                                                                ("driver", "controller", "physics", "sensorsim"))))
     if args.vla:
         from cordillera.model.policy import VLAPolicy
 
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = _nano_checkpoint(tmp)
             vargs = argparse.Namespace(**{**vars(args), "steps": args.vla_steps, "repeats": min(args.repeats, 2)})
-            t_in, t_rpc = loop_rows(vargs, f"vla:{ckpt}?fast=1", lambda: VLAPolicy(ckpt, fast=True),
-                                    DEFAULT_MODEL_CAMERAS, ("driver", "controller", "physics", "sensorsim"))
-            rows.append(("nano VLA (random weights, fast path: no CoC), 4 cameras", t_in, t_rpc))
-    print("\n| loop | in-process ms/step | gRPC ms/step | overhead |\n|---|---:|---:|---:|")
-    for name, a, b in rows:
-        print(f"| {name} | {a:.1f} | {b:.1f} | {100 * (b - a) / a:+.0f} % |")
+            rows.append(("nano VLA (random weights, fast path: no CoC), 4 cameras", *loop_rows(
+                vargs, f"vla:{ckpt}?fast=1", lambda: VLAPolicy(ckpt, fast=True), DEFAULT_MODEL_CAMERAS,
+                ("driver", "controller", "physics", "sensorsim"))))
+    print("\n| loop | in-process ms/step | gRPC ms/step | overhead | in-process CPU ms/step | gRPC CPU ms/step "
+          "(client + services) | CPU overhead |\n|---|---:|---:|---:|---:|---:|---:|")
+    for name, a, b, ca, cb in rows:
+        print(f"| {name} | {a:.1f} | {b:.1f} | {100 * (b - a) / a:+.0f} % | {ca:.1f} | {cb:.1f} | "
+              f"{100 * (cb - ca) / ca:+.0f} % |")
+    print(f"(load {os.getloadavg()[0]:.1f} after the loops)")
     print("\n| render call | p50 ms | p90 ms |\n|---|---:|---:|")
     for name, p50, p90 in render_latency(args):
         print(f"| {name} | {p50:.1f} | {p90:.1f} |")

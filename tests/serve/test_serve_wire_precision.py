@@ -64,17 +64,19 @@ def test_smoke_scenario_in_process_with_wire_precision_is_bit_identical_to_grpc(
 
 def test_traffic_service_is_not_mirrored_tightest_tolerance(addresses):
     """The traffic service rounds actor poses and recovers speeds from float32 forecast poses; the
-    in-process IDM stays float64. Ego identical up to the first actor reaction, then µm–mm."""
+    in-process IDM stays float64 (not mirrored). Measured over 20 s of car_following and cut_in:
+    actors differ by ≤ 1.6e-5 m and the ego not at all (the differences never flip a decision here;
+    in general they could, hence no equality claim beyond this scenario)."""
     sc = dataclasses.replace(generator.make("car_following", 1000), duration_us=8_000_000)
     cfg = SimConfig(wire_precision=True)
     a = run_rollout(sc, ExpertPolicy(privileged=False), cfg, rollout_id="wt", seed=1)
     b = run_rollout_grpc(sc, ServiceAddresses(**{k: addresses[k] for k in ("driver", "controller", "physics",
                                                                             "traffic")}), cfg, "expert", "wt", 1)
     assert a.status == b.status == "ok"
-    assert np.abs(_ego(a)[:, :3] - _ego(b)[:, :3]).max() < 1e-3
-    lead_a = np.array([s.actors["lead"].x_m for s in a.steps])
-    lead_b = np.array([s.actors["lead"].x_m for s in b.steps])
-    assert np.abs(lead_a - lead_b).max() < 1e-3
+    assert np.array_equal(_ego(a), _ego(b))
+    lead_a = np.array([(s.actors["lead"].x_m, s.actors["lead"].y_m) for s in a.steps])
+    lead_b = np.array([(s.actors["lead"].x_m, s.actors["lead"].y_m) for s in b.steps])
+    assert 0.0 < np.abs(lead_a - lead_b).max() < 1e-4
 
 
 def test_wire_policy_keeps_the_policy_identity_and_privileges():
