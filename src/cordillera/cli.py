@@ -235,10 +235,15 @@ def eval_closed_loop(
     seeds: int = typer.Option(3, min=1, help="Rollout seeds per scenario (for confidence intervals)."),
     baselines: str = typer.Option("expert,constant_velocity", help="Comma-separated baselines to compare."),
     workers: Optional[int] = typer.Option(None, min=1),
+    duration: Optional[float] = typer.Option(None, min=0.1, help="Shorten every scenario to this many seconds."),
+    traj_only: Optional[Path] = typer.Option(
+        None, help="Trajectory-only checkpoint to compare (default: checkpoints/nano-traj-only if it exists)."),
+    max_new_tokens: Optional[int] = typer.Option(None, min=1, help="CoC token budget per step."),
 ):
     """Run the VLA and baselines closed loop and print a comparison table with 95% CIs."""
     fn = _entry("cordillera.train.evaluate", "main_closed_loop", "cordillera eval closed-loop")
-    fn(checkpoint=checkpoint, suite=suite, out=out, seeds=seeds, baselines=baselines, workers=workers)
+    fn(checkpoint=checkpoint, suite=suite, out=out, seeds=seeds, baselines=baselines, workers=workers,
+       duration_s=duration, traj_only=traj_only if traj_only is not None else "auto", max_new_tokens=max_new_tokens)
 
 
 @eval_app.command("open-loop")
