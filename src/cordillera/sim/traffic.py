@@ -225,6 +225,24 @@ def _wrap(a: float) -> float:
     return math.atan2(math.sin(a), math.cos(a))
 
 
+def _nearest_segment(rx, ry, dx, dy, inv_l2, lo, hi) -> tuple[np.ndarray, np.ndarray]:
+    """Segment parameter u = clamp((p − a)·d / |d|², lo, hi) of every point-segment pair (segments
+    on the last axis, ``rx, ry`` = p − a) and the index of the nearest segment (first on ties)."""
+    u = rx * dx
+    u += ry * dy
+    u *= inv_l2
+    np.maximum(u, lo, out=u)
+    np.minimum(u, hi, out=u)
+    ex = u * dx
+    np.subtract(rx, ex, out=ex)
+    ey = u * dy
+    np.subtract(ry, ey, out=ey)
+    ex *= ex
+    ey *= ey
+    ex += ey
+    return u, ex.argmin(axis=-1)
+
+
 class _LaneGeom:
     """Scalar fast path for a lane's position/heading (bisect on Python lists, no numpy)."""
 
@@ -262,19 +280,7 @@ class _LaneGeom:
         n_seg = len(self.ax)
         rx = pts[:, 0:1] - self.ax  # (M, S)
         ry = pts[:, 1:2] - self.ay
-        u = rx * self.dx
-        u += ry * self.dy
-        u *= self.inv_l2
-        np.maximum(u, self.lo, out=u)
-        np.minimum(u, self.hi, out=u)
-        ex = u * self.dx
-        np.subtract(rx, ex, out=ex)
-        ey = u * self.dy
-        np.subtract(ry, ey, out=ey)
-        ex *= ex
-        ey *= ey
-        ex += ey
-        k = ex.argmin(axis=1)
+        u, k = _nearest_segment(rx, ry, self.dx, self.dy, self.inv_l2, self.lo, self.hi)
         flat = np.arange(0, len(pts) * n_seg, n_seg) + k
         dxk, dyk, seg_len = self.dx[k], self.dy[k], self.seg_len[k]
         s = self.s0[k] + u.ravel()[flat] * seg_len
@@ -346,20 +352,7 @@ class _LaneBatch:
         n_lane, n_pts, n_seg = len(self.ids), len(pts), self.n_seg
         rx = pts[None, :, 0:1] - self.ax[:, None, :]  # (L, M, S)
         ry = pts[None, :, 1:2] - self.ay[:, None, :]
-        dx, dy = self.dx[:, None, :], self.dy[:, None, :]
-        u = rx * dx
-        u += ry * dy
-        u *= self.inv_l2
-        np.maximum(u, self.lo, out=u)
-        np.minimum(u, self.hi, out=u)
-        ex = u * dx
-        np.subtract(rx, ex, out=ex)
-        ey = u * dy
-        np.subtract(ry, ey, out=ey)
-        ex *= ex
-        ey *= ey
-        ex += ey
-        k = ex.argmin(axis=2)  # (L, M)
+        u, k = _nearest_segment(rx, ry, self.dx[:, None, :], self.dy[:, None, :], self.inv_l2, self.lo, self.hi)
         seg = (k + (np.arange(n_lane) * n_seg)[:, None]).ravel()  # into the (L, S) tables
         flat = np.arange(0, n_lane * n_pts * n_seg, n_seg) + k.ravel()  # into the (L, M, S) arrays
         dxk, dyk, seg_len = self.dx.ravel()[seg], self.dy.ravel()[seg], self.seg_len[seg]
