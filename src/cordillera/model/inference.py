@@ -60,8 +60,11 @@ class Planner:
     def plan(self, inputs, num_samples: int = 1, temperature: float = 0.6, top_p: float = 0.98,
              flow_steps: int = 10, nav_text: str | None = None, guidance: float = 1.0, cameras=None,
              fast: bool = False, max_new_tokens: int | None = None, min_new_tokens: int = 0,
-             generator: torch.Generator | None = None) -> PlanResult:  # fmt: skip
-        """Sample `num_samples` trajectories (+ CoC) per input; defaults from spec §5.1."""
+             generator: torch.Generator | None = None, optimized: bool = True) -> PlanResult:  # fmt: skip
+        """Sample `num_samples` trajectories (+ CoC) per input; defaults from spec §5.1.
+
+        `optimized=False` runs the reference decode/expert implementation (benchmarks, tests).
+        """
         samples = [inputs] if isinstance(inputs, dict) else list(inputs)
         samples = [self._select_cameras(s, cameras) for s in samples]
         if nav_text is not None:
@@ -72,7 +75,7 @@ class Planner:
         out = self.model.sample_trajectories(
             batch, num_samples=num_samples, temperature=temperature, top_p=top_p, flow_steps=flow_steps,
             fast=fast, guidance=guidance, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
-            generator=generator,
+            generator=generator, optimized=optimized,
         )  # fmt: skip
         B, K = out.xyz.shape[:2]
         coc = [[""] * K for _ in range(B)]
