@@ -104,6 +104,8 @@ def sim_run(
     address: Optional[str] = typer.Option(None, help="Address of an existing Ray cluster."),
     video: bool = typer.Option(False, help="Write one MP4 per rollout."),
     services: str = typer.Option("inprocess", help="inprocess | grpc (start services as subprocesses)."),
+    wire_precision: bool = typer.Option(
+        False, help="In-process: round what AlpaSim's gRPC wire carries to float32, so results equal --services grpc."),
 ):
     """Run POLICY on every scenario of SUITE, writing metrics, aggregate results and a summary."""
     if services == "grpc":
@@ -113,7 +115,8 @@ def sim_run(
     if services != "inprocess":
         raise typer.BadParameter(f"--services must be inprocess or grpc, got {services!r}")
     fn = _entry("cordillera.sim.batch", "main_sim_run", "cordillera sim run")
-    fn(suite=suite, policy=policy, out=out, rollouts=rollouts, workers=workers, address=address, video=video)
+    fn(suite=suite, policy=policy, out=out, rollouts=rollouts, workers=workers, address=address, video=video,
+       wire_precision=wire_precision)
 
 
 # ----------------------------------------------------------------------------------------------

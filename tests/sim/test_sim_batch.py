@@ -185,6 +185,19 @@ def test_policy_factory_and_cli_entry_validate():
         PolicyFactory("nope")
     with pytest.raises(ValueError, match="unknown policy"):
         main_sim_run("smoke", "vla", "/tmp/unused")
+    with pytest.raises(ValueError, match="only implemented for the built-in policies"):
+        main_sim_run("smoke", "vla:checkpoints/nano", "/tmp/unused", wire_precision=True)
+
+
+def test_sim_run_wire_precision_reaches_the_runtime_config(monkeypatch, tmp_path):
+    import cordillera.sim.batch as batch
+
+    seen = []
+    monkeypatch.setattr(batch, "run_batch", lambda *a, **kw: seen.append(kw.get("config")) or
+                        type("R", (), {"summary_text": ""})())
+    main_sim_run("smoke", "expert", tmp_path, progress=False)
+    main_sim_run("smoke", "expert", tmp_path, progress=False, wire_precision=True)
+    assert seen[0] is None and seen[1].wire_precision is True
 
 
 # ---------------------------------------------------------------------------------------------

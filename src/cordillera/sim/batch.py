@@ -798,11 +798,16 @@ def summary_table(agg: AggregateResult, families: dict[str, str], policy_name: s
 # CLI entry
 # ----------------------------------------------------------------------------------------------
 def main_sim_run(suite: str, policy: str, out: str | Path, rollouts: int = 1, workers: int | None = None,
-                 address: str | None = None, video: bool = False, progress: bool = True) -> BatchResult:
+                 address: str | None = None, video: bool = False, progress: bool = True,
+                 wire_precision: bool = False) -> BatchResult:
     """``cordillera sim run --suite S --policy P --out DIR [--rollouts N] [--workers N] [--address A]
-    [--video]``. ``policy="vla:<checkpoint>"`` runs the VLA (handed over to
-    ``train.evaluate.main_sim_run_vla``: the model lives above sim, so it is imported only here)."""
+    [--video] [--wire-precision]``. ``policy="vla:<checkpoint>"`` runs the VLA (handed over to
+    ``train.evaluate.main_sim_run_vla``: the model lives above sim, so it is imported only here).
+    ``wire_precision`` rounds what AlpaSim's wire carries to float32 (``SimConfig.wire_precision``),
+    so the results equal ``--services grpc`` bit for bit."""
     if policy.startswith("vla:"):
+        if wire_precision:
+            raise ValueError("--wire-precision is only implemented for the built-in policies, not vla:")
         from cordillera.train.evaluate import main_sim_run_vla
 
         return main_sim_run_vla(suite, policy, out, rollouts, workers, address, video, progress)
@@ -816,8 +821,11 @@ def main_sim_run(suite: str, policy: str, out: str | Path, rollouts: int = 1, wo
             scenarios.append(generator.make(family, seed))
         except Exception as e:  # noqa: BLE001 - a broken family must not stop the suite
             broken[f"{family}-{int(seed):05d}"] = _err(e)
+    from cordillera.sim.runtime import SimConfig
+
+    config = SimConfig(wire_precision=True) if wire_precision else None
     result = run_batch(scenarios, PolicyFactory(policy), out, rollouts_per_scenario=rollouts, workers=workers,
-                       address=address, progress=progress, broken=broken, test_suite_id=suite,
+                       address=address, progress=progress, broken=broken, test_suite_id=suite, config=config,
                        description=f"suite={suite} policy={policy}", video=video)
     if progress:
         sys.stdout.write(result.summary_text)
