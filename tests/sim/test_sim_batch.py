@@ -123,6 +123,45 @@ def test_rerun_skips_completed_rollouts_and_reuses_references(tmp_path):
     assert CALLS == [("s2", "fake")] and third.n_resumed == 3
 
 
+@dataclass(frozen=True)
+class VersionedFactory(FakeFactory):
+    version: str = "v1"
+
+    def fingerprint(self) -> str:
+        return f"weights-{self.version}"
+
+
+def test_rerun_with_another_policy_version_does_not_resume_old_rollouts(tmp_path):
+    _run(tmp_path, factory=VersionedFactory(speed_mps=5.0, version="v1"), n=1)
+    assert (tmp_path / "policy_fingerprint.txt").read_text().strip() == "weights-v1"
+    CALLS.clear()
+    same = _run(tmp_path, factory=VersionedFactory(speed_mps=5.0, version="v1"), n=1)
+    assert CALLS == [] and same.n_resumed == 2
+    # a retrained policy (same name, other weights): both rollouts are driven again and scored as its own
+    new = _run(tmp_path, factory=VersionedFactory(speed_mps=10.0, version="v2"), n=1)
+    assert sorted(CALLS) == [("s1", "fake"), ("s2", "fake")] and new.n_resumed == 0
+    assert [r["score"] for r in new.aggregate.rollouts] == [1.0, 1.0]
+    assert (tmp_path / "policy_fingerprint.txt").read_text().strip() == "weights-v2"
+    # rollouts from before fingerprints were recorded are not trusted either
+    (tmp_path / "policy_fingerprint.txt").unlink()
+    CALLS.clear()
+    _run(tmp_path, factory=VersionedFactory(speed_mps=10.0, version="v2"), n=1)
+    assert len(CALLS) == 2
+
+
+def test_vla_factory_fingerprint_follows_the_weights(tmp_path):
+    from cordillera.model.policy import VLAPolicyFactory
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"a" * 10)
+    f = VLAPolicyFactory(str(tmp_path))
+    a = f.fingerprint()
+    assert a == VLAPolicyFactory(str(tmp_path)).fingerprint()
+    assert a != VLAPolicyFactory(str(tmp_path), (("num_samples", 2),)).fingerprint()
+    (tmp_path / "model.safetensors").write_bytes(b"b" * 10)
+    assert f.fingerprint() != a
+
+
 def test_failing_policy_is_reported_and_the_batch_continues(tmp_path):
     res = _run(tmp_path, factory=FakeFactory(fail_on=("s1",), raise_on=("s2",)), n=1)
     by = {o.clipgt_id: o for o in res.outcomes}

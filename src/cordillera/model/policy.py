@@ -306,6 +306,20 @@ class VLAPolicyFactory:
     def __call__(self) -> VLAPolicy:
         return VLAPolicy(self.checkpoint, name=self.name, **dict(self.kwargs))
 
+    def fingerprint(self) -> str:
+        """sha256 over the checkpoint's config and weights and the policy options: `run_batch`
+        resumes rollouts only when this is unchanged (a retrained model must not reuse old ones)."""
+        import hashlib
+
+        h = hashlib.sha256(repr(self.kwargs).encode())
+        for name in ("config.json", "model.safetensors"):
+            p = Path(self.checkpoint) / name
+            if p.exists():
+                with open(p, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        h.update(block)
+        return h.hexdigest()
+
     @staticmethod
     def from_spec(spec: str, name: str | None = None, **kwargs) -> "VLAPolicyFactory":
         """``"vla:<checkpoint dir>"`` (the ``sim run --policy`` form) → factory."""

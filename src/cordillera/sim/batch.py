@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -553,6 +554,26 @@ def _ray_env_defaults() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join([src, *paths])
 
 
+POLICY_FINGERPRINT = "policy_fingerprint.txt"
+
+
+def _drop_stale_rollouts(out: Path, policy_factory, progress: bool) -> None:
+    """Resume only what the same policy wrote. A factory with a ``fingerprint()`` (e.g. a model
+    checkpoint's weights hash) is recorded in ``out``; when it changed, the old rollouts are
+    removed instead of being reported as this policy's."""
+    fp_fn = getattr(policy_factory, "fingerprint", None)
+    if not callable(fp_fn):
+        return
+    fp, f = str(fp_fn()), out / POLICY_FINGERPRINT
+    old = f.read_text().strip() if f.exists() else None
+    if old != fp and (out / "rollouts").exists():  # no record: written by an unknown version
+        if progress:
+            print(f"{out}: rollouts were written by another version of the policy "
+                  f"({(old or 'unrecorded')[:12]} ≠ {fp[:12]}); re-running")
+        shutil.rmtree(out / "rollouts")
+    atomic_write_text(f, fp + "\n")
+
+
 def run_batch(scenarios: list[Scenario], policy_factory: Callable, out_dir: str | Path, rollouts_per_scenario: int = 1,
               workers: int | None = None, address: str | None = None, config=None,
               reference_factory: Callable | None = expert_reference_factory, run_name: str | None = None,
@@ -598,6 +619,7 @@ def run_batch(scenarios: list[Scenario], policy_factory: Callable, out_dir: str 
     write_run_metadata(out, run_uuid, rname, description=description or f"policy={pname}", test_suite_id=test_suite_id,
                        run_args=[f"policy={pname}", f"rollouts={rollouts_per_scenario}", f"seed={seed}"])
 
+    _drop_stale_rollouts(out, policy_factory, progress)
     jobs = [_Job(sc, i, seed + i, rollout_id_for(sc.id, pname, i, seed + i), pname)
             for sc in scenarios for i in range(rollouts_per_scenario)]
     outcomes: dict[str, RolloutOutcome] = {}
