@@ -20,7 +20,7 @@ import importlib.util
 import os
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from cordillera.config import REPO_ROOT, DemoConfig, load_config, preset_path
@@ -44,22 +44,6 @@ def vla_policy_class():
     if importlib.util.find_spec("cordillera.model.policy") is None:
         return None
     return getattr(importlib.import_module("cordillera.model.policy"), "VLAPolicy", None)
-
-
-@dataclass(frozen=True)
-class VlaFactory:
-    """Picklable factory of the VLA sim policy (what Ray ships to workers): the model's own
-    ``VLAPolicyFactory`` when it exists, else ``VLAPolicy(checkpoint, name=...)``."""
-
-    checkpoint: str
-    policy_name: str = "vla_nano"
-
-    def __call__(self):
-        mod = importlib.import_module("cordillera.model.policy")
-        factory = getattr(mod, "VLAPolicyFactory", None)
-        if factory is not None:
-            return factory(self.checkpoint, name=self.policy_name)()
-        return mod.VLAPolicy(self.checkpoint, name=self.policy_name)
 
 
 def demo_sim_config(cfg: DemoConfig, cameras: bool):
@@ -114,7 +98,10 @@ def run_demo(out: str | Path = "demo_out", config: str | Path | DemoConfig = "de
     vla = vla_policy_class()
     if ckpt is not None and vla is not None:
         notice = None
-        plan = [("vla_nano", VlaFactory(str(ckpt)), True), ("expert", PolicyFactory("expert"), False)]
+        from cordillera.model.policy import VLAPolicyFactory
+
+        plan = [("vla_nano", VLAPolicyFactory(str(ckpt), name="vla_nano"), True),
+                ("expert", PolicyFactory("expert"), False)]
         console.print(f"[bold]demo:[/bold] the nano VLA from {ckpt} and the expert on suite {cfg.suite!r}")
     else:
         why = ("no trained checkpoint in " + str(cfg.checkpoint)) if ckpt is None else "no cordillera.model.policy.VLAPolicy"
