@@ -20,7 +20,6 @@ import importlib.util
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from cordillera.config import REPO_ROOT, DemoConfig, load_config, preset_path
@@ -89,10 +88,7 @@ def run_demo(out: str | Path = "demo_out", config: str | Path | DemoConfig = "de
         except Exception as e:  # noqa: BLE001 - a broken family must not stop the demo
             broken[f"{family}-{int(seed):05d}"] = _err(e)
             continue
-        if duration_s is not None:
-            dur = int(round(duration_s * 10)) * 100_000
-            sc = replace(sc, duration_us=dur, force_gt_duration_us=min(sc.force_gt_duration_us, dur))
-        scenarios.append(sc)
+        scenarios.append(generator.truncated(sc, duration_s))
 
     ckpt = trained_checkpoint(cfg.checkpoint)
     vla = vla_policy_class()

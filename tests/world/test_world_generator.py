@@ -150,3 +150,14 @@ def test_to_log_replay_validates_tracks():
     # cutter ends up in the ego lane
     lane = sc.map.lane(sc.ego.route_lane_ids[0])
     assert lane.on_lane(tracks["cutter"][1][-1])
+
+
+def test_truncated_shortens_on_the_control_grid_and_never_lengthens():
+    from cordillera.world.generator import make, truncated
+
+    sc = make("cut_in", 1000)
+    t = truncated(sc, 1.234)
+    assert t.duration_us == 1_200_000 and t.force_gt_duration_us == min(sc.force_gt_duration_us, 1_200_000)
+    assert truncated(sc, 1e6).duration_us == sc.duration_us and truncated(sc, None) is sc
+    with pytest.raises(ValueError, match=">= 0.1"):
+        truncated(sc, 0.01)

@@ -305,17 +305,8 @@ def _scenarios_for(suite: str, duration_s: float | None):
         except Exception as e:  # noqa: BLE001 - a broken family must not stop the evaluation
             broken[f"{family}-{int(seed):05d}"] = f"{type(e).__name__}: {e}"
             continue
-        scenarios.append(_truncated(sc, duration_s))
+        scenarios.append(generator.truncated(sc, duration_s))
     return scenarios, broken
-
-
-def _truncated(sc, duration_s: float | None):
-    if duration_s is None:
-        return sc
-    d = int(round(duration_s * 10)) * 100_000
-    if d <= 0:
-        raise ValueError(f"duration_s must be >= 0.1, got {duration_s}")
-    return replace(sc, duration_us=min(sc.duration_us, d), force_gt_duration_us=min(sc.force_gt_duration_us, d))
 
 
 def vla_run_setup(checkpoint, name: str = VLA_NAME, kwargs: tuple = (), render_hw=RENDER_HW,
@@ -379,7 +370,9 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     if scenarios is None:
         scenarios, broken = _scenarios_for(suite, duration_s)
     else:
-        scenarios, broken = [_truncated(s, duration_s) for s in scenarios], {}
+        from cordillera.world.generator import truncated
+
+        scenarios, broken = [truncated(s, duration_s) for s in scenarios], {}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -20,6 +20,7 @@ train      100000 .. 199999 every family, for data generation (``suite("train", 
 from __future__ import annotations
 
 import zlib
+from dataclasses import replace
 from types import ModuleType
 
 import numpy as np
@@ -146,5 +147,15 @@ def make_suite(name: str, **kw) -> list[Scenario]:
     return [make(f, s) for f, s in suite(name, **kw)]
 
 
+def truncated(sc: Scenario, duration_s: float | None) -> Scenario:
+    """``sc`` shortened to ``duration_s`` (on the 100 ms control grid; never lengthened); None: unchanged."""
+    if duration_s is None:
+        return sc
+    d = int(round(duration_s * 10)) * 100_000
+    if d <= 0:
+        raise ValueError(f"duration_s must be >= 0.1, got {duration_s}")
+    return replace(sc, duration_us=min(sc.duration_us, d), force_gt_duration_us=min(sc.force_gt_duration_us, d))
+
+
 __all__ = ["FAMILIES", "NOMINAL", "LONG_TAIL", "SUITES", "STANDARD_SEEDS", "LONG_TAIL_SEEDS", "rng_for",
-           "make_params", "make", "suite", "make_suite"]
+           "make_params", "make", "suite", "make_suite", "truncated"]
