@@ -149,11 +149,23 @@ def data_inspect(path: Path = typer.Argument(..., help="Dataset directory.")):
 # ----------------------------------------------------------------------------------------------
 # label
 # ----------------------------------------------------------------------------------------------
+# The label help lives here, not in reasoning/cli.py: importing that module for its text pulled the
+# labeler and numpy into every `cordillera` start (184 → 62 ms to import the CLI).
+LABEL_HELP = """Auto-label every clip of a PhysicalAI-AV dataset directory with the rule labeler.
+
+The rule labeler is privileged: it needs the scenario (map, stop signs, traffic-light states, actor
+visibility, hazard onsets) and the expert's decision at every keyframe, none of which the layout
+stores. A cordillera-generated clip carries what reproduces them: its family, scenario seed and
+rollout seed in metadata/data_collection.parquet. The scenario is rebuilt from them and the expert
+re-drives it without cameras; the re-drive must match the clip's stored egomotion
+(labels/egomotion) within 2 m, else the clip is refused. Clips without these (e.g. real
+PhysicalAI-AV clips) are reported one line each and keep their events (label those with the LLM
+teacher, cordillera.reasoning.teacher). Events go to reasoning/ood_reasoning.parquet (same schema
+as `cordillera data generate` writes), atomically; clips that already have events are skipped
+unless --overwrite."""
+
+
 def _label_help() -> str:
-    try:
-        from cordillera.reasoning.cli import LABEL_HELP
-    except ImportError:
-        return "Write CoC reasoning labels for a dataset (`label DIR`) or check them (`label check DIR`)."
     paragraphs = [" ".join(p.split()) for p in LABEL_HELP.split("\n\n")]  # rich keeps single newlines
     return "\n\n".join(paragraphs + ["`cordillera label check DIR` prints decision distribution, phrasing diversity "
                                       "and leakage checks."])

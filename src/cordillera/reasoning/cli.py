@@ -4,7 +4,7 @@
 ``reasoning/ood_reasoning.parquet`` or ``*.parquet``): decision distribution, phrasing diversity
 and text-level leakage checks, printed as rich tables and returned as a dict. ``main_label``
 (``label_dataset``) labels a PhysicalAI-AV dataset directory of cordillera-generated clips by
-re-driving each clip's scenario (``LABEL_HELP`` says what it uses and why).
+re-driving each clip's scenario (``cordillera label --help`` says what it uses and why).
 """
 
 from __future__ import annotations
@@ -121,25 +121,12 @@ def main_check(path: Path) -> dict:
     return stats
 
 
-LABEL_HELP = """Auto-label every clip of a PhysicalAI-AV dataset directory with the rule labeler.
-
-The rule labeler is privileged: it needs the scenario (map, stop signs, traffic-light states, actor
-visibility, hazard onsets) and the expert's decision at every keyframe, none of which the layout
-stores. A cordillera-generated clip carries what reproduces them: its family, scenario seed and
-rollout seed in metadata/data_collection.parquet. The scenario is rebuilt from them and the expert
-re-drives it without cameras; the re-drive must match the clip's stored egomotion
-(labels/egomotion) within 2 m, else the clip is refused. Clips without these (e.g. real
-PhysicalAI-AV clips) are reported one line each and keep their events (label those with the LLM
-teacher, cordillera.reasoning.teacher). Events go to reasoning/ood_reasoning.parquet (same schema
-as `cordillera data generate` writes), atomically; clips that already have events are skipped
-unless --overwrite."""
-
 FLUSH_EVERY_CLIPS = 25  # rewrite the parquet this often: an interrupted run resumes from there
 
 
 def label_clip(reader, clip_id: str, seed: int | None = None) -> list[dict]:
     """CoC events ``[{event_start_timestamp, cot}]`` of one cordillera-generated clip, exactly as the
-    generator labels it (see ``LABEL_HELP``). ``seed``: rollout/phrasing seed if the metadata has
+    generator labels it (see ``cordillera label --help``). ``seed``: rollout/phrasing seed if the metadata has
     none (default 0, the generator's). Raises ``ValueError`` naming the clip and what is missing."""
     from cordillera.data import keys as K
     from cordillera.data import layout as L
@@ -214,5 +201,5 @@ def main_label(path: Path, overwrite: bool = False, seed: int | None = None) -> 
     return rep
 
 
-__all__ = ["find_reasoning_parquet", "check_events", "main_check", "label_clip", "label_dataset", "main_label", "LABEL_HELP",
+__all__ = ["find_reasoning_parquet", "check_events", "main_check", "label_clip", "label_dataset", "main_label",
            "LEAKAGE_WORDS"]

@@ -578,9 +578,10 @@ def evaluate(model, batches: Iterable[dict], stage: str, loss_fn: Callable | Non
         # a CoC model's trajectories are always sampled after its own CoC (no empty-CoC shortcut)
         want_coc = use_coc and (want_traj or n_coc < ev.coc_samples)
         if want_traj or want_coc:
-            out = model.sample_trajectories(batch.get(PROMPT_BATCH, batch), num_samples=ev.k if want_traj else 1, temperature=ev.temperature,
-                                            top_p=ev.top_p, flow_steps=ev.flow_steps if want_traj else 1,
-                                            fast=not want_coc, max_new_tokens=ev.max_new_tokens, generator=g)  # fmt: skip
+            out = model.sample_trajectories(batch.get(PROMPT_BATCH, batch), num_samples=ev.k if want_traj else 1,
+                                            temperature=ev.temperature, top_p=ev.top_p,
+                                            flow_steps=ev.flow_steps if want_traj else 1, fast=not want_coc,
+                                            max_new_tokens=ev.max_new_tokens, generator=g)  # fmt: skip
             if want_traj:
                 m = min_ade(out.xyz, batch[EGO_FUTURE_XYZ], reduce=False)
                 for k, v in m.items():
