@@ -254,11 +254,15 @@ def eval_closed_loop(
     traj_only: Optional[Path] = typer.Option(
         None, help="Trajectory-only checkpoint to compare (default: checkpoints/nano-traj-only if it exists)."),
     max_new_tokens: Optional[int] = typer.Option(None, min=1, help="CoC token budget per step."),
+    replan_every: float = typer.Option(
+        0.0, min=0.0, max=2.0, help="Run the models only every this many seconds and re-anchor the last plan in "
+                                    "between (0 = every 0.1 s control step, as AlpaSim)."),
 ):
     """Run the VLA and baselines closed loop and print a comparison table with 95% CIs."""
     fn = _entry("cordillera.train.evaluate", "main_closed_loop", "cordillera eval closed-loop")
     fn(checkpoint=checkpoint, suite=suite, out=out, seeds=seeds, baselines=baselines, workers=workers,
-       duration_s=duration, traj_only=traj_only if traj_only is not None else "auto", max_new_tokens=max_new_tokens)
+       duration_s=duration, traj_only=traj_only if traj_only is not None else "auto", max_new_tokens=max_new_tokens,
+       replan_every_s=replan_every)
 
 
 @eval_app.command("open-loop")

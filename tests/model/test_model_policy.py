@@ -157,6 +157,43 @@ def test_coc_path_gives_text_and_parsed_decisions(nano_model):
     assert set(plan.decisions) == {"longitudinal", "lateral", "lateral_direction"}
 
 
+def _to_local(plan, hist, t_us):
+    """Plan poses (rig frame at t_us) → local (x, y, yaw), using the arc history's pose at t_us."""
+    i = int(np.searchsorted(hist.t_us, t_us))
+    x0, y0 = hist.xyz_local[i, :2]
+    yaw0 = 2 * math.atan2(hist.quat_local[i, 2], hist.quat_local[i, 3])
+    c, s = math.cos(yaw0), math.sin(yaw0)
+    x, y = plan.xyz_rig[:, 0], plan.xyz_rig[:, 1]
+    return np.stack([x0 + c * x - s * y, y0 + s * x + c * y, yaw0 + plan.yaw_rig], -1)
+
+
+def test_replan_every_holds_the_last_plan_reanchored_in_the_current_rig_frame(nano_model):
+    pol = VLAPolicy(nano_model, num_samples=2, fast=True, threads=1, replan_every_s=0.5)
+    hist_fn = lambda t: arc_history(t, yaw_rate=0.2)  # noqa: E731 - the ego turns while the plan is held
+    plans = feed(pol, 1_600_000, history_fn=hist_fn)
+    live = [p for p in plans if not p.warming_up]
+    first_t = int(live[0].t_us[0])
+    assert pol._inferences == 3  # at first_t, first_t + 0.5 s, first_t + 1.0 s: 3 inferences for 13 calls
+    for k, p in enumerate(live):
+        t_now = first_t + k * DT
+        p.validate(t_now)
+        source = live[k - k % 5]
+        if k % 5 == 0:
+            assert p.planned_at_us is None and len(p.t_us) == 65
+            continue
+        assert p.planned_at_us == t_now - (k % 5) * DT
+        assert p.t_us.tolist() == [t_now + j * DT for j in range(65 - k % 5)]  # the remaining horizon
+        np.testing.assert_array_equal(p.xyz_rig[0], 0.0)
+        assert p.yaw_rig[0] == 0.0 and p.alternatives == () and p.coc == source.coc
+        # the same poses in the local frame as the plan they come from, at the same absolute times
+        held = _to_local(p, hist_fn(t_now), t_now)[1:]
+        orig = _to_local(source, hist_fn(int(source.t_us[0])), int(source.t_us[0]))[k % 5 + 1:]
+        np.testing.assert_allclose(held[:, :2], orig[:, :2], atol=1e-6)
+        np.testing.assert_allclose(np.angle(np.exp(1j * (held[:, 2] - orig[:, 2]))), 0.0, atol=1e-6)
+    with pytest.raises(ValueError, match="replan_every_s"):
+        VLAPolicy(nano_model, replan_every_s=-0.1)
+
+
 def test_deterministic_for_a_fixed_seed(policy):
     a = feed(policy, 500_000, seed=3)
     b = feed(policy, 500_000, seed=3)

@@ -45,7 +45,7 @@ def _rollout() -> Rollout:
             2: _plan(t, 65, 10.0, coc="Stop for the red light ahead.",
                      decisions={"longitudinal": "Stop", "lateral": "Keep Lane", "causal_object": None,
                                 "signal": {"id": "L1", "state": "red"}, "stop_line_distance_m": np.float64(12.5)}),
-            3: _plan(t, 21, 8.0, alts=2),
+            3: replace(_plan(t, 21, 8.0, alts=2), planned_at_us=t - 200_000),  # a re-anchored plan
         }[i]
         steps.append(StepRecord(t_us=t, ego=AgentState(x_m=float(i), y_m=0.0, yaw_rad=0.1, speed_mps=10.0), actors={},
                                 signals={"L1": "red"}, plan=plan, force_gt=i < 2,
@@ -66,6 +66,7 @@ def test_plans_coc_decisions_timings_round_trip(tmp_path):
         np.testing.assert_allclose(b.yaw_rig, a.yaw_rig, atol=1e-6)
         assert b.xyz_rig.shape == a.xyz_rig.shape and np.all(b.xyz_rig[:, 2] == 0)
         assert b.timing_ms == {"plan": 1.5}
+    assert back.steps[2].plan.planned_at_us is None and back.steps[3].plan.planned_at_us == 100_000
     p2 = back.steps[2].plan
     assert p2.coc == "Stop for the red light ahead."
     assert p2.decisions == {"longitudinal": "Stop", "lateral": "Keep Lane", "causal_object": None,

@@ -30,6 +30,12 @@ Output (spec/alpasim.md §2.2): pose 0 = the origin at ``t_now_us``, then the 64
 at t_now + 0.1 … 6.4 s in the rig frame at t_now, z = 0, yaw-only. Sample 0 is the plan (as the
 Alpamayo driver takes sample 0); the other K − 1 samples are ``alternatives``.
 
+Replanning rate: ``replan_every_s = 0`` runs the model at every call (AlpaSim's 10 Hz driver). A
+larger value runs it only when that much time has passed since the last inference and otherwise
+re-anchors the last plan at the current pose (its remaining poses expressed in the rig frame at
+t_now, resampled on the 100 ms grid, pose 0 = the origin) with ``Plan.planned_at_us`` set — the
+cheap way to evaluate on 2 cores, reported as such.
+
 Determinism: inference ``n`` of a session draws from ``torch.Generator`` seeded with
 ``SeedSequence([policy seed, session seed, n])``. AlpaSim uses ``session seed + n``; mixing
 through SeedSequence keeps rollouts with seeds s and s + 1 from sharing noise shifted by one step.
@@ -64,6 +70,8 @@ __all__ = [
 ]
 
 MAX_FRAME_AGE_US = 100_000  # [µs] a frame may be at most one control period older than its request time
+MAX_REPLAN_EVERY_S = 2.0  # [s] a held 6.4 s plan must still cover MIN_HELD_HORIZON_US
+MIN_HELD_HORIZON_US = 3_000_000  # [µs] re-anchor the last plan only while it reaches this far ahead
 FUTURE_PERIOD_US = PLAN_PERIOD_US  # [µs] 10 Hz model output (spec/alpamayo_model.md §3) = the sim plan period
 
 _MODEL_CACHE: dict[tuple[str, str], tuple[CordilleraVLA, VLAProcessor]] = {}
@@ -113,6 +121,15 @@ def history_in_rig(ego_history, t0_us: int, offsets_us=HISTORY_OFFSETS_US) -> tu
     return xyz, rot
 
 
+def _pose2d_at(ego_history, t_us: int) -> np.ndarray:
+    """(x, y, yaw) of the rig in the local frame at ``t_us``, interpolated from the history."""
+    t = np.asarray(ego_history.t_us, dtype=np.int64)
+    xyz, quat = interpolate_poses(np.array([t_us], dtype=np.int64), t, ego_history.xyz_local,
+                                  ego_history.quat_local, method="linear")
+    R = quat_to_matrix(quat)[0]
+    return np.array([xyz[0, 0], xyz[0, 1], np.arctan2(R[1, 0], R[0, 0])])
+
+
 def _device_batch(batch: dict, device) -> dict:
     return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
@@ -132,6 +149,8 @@ class VLAPolicy:
         max_new_tokens: CoC token budget (default the model's ``max_cot_tokens``).
         use_nav: pass navigation text (observation's, else from the route) in the prompt.
         name: policy name in rollouts and outputs.
+        replan_every_s: run the model only every this many seconds (0 = every call) and re-anchor
+            the last plan in between (see the module docstring).
         cache_vision: keep each frame's vision features keyed by (camera, frame t_end_us), so a
             steady-state step encodes only the newest frame per camera (same numbers as uncached).
     """
@@ -139,11 +158,13 @@ class VLAPolicy:
     def __init__(self, checkpoint: str | Path | CordilleraVLA, num_samples: int = 1, temperature: float = 0.6,
                  top_p: float = 0.98, flow_steps: int = 10, fast: bool = False, cameras=None, seed: int = 0,
                  device: str = "cpu", threads: int | None = 2, max_new_tokens: int | None = None,
-                 use_nav: bool = True, name: str = "vla", cache_vision: bool = True):
+                 use_nav: bool = True, name: str = "vla", cache_vision: bool = True, replan_every_s: float = 0.0):
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         if flow_steps < 1:
             raise ValueError(f"flow_steps must be >= 1, got {flow_steps}")
+        if not 0.0 <= replan_every_s <= MAX_REPLAN_EVERY_S:
+            raise ValueError(f"replan_every_s must be in [0, {MAX_REPLAN_EVERY_S}] s, got {replan_every_s}")
         if isinstance(checkpoint, CordilleraVLA):
             self.model = checkpoint.to(device).eval()
             self.processor = VLAProcessor(self.model.cfg, load_tokenizer(self.model.cfg))
@@ -163,6 +184,8 @@ class VLAPolicy:
         self._frames: dict[str, list[CameraFrame]] = {}
         self._inferences = 0
         self.cache_vision = bool(cache_vision)
+        self.replan_every_us = int(round(replan_every_s * 1e6))
+        self._last: tuple[Plan, np.ndarray] | None = None  # (last inferred plan, its (x, y, yaw) in local)
         self._image_keys: list[tuple[str, int]] = []  # (camera, t_end_us) per image of the last sample
         self._vision_store: dict = {}
         self.warmup_reason: str | None = None
@@ -181,12 +204,14 @@ class VLAPolicy:
         self._frames = {c: [] for c in self.cameras}
         self._inferences = 0
         self._vision_store = {}
+        self._last = None
         self.warmup_reason = None
         self.last_inputs = None
 
     def close(self) -> None:
         self._frames = {}
         self._vision_store = {}
+        self._last = None
         self.last_inputs = None
 
     def plan(self, observation: Observation, t_now_us: int, t_query_us: int) -> Plan:
@@ -201,6 +226,10 @@ class VLAPolicy:
             return Plan(t_us=np.array([t0], dtype=np.int64), xyz_rig=np.zeros((1, 3)), yaw_rig=np.zeros(1),
                         warming_up=True)
         self.warmup_reason = None
+        if self._last is not None and t0 - int(self._last[0].t_us[0]) < self.replan_every_us:
+            held = self._reanchor(observation, t0)
+            if held is not None:
+                return held
         self.last_inputs = sample
         gen = torch.Generator().manual_seed(inference_seed(self.seed, self._session.seed, self._inferences))
         self._inferences += 1
@@ -230,8 +259,37 @@ class VLAPolicy:
         timing = {"preprocess": pre_ms, "vision": tm.get("vision_ms", 0.0), "prefill": tm.get("prefill_ms", 0.0),
                   "decode": tm.get("decode_ms", 0.0), "expert": tm.get("expert_ms", 0.0),
                   "total": (time.perf_counter() - c0) * 1e3}
-        return Plan(t_us=t_us, xyz_rig=plans[0][0], yaw_rig=plans[0][1], alternatives=tuple(plans[1:]), coc=coc,
+        plan = Plan(t_us=t_us, xyz_rig=plans[0][0], yaw_rig=plans[0][1], alternatives=tuple(plans[1:]), coc=coc,
                     decisions=decisions, timing_ms=timing)
+        if self.replan_every_us:
+            self._last = (plan, _pose2d_at(observation.ego_history, t0))
+        return plan
+
+    def _reanchor(self, obs: Observation, t0: int) -> Plan | None:
+        """The last inferred plan's remaining poses in the rig frame at t0 (pose 0 = origin), or None
+        when it would cover less than ``MIN_HELD_HORIZON_US`` (then the model runs)."""
+        c0 = time.perf_counter()
+        last, (x_p, y_p, yaw_p) = self._last
+        t_old = np.asarray(last.t_us, dtype=np.int64)
+        t_new = t0 + FUTURE_PERIOD_US * np.arange(int((t_old[-1] - t0) // FUTURE_PERIOD_US) + 1, dtype=np.int64)
+        if t_new[-1] - t0 < MIN_HELD_HORIZON_US:
+            return None
+        # old rig frame -> local -> rig frame at t0 (plans are planar: z = 0, yaw only)
+        xo, yo = np.asarray(last.xyz_rig)[:, 0], np.asarray(last.xyz_rig)[:, 1]
+        yaw_o = np.unwrap(np.asarray(last.yaw_rig))
+        cp, sp = np.cos(yaw_p), np.sin(yaw_p)
+        xl, yl = x_p + cp * xo - sp * yo, y_p + sp * xo + cp * yo
+        x_n, y_n, yaw_n = _pose2d_at(obs.ego_history, t0)
+        cn, sn = np.cos(yaw_n), np.sin(yaw_n)
+        dx, dy = xl - x_n, yl - y_n
+        xr, yr, yawr = cn * dx + sn * dy, -sn * dx + cn * dy, yaw_o + yaw_p - yaw_n
+        xyz = np.zeros((len(t_new), 3))
+        xyz[1:, 0], xyz[1:, 1] = np.interp(t_new[1:], t_old, xr), np.interp(t_new[1:], t_old, yr)
+        yaw = np.zeros(len(t_new))
+        yaw[1:] = np.interp(t_new[1:], t_old, yawr)
+        return Plan(t_us=t_new, xyz_rig=xyz, yaw_rig=np.arctan2(np.sin(yaw), np.cos(yaw)), coc=last.coc,
+                    decisions=last.decisions, planned_at_us=int(t_old[0]),
+                    timing_ms={"total": (time.perf_counter() - c0) * 1e3})
 
     # ---- inputs ---------------------------------------------------------------------------------
     def _buffer(self, obs: Observation, t0: int) -> None:

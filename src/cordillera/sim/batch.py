@@ -180,7 +180,8 @@ def _plan_meta(plan) -> dict | None:
     if plan is None:
         return None
     return {"coc": plan.coc, "decisions": _jsonable(plan.decisions), "timing_ms": _jsonable(plan.timing_ms),
-            "warming_up": bool(plan.warming_up), "n_alternatives": len(plan.alternatives)}
+            "warming_up": bool(plan.warming_up), "n_alternatives": len(plan.alternatives),
+            "planned_at_us": None if plan.planned_at_us is None else int(plan.planned_at_us)}
 
 
 def _plans_from(t_us: np.ndarray, arrays: dict, metas: list) -> list:
@@ -201,7 +202,8 @@ def _plans_from(t_us: np.ndarray, arrays: dict, metas: list) -> list:
                          for k in range(int(m.get("n_alternatives", 0))))
         plans.append(Plan(t_us=int(t_us[i]) + dt[i, :n].astype(np.int64), xyz_rig=xyz, yaw_rig=a[:, 2].copy(),
                           alternatives=alts, coc=m.get("coc"), decisions=m.get("decisions"),
-                          timing_ms=dict(m.get("timing_ms") or {}), warming_up=bool(m.get("warming_up", False))))
+                          timing_ms=dict(m.get("timing_ms") or {}), warming_up=bool(m.get("warming_up", False)),
+                          planned_at_us=m.get("planned_at_us")))
     return plans
 
 

@@ -73,6 +73,10 @@ class Plan:
     decisions: dict | None = None  # {"longitudinal": ..., "lateral": ..., "causal_object": ...}
     timing_ms: dict = field(default_factory=dict)
     warming_up: bool = False
+    # None: computed at t_us[0]. Else the time the policy computed it: a policy replanning at a lower
+    # rate than the control clock re-anchors its last plan at the steps in between (coc/decisions are
+    # the original's, so per-inference statistics skip these repeats).
+    planned_at_us: int | None = None
 
     def validate(self, t_now_us: int) -> None:
         """Raise ValueError describing what is wrong with this plan (NaN, empty, backwards...)."""

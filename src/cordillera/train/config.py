@@ -149,6 +149,7 @@ class NanoConfig(StrictModel):
     ablation_out: str = "checkpoints/nano-traj-only"
     work_dir: str = "runs/nano"  # data, per-stage runs and logs
     ablation: bool = False  # also train the trajectory-only model
+    coc: bool = True  # train the CoC model (coc: false + ablation: true = only the trajectory-only model)
     skip_generate: bool = False  # reuse work_dir/data when it is complete
     generate: GenerateSettings = GenerateSettings()
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # share of scenario seeds held out
@@ -162,6 +163,8 @@ class NanoConfig(StrictModel):
             raise ValueError(f"stage1.stage must be 'stage1', got {self.stage1.stage!r}")
         if self.stage2.stage not in ("stage2", "joint"):
             raise ValueError(f"stage2.stage must be 'stage2' or 'joint', got {self.stage2.stage!r}")
+        if not (self.coc or self.ablation):
+            raise ValueError("nothing to train: coc and ablation are both false")
         return self
 
 

@@ -194,7 +194,8 @@ def rollout_consistency(rollout) -> dict:
     scores, consistent, decided = [], [], 0
     for i, st in enumerate(rollout.steps):
         p = st.plan
-        if p is None or p.warming_up or not p.coc or st.t_us < rollout.force_gt_end_us or len(p.t_us) < 3:
+        if (p is None or p.warming_up or not p.coc or p.planned_at_us is not None  # a re-anchored repeat
+                or st.t_us < rollout.force_gt_end_us or len(p.t_us) < 3):
             continue
         rec = parse(p.coc)
         decided += rec.longitudinal is not None or rec.lateral is not None
@@ -344,11 +345,12 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
                      traj_only: str | Path | None = "auto", num_samples: int = 1, fast: bool = False,
                      max_new_tokens: int | None = None, render_hw: tuple[int, int] = RENDER_HW,
                      duration_s: float | None = None, scenarios=None, progress: bool = True,
-                     render_backend: str = "auto") -> dict:
+                     render_backend: str = "auto", replan_every_s: float = 0.0) -> dict:
     """``cordillera eval closed-loop``: VLA + baselines (+ trajectory-only model) on one suite with
     ``seeds`` rollouts per scenario; writes ``out/<policy>/`` and ``out/comparison.json`` and
     returns the comparison dict. ``traj_only="auto"`` uses ``checkpoints/nano-traj-only`` when it
-    exists; ``scenarios`` overrides the suite; ``duration_s`` shortens every scenario."""
+    exists; ``scenarios`` overrides the suite; ``duration_s`` shortens every scenario;
+    ``replan_every_s`` > 0 runs the models only that often (``VLAPolicy``), re-anchoring in between."""
     from cordillera.config import REPO_ROOT
     from cordillera.sim.batch import POLICY_NAMES, PolicyFactory, run_batch
     from cordillera.sim.runtime import SimConfig
@@ -376,8 +378,10 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    vla_kw = tuple(sorted({"num_samples": num_samples, "fast": fast, "max_new_tokens": max_new_tokens,
-                           "threads": 1}.items()))
+    vla_kw = {"num_samples": num_samples, "fast": fast, "max_new_tokens": max_new_tokens, "threads": 1}
+    if replan_every_s:  # only when set, so default runs keep their policy fingerprint (resume)
+        vla_kw["replan_every_s"] = float(replan_every_s)
+    vla_kw = tuple(sorted(vla_kw.items()))
     policies: dict[str, tuple] = {}  # name -> (factory, config, renderer factory, has CoC)
     for name, path in ((VLA_NAME, ckpt), (TRAJ_ONLY_NAME, traj_only)):
         if path is not None:
@@ -397,7 +401,7 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
         runs[name] = {"out_dir": str(res.out_dir), "run_name": res.run_name, "n_failed": res.n_failed,
                       "wall_time_s": res.wall_time_s}
     comp = compare(records)
-    comp.update({"suite": suite, "seeds": seeds, "checkpoint": str(ckpt),
+    comp.update({"suite": suite, "seeds": seeds, "checkpoint": str(ckpt), "replan_every_s": float(replan_every_s),
                  "traj_only_checkpoint": None if traj_only is None else str(traj_only), "runs": runs,
                  "statistics": "per-scenario means over seeds, Student t over scenarios; paired differences on "
                                "(scenario, seed); relative difference by paired bootstrap over scenarios",

@@ -233,7 +233,7 @@ def run(cfg: NanoConfig, command: str = "cordillera train nano") -> dict:
     clips = len(reader.clips())
     events = sum(len(reader.reasoning_events(c)) for c in reader.clips())
     results = {}
-    variants = [True] + ([False] if cfg.ablation else [])
+    variants = ([True] if cfg.coc else []) + ([False] if cfg.ablation else [])
     for use_coc in variants:
         tic = time.perf_counter()
         res = train_variant(cfg, data_dir, use_coc)
