@@ -252,7 +252,8 @@ def eval_closed_loop(
     workers: Optional[int] = typer.Option(None, min=1),
     duration: Optional[float] = typer.Option(None, min=0.1, help="Shorten every scenario to this many seconds."),
     traj_only: Optional[Path] = typer.Option(
-        None, help="Trajectory-only checkpoint to compare (default: checkpoints/nano-traj-only if it exists)."),
+        None, help="Trajectory-only checkpoint to compare (default: checkpoints/nano-traj-only if it exists; "
+                   "'none' skips it)."),
     max_new_tokens: Optional[int] = typer.Option(None, min=1, help="CoC token budget per step."),
     replan_every: float = typer.Option(
         0.0, min=0.0, max=2.0, help="Run the models only every this many seconds and re-anchor the last plan in "
@@ -261,8 +262,8 @@ def eval_closed_loop(
     """Run the VLA and baselines closed loop and print a comparison table with 95% CIs."""
     fn = _entry("cordillera.train.evaluate", "main_closed_loop", "cordillera eval closed-loop")
     fn(checkpoint=checkpoint, suite=suite, out=out, seeds=seeds, baselines=baselines, workers=workers,
-       duration_s=duration, traj_only=traj_only if traj_only is not None else "auto", max_new_tokens=max_new_tokens,
-       replan_every_s=replan_every)
+       duration_s=duration, max_new_tokens=max_new_tokens, replan_every_s=replan_every,
+       traj_only="auto" if traj_only is None else (None if str(traj_only).lower() == "none" else traj_only))
 
 
 @eval_app.command("open-loop")
