@@ -75,3 +75,21 @@ def test_not_available_is_exit_2(monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         main(["infer", "--checkpoint", "x", "--clip", "y"])
     assert e.value.code == 2
+
+
+def test_eval_closed_loop_forwards_replan_render_size_and_no_ablation(monkeypatch, tmp_path):
+    import cordillera.train.evaluate as ev
+
+    got = {}
+    monkeypatch.setattr(ev, "main_closed_loop", lambda **kw: got.update(kw))
+    main(["eval", "closed-loop", "--checkpoint", str(tmp_path), "--replan-every", "0.5", "--render-hw", "160x288",
+          "--traj-only", "none"])
+    assert got["replan_every_s"] == 0.5 and got["render_hw"] == (160, 288) and got["traj_only"] is None
+    main(["eval", "closed-loop", "--checkpoint", str(tmp_path)])
+    assert got["replan_every_s"] == 0.0 and got["render_hw"] == (320, 576) and got["traj_only"] == "auto"
+
+
+def test_eval_closed_loop_bad_render_size_is_one_line():
+    r = run_cli("eval", "closed-loop", "--checkpoint", ".", "--render-hw", "3x")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "expected HxW like 320x576, got '3x'" in r.stderr

@@ -242,6 +242,17 @@ eval_app = typer.Typer(no_args_is_help=True, help="Closed-loop and open-loop eva
 app.add_typer(eval_app, name="eval")
 
 
+def _hw(text: str) -> tuple[int, int]:
+    """'320x576' → (320, 576)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"expected HxW like 320x576, got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise typer.BadParameter(f"height and width must be > 0, got {text!r}")
+    return h, w
+
+
 @eval_app.command("closed-loop")
 def eval_closed_loop(
     checkpoint: Path = typer.Option(..., help="Model checkpoint directory."),
@@ -258,11 +269,13 @@ def eval_closed_loop(
     replan_every: float = typer.Option(
         0.0, min=0.0, max=2.0, help="Run the models only every this many seconds and re-anchor the last plan in "
                                     "between (0 = every 0.1 s control step, as AlpaSim)."),
+    render_hw: str = typer.Option("320x576", help="Camera render size HxW before the resize to the model's "
+                                                   "input (the nano training data is rendered at 160x288)."),
 ):
     """Run the VLA and baselines closed loop and print a comparison table with 95% CIs."""
     fn = _entry("cordillera.train.evaluate", "main_closed_loop", "cordillera eval closed-loop")
     fn(checkpoint=checkpoint, suite=suite, out=out, seeds=seeds, baselines=baselines, workers=workers,
-       duration_s=duration, max_new_tokens=max_new_tokens, replan_every_s=replan_every,
+       duration_s=duration, max_new_tokens=max_new_tokens, replan_every_s=replan_every, render_hw=_hw(render_hw),
        traj_only="auto" if traj_only is None else (None if str(traj_only).lower() == "none" else traj_only))
 
 
