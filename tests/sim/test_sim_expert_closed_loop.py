@@ -84,3 +84,20 @@ def test_expert_drives_the_other_families(family):
     sc = make(family, 1000)
     ro = run_rollout(sc, ExpertPolicy())
     _check(sc, ro)
+
+
+@pytest.mark.parametrize("seed", [1000, 1003])
+def test_merge_is_named_toward_the_main_road_the_ego_moves_to(seed):
+    """On-ramp on the right of the main road: the ego merges left, the way it moves sideways."""
+    sc = make("merge_on_ramp", seed)
+    ro = run_rollout(sc, ExpertPolicy())
+    merges = [(i, st) for i, st in enumerate(ro.steps)
+              if st.plan is not None and (st.plan.decisions or {}).get("lateral") == "Merge"]
+    assert merges, "no Merge decision on a merge_on_ramp rollout"
+    assert {st.plan.decisions["lateral_direction"] for _, st in merges} == {"left"}
+    assert merges[0][1].plan.xyz_rig[-1, 1] > 1.0  # the first Merge plan ends left of the ego
+    # and over the merge the ego moves left of its heading at the first Merge step (~3.5 m, a lane)
+    i0, i1 = merges[0][0], merges[-1][0]
+    e0, e1 = ro.steps[i0].ego, ro.steps[i1].ego
+    dx, dy = e1.x_m - e0.x_m, e1.y_m - e0.y_m
+    assert -math.sin(e0.yaw_rad) * dx + math.cos(e0.yaw_rad) * dy > 2.0

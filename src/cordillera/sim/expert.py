@@ -74,6 +74,7 @@ from cordillera.world.scenario import (
 # Vocabulary (spec/alpamayo_training_data.md §6.2, exact strings)
 # ----------------------------------------------------------------------------------------------
 LONGITUDINAL_DECISIONS = ("Stop", "Yield", "Pass/Overtake", "Gap-search", "Keep Distance", "Adapt Speed", "Resume Speed")
+MERGE_SIDE_LOOKBACK_M = 30.0  # [m] where the merge's other lane is sampled to tell its side
 LATERAL_DECISIONS = ("Lane Change", "Nudge", "Turn", "Merge", "Split", "Keep Lane")
 RELATIONS = ("lead", "cut_in", "merging", "crossing", "oncoming", "blocking")
 
@@ -382,10 +383,13 @@ def _build_context(scenario: Scenario) -> _Context:
                 continue
             if nxt.id in lane.successors:
                 others = [p for p in nxt.predecessors if p != lid and not m.lane(p).is_intersection]
-                if others:  # merging into a lane fed by another lane
-                    side = _side_of(route, m.lane(others[0]).centerline_xy[-1], s0 + lane.length_m)
+                if others:  # merging into a lane fed by another lane: the ego moves toward it
+                    # (its end point is the merge point itself, on the route: look 30 m upstream)
+                    other = m.lane(others[0])
+                    back_m = min(MERGE_SIDE_LOOKBACK_M, 0.5 * other.length_m, 0.5 * lane.length_m)
+                    side = _side_of(route, other.position(other.length_m - back_m), s0 + lane.length_m - back_m)
                     spans.append(_Span(s0 + lane.length_m - 60.0, s0 + lane.length_m + 10.0, "merge",
-                                       "left" if side < 0 else "right", nxt.id))
+                                       "left" if side > 0 else "right", nxt.id))
                 outs = [q for q in lane.successors if q != nxt.id and not m.lane(q).is_intersection]
                 if outs:
                     side = _side_of(route, m.lane(outs[0]).position(min(20.0, m.lane(outs[0]).length_m)),
