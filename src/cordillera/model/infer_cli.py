@@ -102,21 +102,25 @@ def plot_prediction(out: str | Path, camera_images: dict[str, np.ndarray], hist_
 
 
 def main_infer(checkpoint: str | Path, clip: str | Path, t0: int, out: str | Path = "infer.png",
-               num_samples: int = 6, seed: int = 0, fast: bool = False) -> dict:
-    """Load, predict, print, plot. Returns {coc, min_ade, ade, png}."""
+               num_samples: int = 6, seed: int = 0, fast: bool = False, dtype: str = "float32") -> dict:
+    """Load, predict, print, plot. Returns {coc, min_ade, ade, png, xyz}.
+
+    `dtype` "bfloat16" runs the weights in bf16 (opt-in reduced precision, outputs stay fp32).
+    """
     from rich.console import Console
 
     from cordillera.metrics.openloop import min_ade
 
     console = Console()
-    planner = Planner.from_pretrained(checkpoint)
+    planner = Planner.from_pretrained(checkpoint, dtype=dtype)
     sample, reader, clip_id = load_clip_sample(clip, t0, planner)
     res = predict(planner, sample, num_samples=num_samples, seed=seed, fast=fast)
     pred = res.xyz[0].double().numpy()  # (K, 64, 3)
     gt = np.asarray(sample[K.EGO_FUTURE_XYZ], dtype=np.float64)
     m = min_ade(pred[None], gt[None])
     cocs = res.coc[0]
-    console.print(f"[bold]{clip_id}[/bold] t0={int(t0)} µs · {planner.model.cfg.name} · K={num_samples}")
+    console.print(f"[bold]{clip_id}[/bold] t0={int(t0)} µs · {planner.model.cfg.name} · K={num_samples} · "
+                  f"{str(planner.model.dtype).removeprefix('torch.')}")
     for k, c in enumerate(cocs):
         console.print(f"CoC[{k}]: {c or '(none)'}", markup=False)
     if sample.get(K.COT_KEY):
@@ -131,4 +135,4 @@ def main_infer(checkpoint: str | Path, clip: str | Path, t0: int, out: str | Pat
     png = plot_prediction(out, images, sample[K.EGO_HISTORY_XYZ], gt, pred, cocs[0],
                           title=f"{clip_id} · t0 = {int(t0) / 1e6:.1f} s · minADE_{num_samples} = {m['min_ade']:.2f} m")
     console.print(f"wrote {png}")
-    return {"coc": cocs, "min_ade": m["min_ade"], "ade": m["ade"], "png": str(png)}
+    return {"coc": cocs, "min_ade": m["min_ade"], "ade": m["ade"], "png": str(png), "xyz": pred}

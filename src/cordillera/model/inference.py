@@ -35,14 +35,16 @@ class Planner:
         self.processor = processor
 
     @classmethod
-    def random_init(cls, preset: str | VLAConfig = "nano", seed: int = 0) -> Planner:
+    def random_init(cls, preset: str | VLAConfig = "nano", seed: int = 0, dtype=None) -> Planner:
+        """Random weights (drawn in fp32, so `dtype` only rounds them: same seed → same model)."""
         cfg = get_preset(preset) if isinstance(preset, str) else preset
         torch.manual_seed(seed)
-        return cls(CordilleraVLA(cfg), VLAProcessor(cfg, load_tokenizer(cfg)))
+        return cls(CordilleraVLA(cfg).to_inference_dtype(dtype), VLAProcessor(cfg, load_tokenizer(cfg)))
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> Planner:
-        model = CordilleraVLA.from_pretrained(directory)
+    def from_pretrained(cls, directory: str | Path, dtype=None) -> Planner:
+        """`dtype` "float32" (default) or "bfloat16": inference precision of the weights."""
+        model = CordilleraVLA.from_pretrained(directory, dtype=dtype)
         return cls(model, VLAProcessor(model.cfg, load_tokenizer(model.cfg, directory)))
 
     @staticmethod

@@ -57,6 +57,8 @@ __all__ = [
     "WEIGHTS_NAME",
     "CONFIG_NAME",
     "state_dict_shapes",
+    "INFERENCE_DTYPES",
+    "parse_dtype",
 ]
 
 WEIGHTS_NAME = "model.safetensors"
@@ -68,6 +70,23 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 KEY_PREFIX_MAP = {"vlm.": "vlm.", "expert.": "expert.", "action_in_proj.": "action_in_proj.",
                   "action_out_proj.": "action_out_proj."}  # fmt: skip
 DROPPED_ORIGINAL_PREFIXES = ("action_space.",)
+# Opt-in reduced-precision inference (issue #7): the weights are cast, buffers stay fp32. fp32 is
+# the default everywhere (DESIGN: SDPA/fp32 on CPU); bf16 uses AMX/AVX512-BF16 matmuls.
+INFERENCE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """'float32' / 'bfloat16' / 'fp32' / 'bf16' / a torch dtype / None (= float32) → torch dtype."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        if dtype not in INFERENCE_DTYPES.values():
+            raise ValueError(f"inference dtype must be one of {list(INFERENCE_DTYPES)}, got {dtype}")
+        return dtype
+    name = {"fp32": "float32", "bf16": "bfloat16"}.get(str(dtype).lower(), str(dtype).lower())
+    if name not in INFERENCE_DTYPES:
+        raise ValueError(f"inference dtype must be one of {list(INFERENCE_DTYPES)} (or fp32/bf16), got {dtype!r}")
+    return INFERENCE_DTYPES[name]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -539,6 +558,9 @@ class CordilleraVLA(nn.Module):
           path precomputes rotary/mask/prefix K/V once and must give the same numbers.
         - `image_keys` + `image_store`: reuse vision features of images seen before
           (`VLAModel.image_features_cached`; closed loop encodes only the newest frame per camera).
+        - Precision follows the weights: after `to_inference_dtype("bfloat16")` (or
+          `from_pretrained(..., dtype="bfloat16")`) the matmuls run in bf16 while logits, the flow
+          state and the returned tensors stay float32 (same as the fp32 model's outputs).
         """
         from cordillera.action.unicycle import action_to_traj
 
@@ -658,14 +680,40 @@ class CordilleraVLA(nn.Module):
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         CordilleraVLAConfig.from_vla(self.cfg).save_pretrained(d)
-        sd = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
+        # always fp32 on disk: a model cast for bf16 inference saves the same format as a trained one
+        sd = {k: (v.float() if v.is_floating_point() else v).detach().contiguous().cpu()
+              for k, v in self.model.state_dict().items()}
         save_file(sd, str(d / WEIGHTS_NAME), metadata={"format": "pt", "cordillera_preset": self.cfg.name})
         if tokenizer is not None:
             tokenizer.save_pretrained(d)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The weights' dtype (float32 unless `to_inference_dtype` cast them)."""
+        return self.model.action_out_proj.weight.dtype
+
+    def to_inference_dtype(self, dtype: str | torch.dtype | None) -> CordilleraVLA:
+        """Cast the weights (parameters only) to `dtype` in place; returns self.
+
+        Buffers stay fp32 on purpose: `model.to(torch.bfloat16)` would also round the rotary
+        `inv_freq` and the Fourier `freqs` of the action encoder to 8 mantissa bits (a 0.4 % error
+        in a frequency is radians of phase at position ~500 or at 100 Hz). What stays fp32 in the
+        bf16 path: RMSNorm internals and rotary tables (HF computes them in fp32), the Fourier
+        features, the sampling logits (`.float()`), the flow-matching state x_t and the unicycle
+        integration to xyz/rot. Inference only: training stays fp32.
+        """
+        dt = parse_dtype(dtype)
+        for p in self.model.parameters():
+            if p.is_floating_point() and p.dtype != dt:
+                p.data = p.data.to(dt)
+        return self
+
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> CordilleraVLA:
-        """Load a directory written by `save_pretrained`; pickled weights are refused."""
+    def from_pretrained(cls, directory: str | Path, dtype: str | torch.dtype | None = None) -> CordilleraVLA:
+        """Load a directory written by `save_pretrained`; pickled weights are refused.
+
+        `dtype` ("float32" default, "bfloat16"): the inference dtype of the weights (`to_inference_dtype`).
+        """
         from safetensors.torch import load_file
 
         d = Path(directory)
@@ -685,7 +733,7 @@ class CordilleraVLA(nn.Module):
             raise ValueError(f"{d / CONFIG_NAME} has model_type {hf.model_type!r}, expected 'cordillera_vla'")
         model = cls(hf.to_vla())
         load_mapped_state_dict(model.model, load_file(str(wpath)))
-        return model
+        return model.to_inference_dtype(dtype) if dtype is not None else model
 
 
 def map_key(key: str) -> str | None:
