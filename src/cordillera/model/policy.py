@@ -43,6 +43,7 @@ through SeedSequence keeps rollouts with seeds s and s + 1 from sharing noise sh
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ from cordillera.geometry.frames import to_frame
 from cordillera.geometry.interpolate import interpolate_poses
 from cordillera.geometry.pose import quat_to_matrix
 from cordillera.model.configuration import CAMERA_NAMES
-from cordillera.model.modeling import CordilleraVLA
+from cordillera.model.modeling import CordilleraVLA, parse_dtype
 from cordillera.model.processor import VLAProcessor
 from cordillera.model.tokenizer import load_tokenizer
 from cordillera.reasoning.schema import parse
@@ -74,17 +75,18 @@ MAX_REPLAN_EVERY_S = 2.0  # [s] a held 6.4 s plan must still cover MIN_HELD_HORI
 MIN_HELD_HORIZON_US = 3_000_000  # [µs] re-anchor the last plan only while it reaches this far ahead
 FUTURE_PERIOD_US = PLAN_PERIOD_US  # [µs] 10 Hz model output (spec/alpamayo_model.md §3) = the sim plan period
 
-_MODEL_CACHE: dict[tuple[str, str], tuple[CordilleraVLA, VLAProcessor]] = {}
+_MODEL_CACHE: dict[tuple[str, str, str], tuple[CordilleraVLA, VLAProcessor]] = {}
 _MODEL_CACHE_LOCK = threading.Lock()
 
 
-def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[CordilleraVLA, VLAProcessor]:
-    """(model in eval mode on ``device``, processor) for a ``save_pretrained`` directory; cached per
-    process, so the rollouts a Ray worker runs one after another load the weights once."""
-    key = (str(Path(checkpoint).resolve()), str(device))
+def load_model(checkpoint: str | Path, device: str = "cpu", dtype: str = "float32") -> tuple[CordilleraVLA, VLAProcessor]:
+    """(model in eval mode on ``device`` with weights in ``dtype``, processor) for a ``save_pretrained``
+    directory; cached per process and dtype, so the rollouts a Ray worker runs one after another load
+    the weights once."""
+    key = (str(Path(checkpoint).resolve()), str(device), str(parse_dtype(dtype)))
     with _MODEL_CACHE_LOCK:
         if key not in _MODEL_CACHE:
-            model = CordilleraVLA.from_pretrained(checkpoint).to(device).eval()
+            model = CordilleraVLA.from_pretrained(checkpoint, dtype=dtype).to(device).eval()
             _MODEL_CACHE[key] = (model, VLAProcessor(model.cfg, load_tokenizer(model.cfg, checkpoint)))
         return _MODEL_CACHE[key]
 
@@ -153,23 +155,30 @@ class VLAPolicy:
             the last plan in between (see the module docstring).
         cache_vision: keep each frame's vision features keyed by (camera, frame t_end_us), so a
             steady-state step encodes only the newest frame per camera (same numbers as uncached).
+        dtype: "float32" (default) or "bfloat16": inference precision of the weights (opt-in,
+            `CordilleraVLA.to_inference_dtype`; a model instance of another dtype is copied, not cast).
     """
 
     def __init__(self, checkpoint: str | Path | CordilleraVLA, num_samples: int = 1, temperature: float = 0.6,
                  top_p: float = 0.98, flow_steps: int = 10, fast: bool = False, cameras=None, seed: int = 0,
                  device: str = "cpu", threads: int | None = 2, max_new_tokens: int | None = None,
-                 use_nav: bool = True, name: str = "vla", cache_vision: bool = True, replan_every_s: float = 0.0):
+                 use_nav: bool = True, name: str = "vla", cache_vision: bool = True, replan_every_s: float = 0.0,
+                 dtype: str = "float32"):
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         if flow_steps < 1:
             raise ValueError(f"flow_steps must be >= 1, got {flow_steps}")
         if not 0.0 <= replan_every_s <= MAX_REPLAN_EVERY_S:
             raise ValueError(f"replan_every_s must be in [0, {MAX_REPLAN_EVERY_S}] s, got {replan_every_s}")
+        want = parse_dtype(dtype)  # ValueError on an unknown dtype
         if isinstance(checkpoint, CordilleraVLA):
+            if checkpoint.dtype != want:  # do not cast the caller's model under its feet
+                checkpoint = copy.deepcopy(checkpoint).to_inference_dtype(want)
             self.model = checkpoint.to(device).eval()
             self.processor = VLAProcessor(self.model.cfg, load_tokenizer(self.model.cfg))
         else:
-            self.model, self.processor = load_model(checkpoint, device)
+            self.model, self.processor = load_model(checkpoint, device, dtype)
+        self.dtype = want
         cfg = self.model.cfg
         self.cameras = tuple(cfg.inputs.cameras if cameras is None else cameras)
         unknown = [c for c in self.cameras if c not in CAMERA_NAMES]
