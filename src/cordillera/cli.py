@@ -299,10 +299,12 @@ def infer(
     clip: Path = typer.Option(..., help="DATA_DIR/CLIP_ID"),
     t0: int = typer.Option(5_100_000, help="Decision time in µs (clip-relative)."),
     out: Path = typer.Option(Path("infer.png")),
+    dtype: str = typer.Option("float32", help="Inference precision of the weights: float32 or bfloat16 "
+                                              "(opt-in; outputs stay float32)."),
 ):
     """Print the CoC and write a PNG with the camera grid and predicted vs ground-truth trajectories."""
     fn = _entry("cordillera.model.infer_cli", "main_infer", "cordillera infer")
-    fn(checkpoint=checkpoint, clip=clip, t0=t0, out=out)
+    fn(checkpoint=checkpoint, clip=clip, t0=t0, out=out, dtype=dtype)
 
 
 @app.command()
