@@ -10,18 +10,23 @@ run interleaved (one run of each case per round) so that load changes hit them a
   model call per CoC token; the expert appending to and cropping the cache every flow step).
 - "closed-loop" rows: a steady-state `VLAPolicy`-style step, where the vision features of the 3
   older frames per camera come from the per-frame cache, so only 4 of 16 images are encoded.
+- "bf16" rows: the same cold step with the weights cast to bfloat16
+  (`CordilleraVLA.to_inference_dtype`, AMX/AVX512-BF16 matmuls; logits, flow state and outputs
+  stay fp32), interleaved with their fp32 twins; the summary prints bf16/fp32 per case.
+  `--bf16-only` runs just the 3 fp32/bf16 pairs and skips naive (short runs on a loaded machine).
 - naive rows: HF `generate` once per sample (the prefix re-encoded for each), then for every
   flow step the backbone re-runs the full prefix + CoC to rebuild the cache before the expert.
 
 Targets: full step ≤ 100 ms p50 at K = 1, fast ≤ 40 ms, K = 6 ≤ 2.5 × K = 1, peak RSS ≤ 1.5 GB.
 `cpu` is the process CPU time of the step (both threads), less sensitive to other jobs than wall.
 
-    .venv/bin/python benchmarks/model_latency.py [--runs 10] [--naive-runs 3] [--write]
+    .venv/bin/python benchmarks/model_latency.py [--runs 10] [--naive-runs 3] [--bf16-only] [--write]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import resource
@@ -106,12 +111,12 @@ def naive_step(planner: Planner, batch, K: int, gen: torch.Generator) -> dict[st
 
 
 def timed_step(planner: Planner, inputs, gen, num_samples=1, fast=False, optimized=True, image_keys=None,
-               image_store=None) -> dict[str, float]:  # fmt: skip
+               image_store=None, model=None) -> dict[str, float]:  # fmt: skip
     """One planning step (processor + sample_trajectories) with its stage timings and CPU time."""
     cpu, tic = time.process_time(), time.perf_counter()
     batch = planner.processor(inputs)
     pre_ms = (time.perf_counter() - tic) * 1e3
-    out = planner.model.sample_trajectories(
+    out = (model or planner.model).sample_trajectories(
         batch, num_samples=num_samples, fast=fast, flow_steps=FLOW_STEPS, max_new_tokens=COT_TOKENS,
         min_new_tokens=COT_TOKENS, generator=gen, optimized=optimized, image_keys=image_keys,
         image_store=image_store)  # fmt: skip
@@ -139,6 +144,7 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--naive-runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bf16-only", action="store_true", help="only the fp32/bf16 pairs, no naive rows")
     ap.add_argument("--write", action="store_true", help="update the model_latency section of RESULTS.md")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -148,6 +154,10 @@ def main(argv=None):
     batch = planner.processor(inputs)
     n_params = sum(p.numel() for p in planner.model.parameters())
     gen = torch.Generator().manual_seed(0)
+    model_bf16 = copy.deepcopy(planner.model).to_inference_dtype(torch.bfloat16)
+    pairs = {"full K=1": dict(num_samples=1), "fast K=1": dict(num_samples=1, fast=True),
+             "full K=6": dict(num_samples=6)}  # fmt: skip
+    bf16_cases = {f"{n} bf16": dict(kw, model=model_bf16) for n, kw in pairs.items()}
 
     cases = {
         "full K=1 (cold)": dict(num_samples=1), "full K=1 prev": dict(num_samples=1, optimized=False),
@@ -155,8 +165,11 @@ def main(argv=None):
         "fast K=1 (cold)": dict(num_samples=1, fast=True), "fast K=1 prev": dict(num_samples=1, fast=True, optimized=False),
         "fast K=1 closed-loop": dict(num_samples=1, fast=True, loop=True),
         "full K=6 (cold)": dict(num_samples=6), "full K=6 prev": dict(num_samples=6, optimized=False),
-        "fast K=6 (cold)": dict(num_samples=6, fast=True),
+        "fast K=6 (cold)": dict(num_samples=6, fast=True), **bf16_cases,
     }  # fmt: skip
+    if a.bf16_only:
+        cases = {k: v for n, kw in pairs.items() for k, v in ((f"{n} (cold)", kw), (f"{n} bf16", bf16_cases[f"{n} bf16"]))}
+        a.naive_runs = 0
     loops = {name: ClosedLoopFrames() for name, kw in cases.items() if kw.get("loop")}
     rows: dict[str, list[dict]] = {name: [] for name in cases}
     with torch.inference_mode():
@@ -171,7 +184,7 @@ def main(argv=None):
                 if i:
                     rows[name].append(r)
         naive = {}
-        for K in (1, 6):
+        for K in (1, 6) if a.naive_runs > 0 else ():
             runs = [naive_step(planner, batch, K, gen) for _ in range(a.naive_runs if K == 1 else 1)]  # K=6 naive ~5 s idle
             naive[f"naive K={K}"] = runs
     load = os.getloadavg()  # other jobs on the machine skew every number; print it
@@ -189,7 +202,20 @@ def main(argv=None):
         lines.append(f"| {name} | {' | '.join(cells)} | {pct([r['total_ms'] for r in runs], 0.9):.1f} | – |")
     p50 = {n: statistics.median(r["total_ms"] for r in runs) for n, runs in {**rows, **naive}.items()}
     full, fast = p50["full K=1 (cold)"], p50["fast K=1 (cold)"]
+    cpu50 = {n: statistics.median(r["cpu_ms"] for r in runs) for n, runs in rows.items()}
+    bf16_line = (
+        f"- bf16 (same run, interleaved): full K=1 **{p50['full K=1 bf16']:.0f} ms**, fast K=1 "
+        f"**{p50['fast K=1 bf16']:.0f} ms**, full K=6 **{p50['full K=6 bf16']:.0f} ms**; bf16/fp32 wall "
+        + ", ".join(f"{n} **{p50[n + ' bf16'] / p50[n + ' (cold)']:.2f}×**" for n in pairs)
+        + "; cpu " + ", ".join(f"{n} {cpu50[n + ' bf16'] / cpu50[n + ' (cold)']:.2f}×" for n in pairs))
     summary = [
+        f"- cold full K=1 p50 **{full:.0f} ms** (target ≤ 100), cold fast K=1 **{fast:.0f} ms** (target ≤ 40)",
+        bf16_line,
+        f"- K=6 / K=1 = **{p50['full K=6 (cold)'] / full:.2f}×** (target ≤ 2.5×)",
+        f"- peak RSS **{rss_gb:.2f} GB** (target ≤ 1.5 GB, both models loaded); load average (1/5/15 min) at the end "
+        f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} on {os.cpu_count()} CPUs",
+    ] if a.bf16_only else [
+        bf16_line,
         f"- cold full K=1 p50 **{full:.0f} ms** (target ≤ 100), cold fast K=1 **{fast:.0f} ms** (target ≤ 40); "
         f"closed-loop steady state: full **{p50['full K=1 closed-loop']:.0f} ms**, fast **{p50['fast K=1 closed-loop']:.0f} ms**",
         f"- vs previous implementation (same run): full K=1 **{p50['full K=1 prev'] / full:.2f}×**, fast K=1 "
@@ -200,11 +226,11 @@ def main(argv=None):
         f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} on {os.cpu_count()} CPUs",
     ]
     cmd = ".venv/bin/python benchmarks/model_latency.py" + (" " + " ".join(argv or sys.argv[1:])).rstrip()
+    naive_note = "no naive rows" if a.naive_runs <= 0 else f"naive: {a.naive_runs} at K=1, 1 at K=6"
     head = (f"Command: `{cmd}` ({platform.machine()}, torch {torch.__version__}, "
             f"{a.threads} threads). Nano random init ({n_params / 1e6:.1f}M params), 4 cameras × 4 frames "
             f"({batch['input_ids'].shape[1]}-token prompt), 16 history poses, CoC forced to {COT_TOKENS} tokens, "
-            f"{FLOW_STEPS} flow steps; p50 of {a.runs} interleaved runs (naive: {a.naive_runs} at K=1, 1 at K=6). "
-            f"Times in ms.")  # fmt: skip
+            f"{FLOW_STEPS} flow steps; p50 of {a.runs} interleaved runs ({naive_note}). Times in ms.")  # fmt: skip
     paragraph = "\n".join([f"**{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC run.** " + head, "", *lines, "",
                            *summary, ""])  # fmt: skip
     print(paragraph)
