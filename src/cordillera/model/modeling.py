@@ -58,6 +58,7 @@ __all__ = [
     "CONFIG_NAME",
     "state_dict_shapes",
     "INFERENCE_DTYPES",
+    "FP32_MODULE_PREFIXES",
     "parse_dtype",
 ]
 
@@ -73,6 +74,7 @@ DROPPED_ORIGINAL_PREFIXES = ("action_space.",)
 # Opt-in reduced-precision inference (issue #7): the weights are cast, buffers stay fp32. fp32 is
 # the default everywhere (DESIGN: SDPA/fp32 on CPU); bf16 uses AMX/AVX512-BF16 matmuls.
 INFERENCE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+FP32_MODULE_PREFIXES = ("vlm.model.visual.",)  # kept fp32 by `to_inference_dtype` (measured faster)
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -695,6 +697,10 @@ class CordilleraVLA(nn.Module):
     def to_inference_dtype(self, dtype: str | torch.dtype | None) -> CordilleraVLA:
         """Cast the weights (parameters only) to `dtype` in place; returns self.
 
+        The vision tower stays fp32 (`FP32_MODULE_PREFIXES`): its bf16 kernels measured ~20 %
+        slower on CPU (benchmarks/RESULTS.md, model_latency Session 3); its features are cast to the
+        backbone's dtype where the backbone takes them.
+
         Buffers stay fp32 on purpose: `model.to(torch.bfloat16)` would also round the rotary
         `inv_freq` and the Fourier `freqs` of the action encoder to 8 mantissa bits (a 0.4 % error
         in a frequency is radians of phase at position ~500 or at 100 Hz). What stays fp32 in the
@@ -703,9 +709,10 @@ class CordilleraVLA(nn.Module):
         integration to xyz/rot. Inference only: training stays fp32.
         """
         dt = parse_dtype(dtype)
-        for p in self.model.parameters():
-            if p.is_floating_point() and p.dtype != dt:
-                p.data = p.data.to(dt)
+        for name, p in self.model.named_parameters():
+            want = torch.float32 if name.startswith(FP32_MODULE_PREFIXES) else dt
+            if p.is_floating_point() and p.dtype != want:
+                p.data = p.data.to(want)
         return self
 
     @classmethod
