@@ -245,3 +245,41 @@ def test_reasoning_quality():
     # a generic "vehicle" recalls a car
     assert reasoning_quality("Keep distance to the vehicle ahead.", "Keep a safe distance because the car ahead is braking."
                              )["object_recall"] == 1.0
+
+
+def bend(v0, heading_deg, t_start=0.5, dur=3.0):
+    """Constant speed; the heading turns linearly by ``heading_deg`` (left +) over ``dur`` s and then
+    holds — an on-ramp bending into the main road."""
+    hist = np.stack([v0 * T_H, np.zeros_like(T_H)], 1)
+    th = np.deg2rad(heading_deg) * np.clip((T_F - t_start) / dur, 0, 1)
+    return np.stack([np.cumsum(v0 * np.cos(th) * DT), np.cumsum(v0 * np.sin(th) * DT)], 1), hist
+
+
+@pytest.mark.parametrize("coc, traj, expected", [
+    (CocRecord("Keep Distance", "Merge", "left"), bend(14.0, 7.0), True),  # on the ramp's bend
+    (CocRecord("Keep Distance", "Merge", "left"), lateral(14.0, 3.5), True),  # the lane shift
+    (CocRecord("Keep Distance", "Merge", "left"), straight(14.0), False),  # lane keeping on a straight road
+    (CocRecord("Keep Distance", "Merge", "right"), bend(14.0, 7.0), False),
+    (CocRecord("Keep Distance", "Merge", "right"), lateral(14.0, 3.5), False),
+    (CocRecord("Keep Distance", "Merge", "left"), bend(14.0, 1.5), False),  # 1.5° is a lane's wobble
+    (CocRecord("Keep Distance", "Merge"), straight(14.0), True),  # no direction stated: only "no turn"
+    (CocRecord("Keep Distance", "Split", "left"), straight(14.0), True),  # split sides are not checked
+    (CocRecord("Keep Distance", "Merge", "left"), turn(7.0, 1.0), False),  # a merge is not a turn
+])
+def test_merge_heads_towards_the_side_it_names(coc, traj, expected):
+    r = ok(coc, traj)
+    assert (r.per_decision["lateral"] >= 0.5) is expected, (coc.decisions, r.per_decision, r.details)
+
+
+def test_keep_distance_behind_a_moving_lead_does_not_slow_well_below_it():
+    lead = obj("car", "lead", "moving", 25.0, 10.0)
+    coc = CocRecord("Keep Distance", "Keep Lane", objects=(lead,))
+    assert ok(coc, straight(10.0)).consistent  # follows at its speed
+    assert ok(coc, straight(10.0, -1.0, v_floor=8.5)).consistent  # eases to 1.5 m/s below it
+    # slows to 7 m/s: ends 3 m/s below the lead (min(lead, v0) - 2 = 8), though the gap (25 -> ~40 m)
+    # stays inside the fall-back bound (gap0 + 15 m)
+    r = ok(coc, straight(10.0, -1.0, v_floor=7.0))
+    assert r.consistent is False and r.details["v_end_mps"] < 7.1
+    # a car cutting in 5 m ahead (below 2 m + 1 s x 12 m/s): the ego must open the gap, slowing is fine
+    cut = obj("car", "cut_in_left", "moving", 5.0, 12.0)
+    assert ok(CocRecord("Keep Distance", "Keep Lane", objects=(cut,)), straight(12.0, -1.5, v_floor=6.0)).consistent

@@ -8,14 +8,14 @@
 | Yield         | slows by ≥ 1 m/s or is slow (< 3 m/s) before it reaches the crossing / oncoming road user it names; a rest fits the cause |
 | Pass/Overtake | speeds up by ≥ 0.5 m/s                                                                     |
 | Gap-search    | changes speed by ≥ 1 m/s, moves sideways ≥ 0.5 m, or waits slow (< 3 m/s)                 |
-| Keep Distance | with a known lead (distance, speed, accel at t0): the predicted gap never closes below the time gap, the ego does not stop behind a moving lead, and, if it slows, it does not fall back (end gap ≤ max(gap0 + 15 m, 2·need + 10 m)); in lane it never exceeds max(v0, lead speed) + 1 m/s; otherwise no acceleration > 1 m/s |
+| Keep Distance | with a known lead (distance, speed, accel at t0): the predicted gap never closes below the time gap, the ego does not stop behind a moving lead, and, if it slows, it does not fall back (end gap ≤ max(gap0 + 15 m, 2·need + 10 m)); in lane it never exceeds max(v0, lead speed) + 1 m/s nor (lead moving, gap0 ≥ 2 m + 1 s·v0) ends below min(lead speed, v0) − 2 m/s; otherwise no acceleration > 1 m/s |
 | Adapt Speed   | no acceleration > 0.5 m/s in 3 s, slows by ≥ 0.3 m/s or holds its speed for 2 s, stays ≥ 1 m/s |
 | Resume Speed  | no slowing > 1 m/s (> 40 % in a turn), no stop, and (outside turns) ends ≥ v0 − 0.5 m/s     |
 | Keep Lane     | lateral offset ≤ 0.6 m and no turn (heading change < 45° at intersection curvature)       |
 | Lane Change d | peak lateral shift ≥ 2.5 m towards d (history included, so a change under way counts)     |
 | Nudge d       | peak offset towards d in [0.3, 2.5) m (history included) and larger than any offset the other way |
 | Turn d        | heading change ≥ 45° towards d, or ≥ 15° and still turning at the end, or turning now (finishing) |
-| Merge / Split | no turn (the ramp geometry decides the sideways motion)                                   |
+| Merge / Split | no turn (the ramp geometry decides the sideways motion); Merge d also heads ≥ 3° towards d (window end or history start) or shifts ≥ 1 m towards d |
 
 Critical-component distances (CoC distances are from the front bumper = distance the rig may still
 travel). A Stop / Yield / Gap-search that comes to rest must rest where its cause is: within
@@ -56,6 +56,7 @@ KEEP_DISTANCE_SPEEDUP_MPS = 1.0  # [m/s] Keep Distance: at most this above max(v
 YIELD_SLOW_MPS = 3.0  # [m/s] Yield: slow (below this) ...
 YIELD_DV_MPS = 1.0  # [m/s] ... or slowing by at least this
 GAP_SEARCH_DV_MPS = 1.0  # [m/s] Gap-search: the speed change that counts as fitting a gap
+KEEP_DISTANCE_UNDERSPEED_MPS = 2.0  # [m/s] Keep Distance behind a moving lead ends at most this below min(lead, v0)
 KEEP_DISTANCE_DROP_M = 15.0  # [m] Keep Distance: the gap may open by at most this (or to 2x the need + 10 m)
 ADAPT_MIN_SPEED_MPS = 1.0  # [m/s] Adapt Speed stays above this (the brief: decelerating but > ~1 m/s)
 RESUME_NET_SLOWING_MPS = 0.5  # [m/s] Resume Speed: the end speed is at most this below v0
@@ -77,6 +78,11 @@ REST_BEHIND_TRAFFIC_M = 25.0  # [m] ours: ... for a crossing / oncoming vehicle 
 REST_BEHIND_MOVING_LEAD_M = 8.0  # [m] ours: a stop behind a lead still moving at t0 ends at most this far behind where it was
 IN_PATH_LATERAL_M = 1.0  # [m] ours: a static object in the path is passed only this far sideways or more
 POSITION_SCALE_M = 2.0  # [m] soft-score scale of the position checks
+# Merge towards d: the expert's merges head 5-8° towards the main road on the ramp's bend, shift
+# ~3.6 m in the lane change, or leave a 6-7° heading in the history while straightening; lane
+# keeping on a straight road stays within ~1°
+MERGE_MIN_HEADING_RAD = np.deg2rad(3.0)
+MERGE_MIN_SHIFT_M = 1.0  # [m]
 
 
 @dataclass(frozen=True)
@@ -283,6 +289,10 @@ def _check_speed_profile(rec: CocRecord, f: dict) -> float:
         m = float(np.min(gap - need))
         if v_l0 >= 3.0 and (lead.accel_mps2 or 0.0) > -1.0:  # following a moving lead is not stopping
             m = min(m, 2.0 * (vmin - 1.0))
+            # ... nor, in lane and not too close at t0, slowing well below it: the ego ends near the
+            # lead's speed (or its own, if lower); a cut-in at a short gap must open the gap first
+            if rec.lateral in (None, "Keep Lane") and lead.distance_m >= MIN_GAP_M + TIME_GAP_S * v0:
+                m = min(m, 2.0 * (vend - (min(float(v_l[-1]), v0) - KEEP_DISTANCE_UNDERSPEED_MPS)))
         # ... and it tracks the lead: it does not slow down and fall back far behind it (slowing for
         # something else) — the end gap stays within max(start gap + 15 m, 2 × need + 10 m); a lead
         # that pulls away from an ego holding its speed is still being followed
@@ -353,9 +363,17 @@ def _check_lateral_motion(rec: CocRecord, f: dict) -> float:
         now = 20.0 * (s * f["curvature_t0_1pm"] - 0.5 * TURN_MIN_CURVATURE_1PM)
         return _soft(max(dtheta - TURN_MIN_RAD, still, now), 0.3)
     if lat in ("Merge", "Split"):
-        # the ramp geometry decides how much sideways motion a merge shows (often none against a
-        # converging lane), so only what contradicts it is checked: a turn
-        return _soft(TURN_MIN_RAD - abs(f["yaw_end_rad"]), 0.3)
+        # the ramp geometry decides how much sideways motion a merge shows (the lane may curve
+        # into the main road with no offset from it), so a merge is not a turn, and a Merge
+        # towards d heads towards d somewhere in the window — on the ramp's bend (now or later),
+        # in the lane shift, or straightening out of it (the history's heading was towards d)
+        no_turn = _soft(TURN_MIN_RAD - abs(f["yaw_end_rad"]), 0.3)
+        if lat == "Split" or d is None:  # Split directions are not validated against the expert
+            return no_turn
+        heading = max(s * f["yaw_end_rad"], s * f["yaw_hist_start_rad"])
+        shift = float(np.max(s * lf)) - base
+        towards = max(_soft(heading - MERGE_MIN_HEADING_RAD, 0.03), _soft(shift - MERGE_MIN_SHIFT_M, 0.5))
+        return min(no_turn, towards)
     raise ValueError(f"unknown lateral decision {lat!r}")
 
 
