@@ -87,3 +87,34 @@ def test_label_names_the_missing_egomotion_file(dataset, tmp_path):
     assert clip_uuid(*CLIPS[0]) in msg and "egomotion" in msg and "missing" in msg and "\n" not in msg
     # a failed clip keeps the events it had
     assert all(_events(root)[c] for c in rep["failed"])
+
+
+@pytest.mark.slow
+def test_label_overwrite_replaces_the_sample_points_and_survives_a_resumed_writer(dataset, tmp_path):
+    import json
+
+    from cordillera.data.writer import create, replace_events
+
+    root = tmp_path / "ds"
+    shutil.copytree(dataset, root)
+    want = _events(root)
+    # an older labeler's output: one extra keyframe at 2.0 s with its own text, everywhere it is kept
+    stale = {c: sorted(evs + [{"event_start_timestamp": 2_000_000, "cot": "Old label."}],
+                       key=lambda e: e["event_start_timestamp"]) for c, evs in want.items()}
+    replace_events(root, stale)
+    r = PaiReader(root)
+    assert all(2_000_000 in r.event_t0s(c) and r.reasoning_events(c) == stale[c] for c in want)
+    records = [json.loads(p.read_text()) for p in sorted((root / L.CHUNK_RECORDS_DIR).glob("chunk_*.json"))]
+    assert {c["clip_id"]: c["events"] for rec in records for c in rec["clips"]} == stale
+
+    rep = label_dataset(root, overwrite=True, progress=False)
+    assert sorted(rep["labelled"]) == sorted(want)
+    r = PaiReader(root)
+    for c in want:
+        assert r.reasoning_events(c) == want[c]
+        assert r.event_t0s(c) == [e["event_start_timestamp"] for e in want[c]]  # no sample at the stale 2.0 s
+    # a writer resumed on this dataset (e.g. `data generate` adding clips) re-indexes from its chunk
+    # records: the new labels stay
+    create(root, ("camera_front_wide_120fov",)).finalize()
+    assert _events(root) == want
+    assert all(PaiReader(root).event_t0s(c) == [e["event_start_timestamp"] for e in want[c]] for c in want)

@@ -35,12 +35,13 @@ import pyarrow.parquet as pq
 
 from cordillera.data import keys as K
 from cordillera.data import layout as L
+from cordillera.data.reader import parse_events
 from cordillera.render.video import Mp4Writer
 
 __all__ = [
     "CameraStream", "ClipData", "ClipRecord", "DatasetWriter", "create", "stage_clip", "encode_video",
     "video_timestamps", "intrinsics_rows", "extrinsics_rows", "atomic_write_bytes", "atomic_write_parquet",
-    "write_reasoning",
+    "write_reasoning", "replace_events",
 ]
 
 DEFAULT_CHUNK_SIZE = 100  # clips per chunk; PAI chunks hold ~80-100 (spec/alpamayo_training_data.md §7.2)
@@ -447,6 +448,40 @@ def write_reasoning(root, events_by_clip: dict[str, list[dict]]) -> None:
                                                 K.COT: str(e[K.COT])} for e in evs] for _, evs in with_events],
                                              ev_type)})
     atomic_write_parquet(_with_index(reasoning, K.CLIP_ID), Path(root) / L.REASONING)
+
+
+def replace_events(root, events_by_clip: dict[str, list[dict]]) -> None:
+    """Replace the reasoning events of the given clips everywhere the dataset at ``root`` keeps
+    them — the reasoning parquet, ``clip_index.event_t0s`` (the sample points; the new events' t0s,
+    as the generator writes them) and our chunk records (which a resumed writer re-indexes from,
+    so it would otherwise bring the old labels back). Each file is rewritten atomically; clips
+    not named keep theirs."""
+    root = Path(root)
+    new = {str(c): sorted(evs, key=lambda e: int(e[K.EVENT_START_TIMESTAMP])) for c, evs in events_by_clip.items()}
+    t0s = {c: [int(e[K.EVENT_START_TIMESTAMP]) for e in evs] for c, evs in new.items()}
+    for path in sorted((root / L.CHUNK_RECORDS_DIR).glob("chunk_*.json")):
+        record = json.loads(path.read_text())
+        hit = [r for r in record["clips"] if r["clip_id"] in new]
+        for r in hit:
+            r["events"], r["event_t0s"] = new[r["clip_id"]], t0s[r["clip_id"]]
+        if hit:
+            atomic_write_bytes(path, json.dumps(record).encode())
+    index_path = root / L.CLIP_INDEX
+    if index_path.exists():
+        table = pq.read_table(index_path)
+        if K.EVENT_T0S in table.column_names:
+            ids = table.column(K.CLIP_ID).to_pylist()
+            old = table.column(K.EVENT_T0S).to_pylist()
+            col = pa.array([t0s.get(c, o) for c, o in zip(ids, old)], pa.list_(pa.int64()))
+            i = table.schema.get_field_index(K.EVENT_T0S)
+            atomic_write_parquet(table.set_column(i, pa.field(K.EVENT_T0S, col.type), col), index_path)
+    reasoning_path = root / L.REASONING
+    kept = {}
+    if reasoning_path.exists():
+        df = pd.read_parquet(reasoning_path)
+        df = df.set_index(K.CLIP_ID) if K.CLIP_ID in df.columns else df
+        kept = {str(c): parse_events(evs, str(c)) for c, evs in df[K.EVENTS].items()}
+    write_reasoning(root, {**kept, **new})
 
 
 def _with_index(table: pa.Table, index: str) -> pa.Table:

@@ -155,11 +155,12 @@ def label_clip(reader, clip_id: str, seed: int | None = None) -> list[dict]:
 
 
 def label_dataset(path: Path, overwrite: bool = False, seed: int | None = None, progress: bool = True) -> dict:
-    """Label every clip of the dataset at ``path`` (``label_clip``) and write the reasoning parquet.
+    """Label every clip of the dataset at ``path`` (``label_clip``) and write the labels where the
+    dataset keeps them (``data.writer.replace_events``: reasoning parquet, ``clip_index.event_t0s``).
     Returns {"labelled": [clip], "skipped": [clip], "failed": {clip: one-line error}, "events": n}."""
     from cordillera.data.generate import ClipProgress
     from cordillera.data.reader import PaiReader
-    from cordillera.data.writer import write_reasoning
+    from cordillera.data.writer import replace_events
 
     root = Path(path)
     reader = PaiReader(root)
@@ -178,12 +179,12 @@ def label_dataset(path: Path, overwrite: bool = False, seed: int | None = None, 
                 failed[cid] = str(e).splitlines()[0]
                 bar.advance(f"[red]{cid[:8]} failed")
             if (k + 1) % FLUSH_EVERY_CLIPS == 0:
-                write_reasoning(root, events)
+                replace_events(root, {c: events[c] for c in labelled})
     finally:
         bar.close()
         reader.close()
-    if labelled or overwrite:
-        write_reasoning(root, events)
+    if labelled:  # the index's sample points and the writer's chunk records follow the new labels
+        replace_events(root, {c: events[c] for c in labelled})
     return {"labelled": labelled, "skipped": [c for c in clips if c not in todo], "failed": failed,
             "events": sum(len(events[c]) for c in labelled)}
 
