@@ -3,7 +3,8 @@ remap maps, view transforms, per-pixel ground maps (fog / headlights) and rain s
 
 An f-theta camera is rendered as a wider **pinhole pass** (same focal length at the centre,
 cropped to the rays the f-theta image needs) and warped with ``cv2.remap``; a pinhole camera is
-rendered directly. All pixel coordinates use the OpenCV convention (pixel centres at integers).
+rendered directly. :class:`FthetaView` holds what the GL renderer's direct f-theta path (no
+tiles) needs instead. All pixel coordinates use the OpenCV convention (pixel centres at integers).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import cv2
 import numpy as np
 
 from cordillera.geometry.pose import Pose, quat_from_matrix
+from cordillera.render.camera_models import poly_eval
 from cordillera.render.rig import CameraSpec
 from cordillera.render.scene import Look, headlight_factor
 from cordillera.world.scenario import AgentState
 
-__all__ = ["PinholePass", "make_passes", "finish", "T_local_camera", "T_local_tile", "tile_view", "ground_maps", "ground_look_maps", "apply_ground_look", "rain_streaks",
+__all__ = ["PinholePass", "make_passes", "FthetaView", "make_ftheta_view", "ground_maps_for_rays", "finish", "T_local_camera", "T_local_tile", "tile_view", "ground_maps", "ground_look_maps", "apply_ground_look", "rain_streaks",
            "NEAR_M", "FAR_M"]
 
 NEAR_M, FAR_M = 0.15, 5000.0  # [m] clip planes
@@ -144,6 +146,64 @@ def make_passes(cam: CameraSpec, scale: float = 1.0, max_tile_half_angle_deg: fl
     return passes
 
 
+@dataclass(frozen=True, eq=False)
+class FthetaView:
+    """An f-theta camera rasterised directly: the renderer projects every (tessellated) vertex
+    with the lens polynomial, so there are no tiles and no remap. Holds what the shaders and the
+    background need, computed once per camera."""
+
+    cam: CameraSpec
+    rays: np.ndarray  # (H, W, 3) unit optical-frame ray of every pixel
+    valid: np.ndarray  # (H, W) bool: θ ≤ theta_clip_rad (the rest is black, as in the tile path)
+    theta_clip_rad: float  # geometry beyond this angle from the axis is clipped away
+    theta_mono_rad: float  # the forward polynomial is increasing on [0, theta_mono_rad]
+    tan_x_max: float  # every visible ray has |x/z| ≤ tan_x_max and |y/z| ≤ tan_y_max (culling)
+    tan_y_max: float
+
+    @property
+    def width(self) -> int:
+        return self.cam.width
+
+    @property
+    def height(self) -> int:
+        return self.cam.height
+
+    @cached_property
+    def rig_tile_rt(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rotation, translation) of the camera in the rig: the view is its own single "tile",
+        so :func:`tile_view` serves both paths."""
+        T = self.cam.T_rig_camera
+        return T.rotation_matrix, T.translation
+
+
+def make_ftheta_view(cam: CameraSpec) -> FthetaView:
+    """The :class:`FthetaView` of an f-theta camera; its clip angle is the one :func:`make_passes`
+    leaves black beyond, so both paths cover the same pixels."""
+    if cam.model != "ftheta":
+        raise ValueError(f"camera {cam.name}: a direct f-theta view needs model 'ftheta', got {cam.model!r}")
+    theta_clip = min(cam.max_angle_rad, MAX_PASS_ANGLE_RAD)
+    u, v = np.meshgrid(np.arange(cam.width, dtype=np.float64), np.arange(cam.height, dtype=np.float64))
+    rays = cam.unproject(np.column_stack([u.ravel(), v.ravel()]))
+    theta = np.arccos(np.clip(rays[:, 2], -1, 1))
+    # Culling bounds from the rays one pixel beyond the border (a pixel's footprint reaches ±0.5 px
+    # past its centre), with θ limited to the clip angle; the border bounds the interior because
+    # tan θ grows with the radius along every image direction.
+    ring = np.array([(x, y) for x in (-1.0, cam.width) for y in np.arange(-1.0, cam.height + 1)]
+                    + [(x, y) for y in (-1.0, cam.height) for x in np.arange(-1.0, cam.width + 1)])
+    edge = cam.unproject(ring)
+    edge_theta = np.minimum(np.arccos(np.clip(edge[:, 2], -1, 1)), theta_clip)
+    tan_theta = np.tan(edge_theta) / np.maximum(np.hypot(edge[:, 0], edge[:, 1]), 1e-12)
+    tan_x, tan_y = np.abs(edge[:, 0]) * tan_theta, np.abs(edge[:, 1]) * tan_theta
+    th = np.linspace(0.0, math.pi, 4097)
+    falling = np.flatnonzero(np.diff(poly_eval(cam.fw_poly, th)) <= 0)
+    theta_mono = float(th[falling[0]]) if len(falling) else math.pi
+    if theta_mono <= theta_clip:
+        raise ValueError(f"camera {cam.name}: fw_poly stops increasing at θ = {theta_mono:.3f} rad, "
+                         f"inside the clip angle {theta_clip:.3f} rad")
+    return FthetaView(cam, rays.reshape(cam.height, cam.width, 3), (theta <= theta_clip).reshape(cam.height, cam.width),
+                      float(theta_clip), theta_mono, float(tan_x.max()), float(tan_y.max()))
+
+
 def T_local_camera(ego: AgentState, cam: CameraSpec) -> Pose:
     """Pose of the camera optical frame in local at the ego state (rig on the ground at ego z)."""
     return Pose.from_xy_yaw(ego.x_m, ego.y_m, ego.yaw_rad, ego.z_m) @ cam.T_rig_camera
@@ -176,18 +236,22 @@ class GroundMaps:
 
 
 def ground_maps(p: PinholePass) -> GroundMaps:
-    rays_cam = p.rays().reshape(-1, 3)
-    T = p.T_rig_tile
-    R, o = T.rotation_matrix, T.translation
-    d = rays_cam @ R.T  # rig frame
+    return ground_maps_for_rays(p.rays(), p.T_rig_tile)
+
+
+def ground_maps_for_rays(rays_cam: np.ndarray, T_rig_cam: Pose) -> GroundMaps:
+    """:class:`GroundMaps` for any ray grid: ``rays_cam`` (H, W, 3) in the optical frame whose pose
+    in the rig is ``T_rig_cam`` (any length: distances come from the ground points)."""
+    H, W = rays_cam.shape[:2]
+    R, o = T_rig_cam.rotation_matrix, T_rig_cam.translation
+    d = rays_cam.reshape(-1, 3) @ R.T  # rig frame
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(d[:, 2] < -1e-9, -o[2] / d[:, 2], np.inf)
     pts = o + d * np.where(np.isfinite(t), t, 0)[:, None]
     dist = np.linalg.norm(pts - o, axis=1)
     hits = np.isfinite(t) & (dist < FAR_M)
     head = np.where(hits, headlight_factor(pts), 0.0)
-    return GroundMaps(hits.reshape(p.height, p.width), np.where(hits, dist, np.inf).reshape(p.height, p.width),
-                      head.reshape(p.height, p.width))
+    return GroundMaps(hits.reshape(H, W), np.where(hits, dist, np.inf).reshape(H, W), head.reshape(H, W))
 
 
 def ground_look_maps(gm: GroundMaps, look: Look) -> tuple[np.ndarray, np.ndarray]:
