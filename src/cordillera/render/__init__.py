@@ -39,4 +39,5 @@ def make_renderer(scenario, rig: Rig | None = None, backend: str = "auto", **kwa
     from cordillera.render.cv_renderer import CvRenderer
 
     kwargs.pop("msaa", None)
+    kwargs.pop("ftheta", None)  # GL-only option (how f-theta cameras are rasterised)
     return CvRenderer(scenario, rig, **kwargs)
