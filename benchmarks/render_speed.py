@@ -8,7 +8,9 @@ The ego moves 1 m per frame so the dynamic mesh and camera poses change every fr
 frames/s from wall time and from process CPU time (the latter is less sensitive to other
 processes sharing the machine; llvmpipe's threads count towards it). The GL renderer is also
 measured with ``grass_background=False`` (the grass plane drawn as a 2 km quad, the Session 1 path)
-in the same run; GL rows alternate over ``--rounds`` rounds and keep each path's best round.
+and, for f-theta, with ``ftheta="direct"`` (per-vertex lens projection on tessellated geometry, no
+tiles, no remap) in the same run; GL rows alternate over ``--rounds`` rounds and keep each path's
+best round.
 """
 
 from __future__ import annotations
@@ -76,14 +78,19 @@ def main() -> None:
     states = _states(sc, args.frames)
     rows = []
     if egl_available():
-        best = {True: (0.0, 0.0), False: (0.0, 0.0)}
+        paths = {"tiles": {}, "grass drawn": {"grass_background": False}}
+        if args.model == "ftheta":
+            paths["direct"] = {"ftheta": "direct"}
+        best = {name: (0.0, 0.0) for name in paths}
         for _ in range(args.rounds):
-            for grass_bg in (True, False):
-                f, c = bench_renderer(GLRenderer, sc, rig, states, grass_background=grass_bg)
-                best[grass_bg] = (max(best[grass_bg][0], f), max(best[grass_bg][1], c))
-        fps_gl, cpu_gl = best[True]
+            for name, kwargs in paths.items():
+                f, c = bench_renderer(GLRenderer, sc, rig, states, **kwargs)
+                best[name] = (max(best[name][0], f), max(best[name][1], c))
+        fps_gl, cpu_gl = best["tiles"]
         rows.append(("moderngl EGL (llvmpipe)", fps_gl, cpu_gl, 100.0))
-        rows.append(("  same, grass drawn (old)", *best[False], float("nan")))
+        rows.append(("  same, grass drawn (old)", *best["grass drawn"], float("nan")))
+        if "direct" in best:
+            rows.append(("  same, f-theta direct", *best["direct"], 100.0))
     else:
         fps_gl = None
         rows.append(("moderngl EGL", float("nan"), float("nan"), 100.0))
@@ -98,7 +105,9 @@ def main() -> None:
         print(f"{name:28s} {f:17.1f} {c:16.1f} {tgt:7.0f}")
     if fps_gl:
         print(f"GL / fallback speed ratio (wall): {fps_gl / fps_cv:.2f}x; GL baked grass / grass drawn: "
-              f"{fps_gl / best[False][0]:.2f}x wall, {cpu_gl / best[False][1]:.2f}x cpu")
+              f"{fps_gl / best['grass drawn'][0]:.2f}x wall, {cpu_gl / best['grass drawn'][1]:.2f}x cpu")
+        if "direct" in best:
+            print(f"GL f-theta direct / tiles: {best['direct'][0] / fps_gl:.2f}x wall, {best['direct'][1] / cpu_gl:.2f}x cpu")
     print(f"MP4 (libx264 veryfast, yuv420p, 320x576): {enc_fps:.0f} frames/s encode, {size / 1e3:.0f} kB for 100 frames")
 
 
