@@ -23,8 +23,10 @@ AlpaSim aggregation does) and have no other metrics (left out of those means).
 Metrics per rollout: ``score`` (AlpaSim scene score), ``collision_at_fault``, ``offroad``,
 ``close_encounter`` and ``red_light_violation`` (time-aggregated per rollout by
 ``metrics.aggregate``), and for policies that write a CoC ``coc_consistency``: the mean over
-closed-loop steps of :func:`cordillera.reasoning.consistency.consistency` between the step's CoC
-and its own plan (history = the last 1.5 s of executed ego poses, rig frame at the step).
+closed-loop steps of the score of :func:`cordillera.reasoning.consistency.consistency` between the
+step's CoC and its own plan (history = the last 1.5 s of executed ego poses, rig frame at the
+step), and ``coc_consistent_rate``: the share of those steps judged consistent (every stated
+decision agrees) — the rate the ≥ 90 % goal is about; the mean score is softer.
 
 Open loop (:func:`main_open_loop`): held-out samples of a PhysicalAI-AV-layout dataset, K = 6
 samples each: minADE_6 (+ by horizon), ADE (sample 0), L2@1/2/3 s, FDE, corner distance
@@ -59,6 +61,7 @@ CLOSED_LOOP_METRICS = (
     ("close_encounter", "close encounter"),
     ("red_light_violation", "red-light violation"),
     ("coc_consistency", "CoC↔traj consistency"),
+    ("coc_consistent_rate", "CoC↔traj consistent"),
 )
 TRAJ_ONLY_CHECKPOINT = "checkpoints/nano-traj-only"
 VLA_NAME, TRAJ_ONLY_NAME = "vla", "vla_traj_only"
@@ -225,16 +228,18 @@ def collect_closed_loop(result, with_consistency: bool) -> dict:
         key = (r["clipgt_id"], int(r.get("rollout_index", seeds.get((r["clipgt_id"], r["rollout_id"]), 0))))
         m = r.get("metrics") or {}
         rec = {"score": float(r["score"]), "failed": r["status"] == "failed", "rollout_id": r["rollout_id"]}
-        for k, _ in CLOSED_LOOP_METRICS[1:-1]:
+        for k, _ in CLOSED_LOOP_METRICS:
+            if k == "score" or k.startswith("coc_"):  # ours, filled in below
+                continue
             v = m.get(k)
             rec[k] = float(v) if v is not None else math.nan
-        rec["coc_consistency"] = math.nan
+        rec["coc_consistency"] = rec["coc_consistent_rate"] = math.nan
         if with_consistency and not rec["failed"]:
             stem = rollout_dir(result.out_dir, r["clipgt_id"], r["rollout_id"]) / "rollout"
             if stem.with_suffix(".json").exists():
                 ro, _ = load_rollout(stem)
                 c = rollout_consistency(ro)
-                rec["coc_consistency"] = c["mean"]
+                rec["coc_consistency"], rec["coc_consistent_rate"] = c["mean"], c["consistent_rate"]
                 rec["coc_steps"] = c["n_steps"]
         out[key] = rec
     return out
