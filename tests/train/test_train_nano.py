@@ -39,6 +39,7 @@ def test_nano_pipeline_end_to_end(tmp_path):
     assert info["events"] >= info["train_samples"] + info["val_samples"]  # every sample carries a CoC
     readme = (out / "README.md").read_text()
     assert "pytest" in readme and "val/min_ade" in readme
+    assert "4 validation samples (held-out scenario seeds), K = 2, CoC sampled from the prompt" in readme
     with open(out / "train_log.csv") as f:
         rows = list(csv.DictReader(f))
     assert {r["stage"] for r in rows} == {"stage1", "stage2"}

@@ -103,11 +103,11 @@ class EvalSettings(StrictModel):
     every: int = Field(500, ge=1)  # steps between validation runs (and one at the end)
     num_samples: int = Field(256, ge=1)  # held-out samples per validation run
     batch_size: int = Field(8, ge=1)
-    k: int = Field(6, ge=1)  # [s] spec/alpamayo_training_data.md §4 num_traj_samples
-    flow_steps: int = Field(10, ge=1)  # [s] spec §1.1
+    k: int = Field(6, ge=1)  # trajectory samples per prompt (minADE_k), spec/alpamayo_training_data.md §4 num_traj_samples
+    flow_steps: int = Field(10, ge=1)  # Euler steps of the flow, spec/alpamayo_model.md §1.1
     coc_samples: int = Field(64, ge=0)  # stage 1: how many also decode a CoC (stage 2 decodes for every sample)
     max_new_tokens: int = Field(96, ge=1)
-    temperature: float = Field(0.6, ge=0)  # [s] spec §2.2 inference
+    temperature: float = Field(0.6, ge=0)  # CoC sampling temperature, spec/alpamayo_model.md §2.2 inference
     top_p: float = Field(0.98, gt=0, le=1)
 
 

@@ -155,6 +155,13 @@ def _merge_logs(run_dir: Path, out: Path) -> int:
     return len(rows)
 
 
+def _eval_line(info: dict) -> str:
+    e = info["eval"]
+    how = (f"CoC sampled from the prompt (temperature {e['temperature']:g}, top-p {e['top_p']:g})" if info["use_coc"]
+           else "no CoC (the expert reads the prompt only)")
+    return f"{e['samples']} validation samples (held-out scenario seeds), K = {e['k']}, {how}.\n"
+
+
 def write_readme(out: Path, info: dict) -> None:
     m = info["metrics"]
     lines = [
@@ -181,6 +188,7 @@ def write_readme(out: Path, info: dict) -> None:
         "",
         "## Final open-loop metrics (validation)",
         "",
+        *([_eval_line(info)] if "eval" in info else []),
         "| metric | value |",
         "|---|---:|",
         *[f"| {k} | {v:.4g} |" for k, v in sorted(m.items())],
@@ -261,6 +269,8 @@ def run(cfg: NanoConfig, command: str = "cordillera train nano") -> dict:
                        **res["stage1"].val_logs},
             "stage2": {"steps": res["stage2"].step, "samples_per_s": res["stage2"].samples_per_s},
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, float)},
+            "eval": {"samples": cfg.eval_samples, "k": res["stage2_cfg"].eval.k,
+                     "temperature": res["stage2_cfg"].eval.temperature, "top_p": res["stage2_cfg"].eval.top_p},
         }  # fmt: skip
         _export(Path(res["stage2"].final_dir), out, res["run_dir"], info)
         print(f"nano: wrote {out} — " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(info["metrics"].items())
