@@ -271,11 +271,15 @@ def eval_closed_loop(
                                     "between (0 = every 0.1 s control step, as AlpaSim)."),
     render_hw: str = typer.Option("320x576", help="Camera render size HxW before the resize to the model's "
                                                    "input (the nano training data is rendered at 160x288)."),
+    samples: int = typer.Option(1, min=1, help="Trajectory samples (K) per model step; sample 0 drives unless --select."),
+    select: str = typer.Option("first", help="'first' (sample 0 drives) or 'consistent' (the sample whose own CoC "
+                                             "agrees best with its trajectory; needs --samples >= 2)."),
 ):
     """Run the VLA and baselines closed loop and print a comparison table with 95% CIs."""
     fn = _entry("cordillera.train.evaluate", "main_closed_loop", "cordillera eval closed-loop")
     fn(checkpoint=checkpoint, suite=suite, out=out, seeds=seeds, baselines=baselines, workers=workers,
        duration_s=duration, max_new_tokens=max_new_tokens, replan_every_s=replan_every, render_hw=_hw(render_hw),
+       num_samples=samples, select=select,
        traj_only="auto" if traj_only is None else (None if str(traj_only).lower() == "none" else traj_only))
 
 

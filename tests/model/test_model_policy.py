@@ -250,3 +250,34 @@ def test_vision_cache_gives_the_uncached_plans_and_keeps_only_live_frames(nano_m
     # steady state: 4 cameras × 4 frames stored, all of them from the last step's frames
     assert len(cached._vision_store) == 4 * len(DEFAULT_CAMERAS) and set(cached._vision_store) == set(cached._image_keys)
     assert plain._vision_store == {}
+
+
+def test_select_consistent_orders_samples_by_their_own_coc_trajectory_agreement(nano_model):
+    t = np.arange(1, 65) * 0.1
+    cruise = np.stack([10.0 * t, 0 * t, 0 * t], -1)  # 10 m/s on
+    a = -10.0 / 3.0  # rest after 3 s, 15 m ahead
+    x_stop = np.where(t < 3.0, 10.0 * t + 0.5 * a * t**2, 15.0)
+    stop = np.stack([x_stop, 0 * t, 0 * t], -1)
+    xyz, yaw = np.stack([cruise, stop, cruise]), np.zeros((3, 64))
+    th = np.arange(-15, 1) * 0.1
+    sample = {"ego_history_xyz": torch.tensor(np.stack([10.0 * th, 0 * th, 0 * th], -1)),
+              "ego_history_rot": torch.eye(3).repeat(16, 1, 1)}
+    stop_text, keep_text = "Stop and keep lane because of the red light.", "Keep lane and resume speed since the road is clear."
+    # sample 0 says stop but cruises; sample 1 says stop and stops; sample 2 says cruise and cruises
+    assert VLAPolicy._order([stop_text, stop_text, keep_text], xyz, yaw, sample)[0] in (1, 2)
+    assert VLAPolicy._order([stop_text, stop_text, stop_text], xyz, yaw, sample) == [1, 0, 2]
+    same = np.stack([cruise, cruise, cruise])
+    assert VLAPolicy._order([keep_text, keep_text, keep_text], same, yaw, sample) == [0, 1, 2]  # a tie keeps sample 0
+
+    with pytest.raises(ValueError, match="num_samples >= 2"):
+        VLAPolicy(nano_model, num_samples=1, select="consistent")
+    with pytest.raises(ValueError, match="not fast"):
+        VLAPolicy(nano_model, num_samples=2, fast=True, select="consistent")
+    with pytest.raises(ValueError, match="select must be one of"):
+        VLAPolicy(nano_model, select="best")
+    # in the policy: the same samples as select="first" (same seed), the chosen one first, with its own CoC
+    first = feed(VLAPolicy(nano_model, num_samples=3, max_new_tokens=4, threads=1), 300_000)[-1]
+    chosen = feed(VLAPolicy(nano_model, num_samples=3, max_new_tokens=4, threads=1, select="consistent"), 300_000)[-1]
+    trajs = lambda p: sorted(tuple(np.round(x[0][:, :2], 9).ravel()) for x in [(p.xyz_rig,), *p.alternatives])  # noqa: E731
+    assert trajs(first) == trajs(chosen) and len(chosen.alternatives) == 2
+    assert isinstance(chosen.coc, str) and "select" in chosen.timing_ms

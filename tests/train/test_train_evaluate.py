@@ -214,3 +214,13 @@ def test_sim_run_hands_vla_policies_over(tmp_path):
         main_sim_run("smoke", f"vla:{tmp_path / 'missing'}", tmp_path / "out", progress=False)
     with pytest.raises(ValueError, match="unknown policy"):
         main_sim_run("smoke", "nonsense", tmp_path / "out", progress=False)
+
+
+def test_closed_loop_select_is_checked_before_anything_runs(tmp_path):
+    from cordillera.train.evaluate import main_closed_loop
+
+    with pytest.raises(ValueError, match="select must be one of"):
+        main_closed_loop(tmp_path, out=tmp_path / "ev", select="best")
+    with pytest.raises(ValueError, match="num_samples >= 2"):
+        main_closed_loop(tmp_path, out=tmp_path / "ev", select="consistent", num_samples=1)
+    assert not (tmp_path / "ev").exists()

@@ -28,7 +28,9 @@ then); ``warmup_reason`` says what is missing.
 
 Output (spec/alpasim.md §2.2): pose 0 = the origin at ``t_now_us``, then the 64 predicted poses
 at t_now + 0.1 … 6.4 s in the rig frame at t_now, z = 0, yaw-only. Sample 0 is the plan (as the
-Alpamayo driver takes sample 0); the other K − 1 samples are ``alternatives``.
+Alpamayo driver takes sample 0); the other K − 1 samples are ``alternatives``. With
+``select="consistent"`` the sample whose own CoC agrees best with its own trajectory drives instead
+(best-of-K by ``reasoning.consistency``, an inference-time stand-in for a consistency reward).
 
 Replanning rate: ``replan_every_s = 0`` runs the model at every call (AlpaSim's 10 Hz driver). A
 larger value runs it only when that much time has passed since the last inference and otherwise
@@ -70,6 +72,7 @@ __all__ = [
     "inference_seed",
 ]
 
+SELECT_MODES = ("first", "consistent")
 MAX_FRAME_AGE_US = 100_000  # [µs] a frame may be at most one control period older than its request time
 MAX_REPLAN_EVERY_S = 2.0  # [s] a held 6.4 s plan must still cover MIN_HELD_HORIZON_US
 MIN_HELD_HORIZON_US = 3_000_000  # [µs] re-anchor the last plan only while it reaches this far ahead
@@ -157,13 +160,16 @@ class VLAPolicy:
             steady-state step encodes only the newest frame per camera (same numbers as uncached).
         dtype: "float32" (default) or "bfloat16": inference precision of the weights (opt-in,
             `CordilleraVLA.to_inference_dtype`; a model instance of another dtype is copied, not cast).
+        select: which of the K samples drives: "first" (sample 0, as the Alpamayo driver) or
+            "consistent" (the sample whose own CoC agrees best with its own trajectory,
+            ``reasoning.consistency``; needs K ≥ 2 and CoC decoding; ties keep the lower index).
     """
 
     def __init__(self, checkpoint: str | Path | CordilleraVLA, num_samples: int = 1, temperature: float = 0.6,
                  top_p: float = 0.98, flow_steps: int = 10, fast: bool = False, cameras=None, seed: int = 0,
                  device: str = "cpu", threads: int | None = 2, max_new_tokens: int | None = None,
                  use_nav: bool = True, name: str = "vla", cache_vision: bool = True, replan_every_s: float = 0.0,
-                 dtype: str = "float32"):
+                 dtype: str = "float32", select: str = "first"):
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         if flow_steps < 1:
@@ -187,6 +193,12 @@ class VLAPolicy:
         self.image_hw = (cfg.inputs.image_height, cfg.inputs.image_width)
         self.num_samples, self.temperature, self.top_p = int(num_samples), float(temperature), float(top_p)
         self.flow_steps, self.fast = int(flow_steps), bool(fast) or not getattr(cfg.inputs, "use_coc", True)
+        if select not in SELECT_MODES:
+            raise ValueError(f"select must be one of {SELECT_MODES}, got {select!r}")
+        if select == "consistent" and (self.num_samples < 2 or self.fast):
+            raise ValueError("select='consistent' needs num_samples >= 2 and CoC decoding (not fast, a CoC model); "
+                             f"got num_samples={self.num_samples}, fast={self.fast}")
+        self.select = select
         self.seed, self.device, self.threads = int(seed), device, threads
         self.max_new_tokens, self.use_nav, self.name = max_new_tokens, bool(use_nav), name
         self._session: SessionInfo | None = None
@@ -253,12 +265,18 @@ class VLAPolicy:
                 image_keys=self._image_keys, image_store=store)
             if store is not None:  # keep only frames a later step can still use
                 self._vision_store = {k: store[k] for k in self._image_keys}
-            coc = None
+            cocs = []
             if not self.fast:
-                coc = self.processor.decode_text(out.coc_token_ids[0, :1], "cot")[0]
+                n = self.num_samples if self.select == "consistent" else 1
+                cocs = self.processor.decode_text(out.coc_token_ids[0, :n], "cot")
         xyz = out.xyz[0].double().cpu().numpy()  # (K, T, 3)
         yaw = torch.atan2(out.rot[0, ..., 1, 0], out.rot[0, ..., 0, 0]).double().cpu().numpy()  # (K, T)
         t_us, plans = self._to_plan_arrays(t0, xyz, yaw)
+        c2 = time.perf_counter()
+        order = self._order(cocs, xyz, yaw, sample) if self.select == "consistent" else list(range(len(plans)))
+        select_ms = (time.perf_counter() - c2) * 1e3
+        plans = [plans[k] for k in order]
+        coc = cocs[order[0]] if cocs else None
         decisions = None
         if coc is not None:
             rec = parse(coc)
@@ -266,13 +284,26 @@ class VLAPolicy:
                          "lateral_direction": rec.lateral_direction}
         tm = out.timings_ms
         timing = {"preprocess": pre_ms, "vision": tm.get("vision_ms", 0.0), "prefill": tm.get("prefill_ms", 0.0),
-                  "decode": tm.get("decode_ms", 0.0), "expert": tm.get("expert_ms", 0.0),
+                  "decode": tm.get("decode_ms", 0.0), "expert": tm.get("expert_ms", 0.0), "select": select_ms,
                   "total": (time.perf_counter() - c0) * 1e3}
         plan = Plan(t_us=t_us, xyz_rig=plans[0][0], yaw_rig=plans[0][1], alternatives=tuple(plans[1:]), coc=coc,
                     decisions=decisions, timing_ms=timing)
         if self.replan_every_us:
             self._last = (plan, _pose2d_at(observation.ego_history, t0))
         return plan
+
+    @staticmethod
+    def _order(cocs: list[str], xyz: np.ndarray, yaw: np.ndarray, sample: dict) -> list[int]:
+        """Sample indices, the one whose CoC agrees best with its own trajectory first (then the
+        rest in index order): ``consistency`` score against the same 1.5 s history the model saw."""
+        from cordillera.reasoning.consistency import consistency
+
+        hist_xy = sample["ego_history_xyz"].double().numpy()[:, :2]
+        rot = sample["ego_history_rot"].double().numpy()
+        hist_yaw = np.arctan2(rot[:, 1, 0], rot[:, 0, 0])
+        scores = [consistency(c, xyz[k, :, :2], hist_xy, yaw[k], hist_yaw).score for k, c in enumerate(cocs)]
+        best = int(np.argmax(scores))  # the first maximum: ties keep sample 0
+        return [best] + [k for k in range(len(xyz)) if k != best]
 
     def _reanchor(self, obs: Observation, t0: int) -> Plan | None:
         """The last inferred plan's remaining poses in the rig frame at t0 (pose 0 = origin), or None

@@ -350,18 +350,26 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
                      traj_only: str | Path | None = "auto", num_samples: int = 1, fast: bool = False,
                      max_new_tokens: int | None = None, render_hw: tuple[int, int] = RENDER_HW,
                      duration_s: float | None = None, scenarios=None, progress: bool = True,
-                     render_backend: str = "auto", replan_every_s: float = 0.0) -> dict:
+                     render_backend: str = "auto", replan_every_s: float = 0.0, select: str = "first") -> dict:
     """``cordillera eval closed-loop``: VLA + baselines (+ trajectory-only model) on one suite with
     ``seeds`` rollouts per scenario; writes ``out/<policy>/`` and ``out/comparison.json`` and
     returns the comparison dict. ``traj_only="auto"`` uses ``checkpoints/nano-traj-only`` when it
     exists; ``scenarios`` overrides the suite; ``duration_s`` shortens every scenario;
-    ``replan_every_s`` > 0 runs the models only that often (``VLAPolicy``), re-anchoring in between."""
+    ``replan_every_s`` > 0 runs the models only that often (``VLAPolicy``), re-anchoring in between;
+    ``select="consistent"`` lets the CoC model drive its most self-consistent of ``num_samples``
+    samples (the trajectory-only model, which has no CoC to check, keeps one sample)."""
     from cordillera.config import REPO_ROOT
     from cordillera.sim.batch import POLICY_NAMES, PolicyFactory, run_batch
     from cordillera.sim.runtime import SimConfig
 
+    from cordillera.model.policy import SELECT_MODES
+
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
+    if select not in SELECT_MODES:
+        raise ValueError(f"select must be one of {SELECT_MODES}, got {select!r}")
+    if select == "consistent" and (num_samples < 2 or fast):
+        raise ValueError(f"select='consistent' needs num_samples >= 2 and CoC decoding (got {num_samples}, fast={fast})")
     ckpt = Path(checkpoint)
     if not ckpt.is_dir():
         raise ValueError(f"checkpoint directory {ckpt} not found")
@@ -383,14 +391,18 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    vla_kw = {"num_samples": num_samples, "fast": fast, "max_new_tokens": max_new_tokens, "threads": 1}
+    base_kw = {"num_samples": num_samples, "fast": fast, "max_new_tokens": max_new_tokens, "threads": 1}
     if replan_every_s:  # only when set, so default runs keep their policy fingerprint (resume)
-        vla_kw["replan_every_s"] = float(replan_every_s)
-    vla_kw = tuple(sorted(vla_kw.items()))
+        base_kw["replan_every_s"] = float(replan_every_s)
+    vla_kw = dict(base_kw)
+    if select != "first":
+        vla_kw["select"] = select
+        base_kw["num_samples"] = 1
     policies: dict[str, tuple] = {}  # name -> (factory, config, renderer factory, has CoC)
-    for name, path in ((VLA_NAME, ckpt), (TRAJ_ONLY_NAME, traj_only)):
+    for name, path, kw in ((VLA_NAME, ckpt, vla_kw), (TRAJ_ONLY_NAME, traj_only, base_kw)):
         if path is not None:
-            policies[name] = (*vla_run_setup(path, name, vla_kw, render_hw, render_backend), True)
+            kw = tuple(sorted(kw.items()))
+            policies[name] = (*vla_run_setup(path, name, kw, render_hw, render_backend), True)
     for b in names:
         policies[b] = (PolicyFactory(b), SimConfig(), None, False)
 
@@ -407,6 +419,7 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
                       "wall_time_s": res.wall_time_s}
     comp = compare(records)
     comp.update({"suite": suite, "seeds": seeds, "checkpoint": str(ckpt), "replan_every_s": float(replan_every_s),
+                 "num_samples": num_samples, "select": select,
                  "traj_only_checkpoint": None if traj_only is None else str(traj_only), "runs": runs,
                  "statistics": "per-scenario means over seeds, Student t over scenarios; paired differences on "
                                "(scenario, seed); relative difference by paired bootstrap over scenarios",
