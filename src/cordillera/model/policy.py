@@ -68,8 +68,8 @@ from cordillera.sim.navigation import nav_text_from_route
 from cordillera.sim.types import PLAN_PERIOD_US, CameraFrame, Observation, Plan, SessionInfo
 
 __all__ = [
-    "MAX_FRAME_AGE_US", "VLAPolicy", "VLAPolicyFactory", "load_model", "select_frames", "history_in_rig",
-    "inference_seed",
+    "MAX_FRAME_AGE_US", "SELECT_MODES", "VLAPolicy", "VLAPolicyFactory", "load_model", "select_frames",
+    "history_in_rig", "inference_seed", "check_select",
 ]
 
 SELECT_MODES = ("first", "consistent")
@@ -124,6 +124,16 @@ def history_in_rig(ego_history, t0_us: int, offsets_us=HISTORY_OFFSETS_US) -> tu
     T_local_t0[:3, :3], T_local_t0[:3, 3] = rot_q[-1], xyz_q[-1]
     xyz, rot = to_frame(xyz_q, rot_q, T_local_t0)
     return xyz, rot
+
+
+def check_select(select: str, num_samples: int, fast: bool) -> str:
+    """``select`` if it can work with these options, else a ValueError saying why."""
+    if select not in SELECT_MODES:
+        raise ValueError(f"select must be one of {SELECT_MODES}, got {select!r}")
+    if select == "consistent" and (num_samples < 2 or fast):
+        raise ValueError("select='consistent' needs num_samples >= 2 and CoC decoding (not fast, a CoC model); "
+                         f"got num_samples={num_samples}, fast={fast}")
+    return select
 
 
 def _pose2d_at(ego_history, t_us: int) -> np.ndarray:
@@ -193,12 +203,7 @@ class VLAPolicy:
         self.image_hw = (cfg.inputs.image_height, cfg.inputs.image_width)
         self.num_samples, self.temperature, self.top_p = int(num_samples), float(temperature), float(top_p)
         self.flow_steps, self.fast = int(flow_steps), bool(fast) or not getattr(cfg.inputs, "use_coc", True)
-        if select not in SELECT_MODES:
-            raise ValueError(f"select must be one of {SELECT_MODES}, got {select!r}")
-        if select == "consistent" and (self.num_samples < 2 or self.fast):
-            raise ValueError("select='consistent' needs num_samples >= 2 and CoC decoding (not fast, a CoC model); "
-                             f"got num_samples={self.num_samples}, fast={self.fast}")
-        self.select = select
+        self.select = check_select(select, self.num_samples, self.fast)
         self.seed, self.device, self.threads = int(seed), device, threads
         self.max_new_tokens, self.use_nav, self.name = max_new_tokens, bool(use_nav), name
         self._session: SessionInfo | None = None

@@ -359,17 +359,13 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     ``select="consistent"`` lets the CoC model drive its most self-consistent of ``num_samples``
     samples (the trajectory-only model, which has no CoC to check, keeps one sample)."""
     from cordillera.config import REPO_ROOT
+    from cordillera.model.policy import check_select
     from cordillera.sim.batch import POLICY_NAMES, PolicyFactory, run_batch
     from cordillera.sim.runtime import SimConfig
 
-    from cordillera.model.policy import SELECT_MODES
-
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
-    if select not in SELECT_MODES:
-        raise ValueError(f"select must be one of {SELECT_MODES}, got {select!r}")
-    if select == "consistent" and (num_samples < 2 or fast):
-        raise ValueError(f"select='consistent' needs num_samples >= 2 and CoC decoding (got {num_samples}, fast={fast})")
+    check_select(select, num_samples, fast)
     ckpt = Path(checkpoint)
     if not ckpt.is_dir():
         raise ValueError(f"checkpoint directory {ckpt} not found")
