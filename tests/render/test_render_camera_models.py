@@ -15,15 +15,6 @@ from cordillera.world.scenario import ActorSpec
 FRONT = "camera_front_wide_120fov"
 
 
-def _gl_or_skip():
-    from cordillera.render.gl_renderer import egl_context
-
-    try:
-        egl_context()
-    except RuntimeError as e:
-        pytest.skip(f"GL-only test: moderngl.create_context(standalone=True, backend='egl') failed here ({e})")
-
-
 # ----------------------------------------------------------------------------------------------
 # Pure camera models
 # ----------------------------------------------------------------------------------------------
@@ -190,8 +181,8 @@ def test_cv_renderer_box_footprint_matches_projected_corners_pinhole():
 
 
 @pytest.mark.parametrize("model", ["pinhole", "ftheta"])
+@pytest.mark.usefixtures("egl")  # GL-only: skips without EGL
 def test_gl_and_cv_renderers_agree_on_box_footprint(model):
-    _gl_or_skip()
     from cordillera.render.cv_renderer import CvRenderer
     from cordillera.render.gl_renderer import GLRenderer
 

@@ -19,15 +19,6 @@ FRONT = "camera_front_wide_120fov"
 MAGENTA = (1.0, 0.0, 1.0)
 
 
-def _gl_or_skip():
-    from cordillera.render.gl_renderer import egl_context
-
-    try:
-        egl_context()
-    except RuntimeError as e:
-        pytest.skip(f"GL-only test: moderngl.create_context(standalone=True, backend='egl') failed here ({e})")
-
-
 # ----------------------------------------------------------------------------------------------
 # Tessellation (numpy only)
 # ----------------------------------------------------------------------------------------------
@@ -103,8 +94,8 @@ def _magenta(img):
     return (img[..., 0] > 150) & (img[..., 2] > 150) & (img[..., 1] < 90)
 
 
+@pytest.mark.usefixtures("egl")  # GL-only: skips without EGL
 def test_direct_puts_axis_point_on_principal_point_and_theta_at_poly_radius():
-    _gl_or_skip()
     sc = demo_scenario(light_distance_m=None, ped_distance_m=None, traffic=False)
     cam = default_rig([FRONT]).camera(FRONT)
     T = T_local_camera(initial_world_state(sc).ego, cam)
@@ -128,8 +119,8 @@ def test_direct_puts_axis_point_on_principal_point_and_theta_at_poly_radius():
         assert abs(np.linalg.norm(got - [cam.cx, cam.cy]) - r_px) <= 1.0
 
 
+@pytest.mark.usefixtures("egl")  # GL-only: skips without EGL
 def test_direct_drops_what_is_behind_the_camera_and_clips_what_straddles_it():
-    _gl_or_skip()
     sc = demo_scenario(light_distance_m=None, ped_distance_m=None, traffic=False)
     ego = initial_world_state(sc).ego
     cam_x = T_local_camera(ego, default_rig([FRONT]).camera(FRONT)).translation[0]
@@ -165,8 +156,8 @@ def _bbox(mask):
 
 
 @pytest.mark.parametrize("kind, x_m, y_m", [("bus", 22.0, -1.8), ("car", 8.0, 2.0)])
+@pytest.mark.usefixtures("egl")  # GL-only: skips without EGL
 def test_direct_and_tiles_agree_on_box_footprint(kind, x_m, y_m):
-    _gl_or_skip()
     empty = demo_scenario(light_distance_m=None, ped_distance_m=None, traffic=False)
     sc = demo_scenario(light_distance_m=None, ped_distance_m=None, traffic=False,
                        actors=(ActorSpec("box_x", kind, x_m, y_m, 0.0),))
@@ -178,8 +169,8 @@ def test_direct_and_tiles_agree_on_box_footprint(kind, x_m, y_m):
     assert np.all(np.abs(_bbox(direct) - _bbox(tiles)) <= 2), (_bbox(direct), _bbox(tiles))
 
 
+@pytest.mark.usefixtures("egl")  # GL-only: skips without EGL
 def test_direct_and_tiles_agree_on_demo_scene():
-    _gl_or_skip()
     from cordillera.render.gl_renderer import GLRenderer
 
     sc = demo_scenario()
