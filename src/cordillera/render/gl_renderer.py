@@ -194,18 +194,20 @@ GROUND_SPLIT_M = 4.0  # [m] ground quads are cut to this edge length once: a lon
 # would otherwise be cut on one fine grid over its whole length
 
 
-def _vertex_data(m: Mesh, origin: np.ndarray) -> np.ndarray:
-    """(2Q·3, 7) float32 rows: position (relative to ``origin``), colour, emissive."""
-    tris = m.triangles() - origin  # (2Q, 3, 3)
-    col = np.repeat(m.color, 6, axis=0)
-    emis = np.repeat(m.emissive.astype(np.float32), 6)
-    return np.hstack([tris.reshape(-1, 3), col, emis[:, None]]).astype(np.float32)
-
-
 def _tri_data(m: Mesh, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(triangles (2Q, 3, 3) relative to ``origin``, per-triangle attributes (2Q, 4): colour, emissive)."""
     attrs = np.hstack([m.color, m.emissive.astype(float)[:, None]])
     return m.triangles() - origin, np.repeat(attrs, 2, axis=0)
+
+
+def _vertex_rows(tris: np.ndarray, attrs: np.ndarray) -> np.ndarray:
+    """(T·3, 7) float32 rows of a "3f 3f 1f" buffer: position, colour, emissive per vertex."""
+    return np.hstack([tris.reshape(-1, 3), np.repeat(attrs, 3, axis=0)]).astype(np.float32)
+
+
+def _vertex_data(m: Mesh, origin: np.ndarray) -> np.ndarray:
+    """(2Q·3, 7) float32 rows of mesh ``m``: position (relative to ``origin``), colour, emissive."""
+    return _vertex_rows(*_tri_data(m, origin))
 
 
 def _ranges(layer: np.ndarray, ground_layers: list[int]) -> list[tuple[int, int]]:
@@ -415,8 +417,7 @@ class GLRenderer:
         far = np.flatnonzero(~dyn_near)
         all_tris = np.concatenate([pieces, dyn_tris[far], dyn_pieces])
         all_attrs = np.concatenate([attrs[src], dyn_attrs[far], dyn_attrs[np.flatnonzero(dyn_near)[dyn_src]]])
-        rows = np.hstack([all_tris.reshape(-1, 3), np.repeat(all_attrs, 3, axis=0)]).astype(np.float32)
-        data = rows.tobytes()
+        data = _vertex_rows(all_tris, all_attrs).tobytes()
         if len(data) > self.vbo_direct.size:
             self.vbo_direct.orphan(2 * len(data))
         self.vbo_direct.write(data)
