@@ -283,3 +283,46 @@ def test_keep_distance_behind_a_moving_lead_does_not_slow_well_below_it():
     # a car cutting in 5 m ahead (below 2 m + 1 s x 12 m/s): the ego must open the gap, slowing is fine
     cut = obj("car", "cut_in_left", "moving", 5.0, 12.0)
     assert ok(CocRecord("Keep Distance", "Keep Lane", objects=(cut,)), straight(12.0, -1.5, v_floor=6.0)).consistent
+
+
+def test_stop_behind_a_braking_lead_rests_before_where_it_will_stop():
+    # lead 15 m ahead at 8 m/s braking at 4 m/s^2 comes to rest 15 + 8^2 / 8 = 23 m ahead (+ 3 m slack)
+    soft = CriticalObject("car", "lead", "braking", distance_m=15.0, speed_mps=8.0, accel_mps2=-4.0)
+    assert ok(CocRecord("Stop", "Keep Lane", objects=(soft,)), stop_at(10.0, 24.0)).consistent
+    # 10 m ahead at 6 m/s braking at 6 m/s^2: rests 13 m ahead; resting at 24 m would be 11 m past it
+    hard = CriticalObject("car", "lead", "braking", distance_m=10.0, speed_mps=6.0, accel_mps2=-6.0)
+    r = ok(CocRecord("Stop", "Keep Lane", objects=(hard,)), stop_at(10.0, 24.0))
+    assert r.consistent is False, r.per_decision
+
+
+def test_waiting_behind_a_blocker_can_still_stop_before_it():
+    # 10 m/s easing at 0.6 m/s^2 ends 64 - 0.3 x 6.4^2 = 51.7 m ahead at 6.16 m/s; braking at 6 m/s^2
+    # it still needs 6.16^2 / 12 = 3.2 m: 54.9 m
+    coc = lambda d: CocRecord("Gap-search", "Nudge", "left", objects=(obj("debris", "blocking", "static", d),))  # noqa: E731
+    assert ok(coc(60.0), straight(10.0, -0.6)).consistent
+    r = ok(coc(53.0), straight(10.0, -0.6))  # short of it at the end, but too fast to stop before it
+    assert r.consistent is False and r.details["x_end_m"] < 53.0, (r.per_decision, r.details["x_end_m"])
+
+
+def test_yield_that_reaches_the_road_user_within_the_horizon_waited_first():
+    ped = CocRecord("Yield", "Keep Lane", objects=(obj("pedestrian", "crossing", "crossing", 40.0),))
+    # 12 m/s easing at 0.5 m/s^2 passes 40 m after ~3.6 s still at ~10.2 m/s (> 80 % of 12): not a yield
+    r = ok(ped, straight(12.0, -0.5))
+    assert r.consistent is False and r.details["v_min_mps"] < 9.6, r.details  # (it slows by 3 m/s by 6.4 s)
+    # slowing to 8 m/s (67 %) first, then on through the crossing (the pedestrian has cleared) is
+    assert ok(ped, straight(12.0, -1.0, v_floor=8.0)).consistent
+
+
+def test_a_pending_manoeuvre_is_not_a_different_one():
+    # a nudge that waits on a gap may not have started, but a full lane change is not a nudge
+    r = ok(CocRecord("Gap-search", "Nudge", "left"), lateral(8.0, 3.5))
+    assert r.per_decision["lateral"] < 0.5, r.details
+    assert ok(CocRecord("Gap-search", "Nudge", "left"), straight(8.0, -1.0, v_floor=2.0)).consistent  # still waiting
+    # ... nor is a 90° left turn a lane change to the left
+    assert ok(CocRecord("Gap-search", "Lane Change", "left"), turn(7.0, 1.0)).per_decision["lateral"] < 0.5
+
+
+def test_resume_speed_from_rest_gets_back_up_to_speed():
+    assert ok(CocRecord("Resume Speed", "Keep Lane"), straight(0.0, 1.0, v_cap=6.0)).consistent
+    r = ok(CocRecord("Resume Speed", "Keep Lane"), straight(0.0, 0.4, v_cap=2.0))  # creeps to 2 m/s
+    assert r.consistent is False, r.details

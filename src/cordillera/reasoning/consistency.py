@@ -5,12 +5,12 @@
 | decision      | agrees when (within the 6.4 s horizon, rig frame at t0)                                 |
 |---------------|------------------------------------------------------------------------------------------|
 | Stop          | comes to rest (speed < 0.5 m/s) within the horizon, or ends below 1.5 m/s before a known stop line; where it rests fits the cause (below) |
-| Yield         | slows by ≥ 1 m/s or is slow (< 3 m/s) before it reaches the crossing / oncoming road user it names; a rest fits the cause |
+| Yield         | slows by ≥ 1 m/s or is slow (< 3 m/s) before it reaches the crossing / oncoming road user it names (by ≥ 20 % or < 3 m/s if it gets there within the horizon); a rest fits the cause |
 | Pass/Overtake | speeds up by ≥ 0.5 m/s                                                                     |
 | Gap-search    | changes speed by ≥ 1 m/s, moves sideways ≥ 0.5 m, or waits slow (< 3 m/s)                 |
 | Keep Distance | with a known lead (distance, speed, accel at t0): the predicted gap never closes below the time gap, the ego does not stop behind a moving lead, and, if it slows, it does not fall back (end gap ≤ max(gap0 + 15 m, 2·need + 10 m)); in lane it never exceeds max(v0, lead speed) + 1 m/s nor (lead moving, gap0 ≥ 2 m + 1 s·v0) ends below min(lead speed, v0) − 2 m/s; otherwise no acceleration > 1 m/s |
 | Adapt Speed   | no acceleration > 0.5 m/s in 3 s, slows by ≥ 0.3 m/s or holds its speed for 2 s, stays ≥ 1 m/s |
-| Resume Speed  | no slowing > 1 m/s (> 40 % in a turn), no stop, and (outside turns) ends ≥ v0 − 0.5 m/s     |
+| Resume Speed  | from rest: reaches ≥ 3 m/s; else no slowing > 1 m/s (> 40 % in a turn), no stop, and (outside turns) ends ≥ v0 − 0.5 m/s |
 | Keep Lane     | lateral offset ≤ 0.6 m and no turn (heading change < 45° at intersection curvature)       |
 | Lane Change d | peak lateral shift ≥ 2.5 m towards d (history included, so a change under way counts)     |
 | Nudge d       | peak offset towards d in [0.3, 2.5) m (history included) and larger than any offset the other way |
@@ -55,10 +55,12 @@ STOP_LINE_CREEP_MPS = 1.5  # [m/s] Stop before a known line: below this at the e
 KEEP_DISTANCE_SPEEDUP_MPS = 1.0  # [m/s] Keep Distance: at most this above max(v0, the lead's speed)
 YIELD_SLOW_MPS = 3.0  # [m/s] Yield: slow (below this) ...
 YIELD_DV_MPS = 1.0  # [m/s] ... or slowing by at least this
+YIELD_PASSED_KEEP = 0.8  # ... and, if it gets to the road user's place within the horizon, below this share of v0 before
 GAP_SEARCH_DV_MPS = 1.0  # [m/s] Gap-search: the speed change that counts as fitting a gap
 KEEP_DISTANCE_UNDERSPEED_MPS = 2.0  # [m/s] Keep Distance behind a moving lead ends at most this below min(lead, v0)
 KEEP_DISTANCE_DROP_M = 15.0  # [m] Keep Distance: the gap may open by at most this (or to 2x the need + 10 m)
 ADAPT_MIN_SPEED_MPS = 1.0  # [m/s] Adapt Speed stays above this (the brief: decelerating but > ~1 m/s)
+RESUME_FROM_REST_MPS = 3.0  # [m/s] ours: Resume Speed from rest reaches this (the expert: >= 5.5 within 6.4 s)
 RESUME_NET_SLOWING_MPS = 0.5  # [m/s] Resume Speed: the end speed is at most this below v0
 TIME_GAP_S = 1.0  # [s] Keep Distance: gap ≥ 2 m + 1.0 s × speed (lenient vs the expert's 1.5 s headway)
 MIN_GAP_M = 2.0
@@ -75,9 +77,11 @@ STOP_LINE_EARLY_M = 3.0  # [m] ours: a stop for a line ends at most this far bef
 STOP_LINE_LATE_M = 1.0  # [m] ours: ... and at most this far past it
 REST_BEHIND_M = 12.0  # [m] ours: a stop / wait for an object in the path ends at most this far behind it
 REST_BEHIND_TRAFFIC_M = 25.0  # [m] ours: ... for a crossing / oncoming vehicle (the conflict point is nearer)
+BRAKING_LEAD_SLACK_M = 3.0  # [m] ours: ... and at most this past where a lead braking at t0 would come to rest (the expert: ≤ 1.4 m)
 REST_BEHIND_MOVING_LEAD_M = 8.0  # [m] ours: a stop behind a lead still moving at t0 ends at most this far behind where it was
 IN_PATH_LATERAL_M = 1.0  # [m] ours: a static object in the path is passed only this far sideways or more
-POSITION_SCALE_M = 2.0  # [m] soft-score scale of the position checks
+POSITION_SCALE_M = 2.0
+HARD_BRAKE_MPS2 = 6.0  # [m/s²] ours: ... and, still in its path at the end, can stop before it braking this hard  # [m] soft-score scale of the position checks
 # Merge towards d: the expert's merges head 5-8° towards the main road on the ramp's bend, shift
 # ~3.6 m in the lane change, or leave a 6-7° heading in the history while straightening; lane
 # keeping on a straight road stays within ~1°
@@ -182,8 +186,11 @@ def _rest_window(rec: CocRecord) -> tuple[float, float] | None:
     o = min(objs, key=lambda o: o.distance_m)
     d = float(o.distance_m)
     moving = o.state not in ("stopped", "static", "parked") and (o.speed_mps is None or abs(o.speed_mps) >= STOP_SPEED_MPS)
-    if o.relation in ("lead", "ahead") and moving:  # the lead goes on moving: no upper bound from it
-        return d - REST_BEHIND_MOVING_LEAD_M, np.inf
+    if o.relation in ("lead", "ahead") and moving:
+        a = o.accel_mps2 or 0.0
+        if a <= -1.0:  # a braking lead comes to rest where its braking at t0 ends: the ego rests behind that
+            return d - REST_BEHIND_MOVING_LEAD_M, d + (o.speed_mps or 0.0) ** 2 / (2.0 * -a) + BRAKING_LEAD_SLACK_M
+        return d - REST_BEHIND_MOVING_LEAD_M, np.inf  # the lead goes on moving: no upper bound from it
     if o.relation in ("crossing", "oncoming") and o.kind not in _ROAD_USERS_ON_FOOT:
         return d - REST_BEHIND_TRAFFIC_M, d
     return d - REST_BEHIND_M, d
@@ -207,7 +214,10 @@ def _pass_through_margin(rec: CocRecord, f: dict) -> float | None:
     d = float(min(o.distance_m for o in objs))
     beyond = f["x_fwd_m"] > d
     if not beyond.any():
-        return float(d - f["x_end_m"])
+        # short of it at the end: still able to stop before it (or it is still being passed sideways)
+        if abs(f["y_fwd_m"][-1]) >= IN_PATH_LATERAL_M:
+            return float(d - f["x_end_m"])
+        return float(d - f["x_end_m"] - f["v_end_mps"] ** 2 / (2.0 * HARD_BRAKE_MPS2))
     # sideways position in the t0 rig frame (the lane-relative offset re-centres after a lane change)
     return float(np.min(np.abs(f["y_fwd_m"][beyond])) - IN_PATH_LATERAL_M)
 
@@ -215,7 +225,8 @@ def _pass_through_margin(rec: CocRecord, f: dict) -> float | None:
 def _give_way_score(rec: CocRecord, f: dict) -> float:
     """Yield gives way *before* the road user it names (crossing or oncoming): the slowing that Yield
     needs (by >= 1 m/s, or to < 3 m/s) happens before the ego reaches where that road user was at
-    t0. It may go on afterwards (the road user has cleared); 1.0 when the CoC names no such user."""
+    t0; if it reaches that place within the horizon, it was slow (< 3 m/s, waiting) before it. It
+    may go on afterwards (the road user has cleared); 1.0 when the CoC names no such user."""
     objs = [o for o in rec.objects if o.distance_m is not None and o.relation in ("crossing", "oncoming")]
     if not objs:
         return 1.0
@@ -223,7 +234,11 @@ def _give_way_score(rec: CocRecord, f: dict) -> float:
     if not before.any():
         return 0.0
     v = float(np.min(f["v_fut_mps"][before]))
-    return _soft(max(YIELD_SLOW_MPS - v, (f["v0_mps"] - YIELD_DV_MPS) - v), 1.0)
+    if before.all():  # the encounter lies beyond the horizon: slowing down towards it gives way
+        return _soft(max(YIELD_SLOW_MPS - v, (f["v0_mps"] - YIELD_DV_MPS) - v), 1.0)
+    # ... but a trajectory that gets to where the road user was within the horizon has let it pass
+    # first only if it waited (slow) or clearly slowed (by >= 20 %) before getting there
+    return _soft(max(YIELD_SLOW_MPS - v, YIELD_PASSED_KEEP * f["v0_mps"] - v), 1.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -312,8 +327,8 @@ def _check_speed_profile(rec: CocRecord, f: dict) -> float:
         m = min(m, vmin - ADAPT_MIN_SPEED_MPS)
         return _soft(m, 0.5)
     if lon == "Resume Speed":
-        if v0 < 1.0:
-            return _soft(vmax - 1.0, 0.5)
+        if v0 < 1.0:  # from rest: gets going (a creep to a walking pace is not back to speed)
+            return _soft(vmax - RESUME_FROM_REST_MPS, 0.5)
         floor = min(v0 - 1.0, TURN_SPEED_KEEP * v0) if rec.lateral == "Turn" else v0 - 1.0  # turns slow the car
         m = min(vmin - floor, vmin - STOP_SPEED_MPS)
         if rec.lateral != "Turn":  # holds or regains speed: no net slowing over the horizon
@@ -331,7 +346,12 @@ def _check_lateral(rec: CocRecord, f: dict) -> float:
         s = 1.0 if d == "left" else -1.0
         other = max(float(np.max(-s * f["lat_fut_m"])), 0.0)
         other_yaw = max(-s * f["yaw_end_rad"], 0.0)
-        score = max(score, min(_soft(0.5 - other, 0.5), _soft(np.deg2rad(15.0) - other_yaw, 0.2)))
+        waiting = min(_soft(0.5 - other, 0.5), _soft(np.deg2rad(15.0) - other_yaw, 0.2))
+        if lat != "Turn":  # ... nor turns off the road instead of changing lanes / nudging
+            waiting = min(waiting, _soft(TURN_MIN_RAD - abs(f["yaw_end_rad"]), 0.3))
+        if lat == "Nudge":  # ... nor changes lanes instead of nudging
+            waiting = min(waiting, _soft(NUDGE_MAX_M - float(np.max(np.abs(f["lat_fut_m"]))), 0.2))
+        score = max(score, waiting)
     return score
 
 
