@@ -19,7 +19,7 @@ The float64 -> float32 boundaries of one step (client -> service -> client):
 5. controller answer: next ego pose + DynamicState -> float32; the client commits that (steering
    re-estimated with :func:`~cordillera.serve.convert.kinematic_steering`).
 
-Roles 1–3 are mirrored by :class:`WirePolicy` (same converters, same ``_plan_response`` /
+Roles 1–3 are mirrored by :class:`WirePolicy` (same converters, same ``plan_response`` /
 ``_plan_from_response``); 4–5 by the real :class:`~cordillera.serve.servicers.VDCService` driven
 in-process by the real :class:`~cordillera.serve.client.RemoteController` (a loopback stub instead
 of a channel). Not mirrored (and not float rounding): physics (flat ground, the client keeps its
@@ -117,7 +117,7 @@ class WirePolicy:
 
     def plan(self, observation, t_now_us: int, t_query_us: int):
         from cordillera.serve.client import _plan_from_response
-        from cordillera.serve.servicers import DEFAULT_HISTORY_POSES, _plan_response
+        from cordillera.serve.servicers import DEFAULT_HISTORY_POSES, plan_response
         from cordillera.sim.runtime import build_observation
 
         hist = observation.ego_history
@@ -127,7 +127,7 @@ class WirePolicy:
                                 DEFAULT_HISTORY_POSES)
         plan = self.policy.plan(obs, t_now_us, t_query_us)
         h = obs.ego_history
-        resp = _plan_response(plan, int(t_now_us), int(h.t_us[-1]), Pose(h.xyz_local[-1], h.quat_local[-1]), {})
+        resp = plan_response(plan, int(t_now_us), int(h.t_us[-1]), Pose(h.xyz_local[-1], h.quat_local[-1]), {})
         return _plan_from_response(resp, int(t_now_us), Pose(hist.xyz_local[-1], hist.quat_local[-1]))
 
 

@@ -72,6 +72,7 @@ __all__ = [
     "PhysicsService",
     "TrafficService",
     "DEFAULT_HISTORY_POSES",
+    "plan_response",
     "HIDDEN_Z_M",
 ]
 
@@ -341,7 +342,7 @@ class EgodriverService(egodriver_pb2_grpc.EgodriverServiceServicer):
                 raise RuntimeError(f"policy raised {type(e).__name__}: {e}") from e
         anchor_t = int(obs.ego_history.t_us[-1])
         T_local_rig = Pose(obs.ego_history.xyz_local[-1], obs.ego_history.quat_local[-1])
-        return _plan_response(plan, t_now, anchor_t, T_local_rig, debug)
+        return plan_response(plan, t_now, anchor_t, T_local_rig, debug)
 
 
 def _close_quietly(policy) -> None:
@@ -366,7 +367,9 @@ def _drive_response(traj, debug: dict, sampled) -> egodriver_pb2.DriveResponse:
             unstructured_debug_info=json.dumps(debug, default=_json_default).encode(), sampled_trajectories=sampled))
 
 
-def _plan_response(plan, t_now: int, anchor_t: int, T_local_rig: Pose, debug: dict) -> egodriver_pb2.DriveResponse:
+def plan_response(plan, t_now: int, anchor_t: int, T_local_rig: Pose, debug: dict) -> egodriver_pb2.DriveResponse:
+    """A policy's Plan as the egodriver DriveResponse (trajectory in the local frame, CoC and timing
+    in the debug info); shared by the gRPC egodriver and the in-process wire mirror."""
     if not isinstance(plan, Plan):
         debug["invalid_plan"] = f"policy returned {type(plan).__name__}, expected Plan"
         return _drive_response(common_pb2.Trajectory(), debug, ())
