@@ -32,6 +32,26 @@ def _run(model, batch, **kw):
     return model.sample_trajectories(batch, generator=torch.Generator().manual_seed(7), **kw)
 
 
+def _forced_decode_logits(model, batch, tokens, n: int = 8):
+    """Logits (n, V) of n decode steps, feeding `tokens` (or the model's own greedy ones when None)."""
+    seen, fed = [], []
+
+    def force(step, logits):
+        seen.append(logits[0].float().clone())
+        if tokens is None:
+            return logits
+        out = torch.full_like(logits, float("-inf"))
+        out[:, tokens[step]] = 0.0
+        return out
+
+    with torch.no_grad():
+        logits, cache, next_pos, mask, _ = model._prefill(batch)
+        stop = model.ids["<|traj_future_start|>"]
+        ids, *_ = model._decode(logits, cache, next_pos, mask, stop, n + 2, 0.0, 1.0, None, min_new_tokens=n + 1,
+                                logits_processor=force)
+    return torch.stack(seen[1:n + 1]), ids[0].tolist()  # step 0's logits come from the prefill
+
+
 def test_parse_dtype_names_and_errors():
     assert parse_dtype(None) is torch.float32
     assert parse_dtype("bf16") is parse_dtype("bfloat16") is parse_dtype(torch.bfloat16) is torch.bfloat16
@@ -133,3 +153,36 @@ def test_policy_dtype_copies_the_callers_model_and_changes_the_fingerprint(nano_
     f32 = VLAPolicyFactory(str(tmp_path)).fingerprint()
     f16 = VLAPolicyFactory(str(tmp_path), (("dtype", "bfloat16"),)).fingerprint()
     assert f32 != f16
+
+
+def test_bf16_model_decodes_with_fp32_copies_outside_the_state_dict(nano_model, bf16_model, nano_processor,
+                                                                     sample_factory):  # fmt: skip
+    dw = bf16_model.decode_weights
+    assert nano_model.decode_weights is None and dw is not None
+    # the copies hold the original fp32 weights, and are neither parameters nor checkpoint keys
+    ref = dict(nano_model.model.vlm.model.language_model.named_parameters())
+    for name, p in dw.text_model.named_parameters():
+        assert p.dtype is torch.float32 and torch.equal(p, ref[name]), name
+    assert torch.equal(dw.lm_head.weight, nano_model.model.vlm.lm_head.weight)
+    n_params = sum(p.numel() for p in bf16_model.parameters())
+    assert n_params == sum(p.numel() for p in nano_model.parameters())
+    assert bf16_model.model.state_dict().keys() == nano_model.model.state_dict().keys()
+    # decoding leaves the cache in the weights' dtype for the expert
+    batch = nano_processor(sample_factory(3, future=False))
+    with torch.no_grad():
+        logits, cache, next_pos, mask, _ = bf16_model._prefill(batch)
+        bf16_model._decode(logits, cache, next_pos, mask, bf16_model.ids["<|traj_future_start|>"], 5, 0.0, 1.0, None)
+    assert all(layer.keys.dtype is torch.bfloat16 for layer in cache.layers)
+    # teacher-forced on the fp32 model's greedy tokens, decode-step logits with the fp32 copies are
+    # closer to the fp32 model's than decoding with the bf16 weights (both share the bf16 prefill)
+    ref_logits, tokens = _forced_decode_logits(nano_model, batch, None)
+    err = {}
+    for name, weights in (("fp32 copies", dw), ("bf16 weights", None)):
+        bf16_model.decode_weights = weights
+        got, _ = _forced_decode_logits(bf16_model, batch, tokens)
+        ok = torch.isfinite(ref_logits)  # the stop id is masked while min_new_tokens lasts
+        err[name] = float((got - ref_logits)[ok].pow(2).mean().sqrt() / ref_logits[ok].pow(2).mean().sqrt())
+    bf16_model.decode_weights = dw
+    assert 0 < err["fp32 copies"] < err["bf16 weights"], err
+    back = copy.deepcopy(bf16_model).to_inference_dtype("float32")
+    assert back.decode_weights is None

@@ -17,6 +17,7 @@ Letters: B batch, K samples, L tokens, C cache length, T future steps (64), D wi
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -167,6 +168,27 @@ class PrefixKV:
     def update(self, key_states, value_states, layer_idx: int, *args, **kwargs):
         return (torch.cat([self.keys[layer_idx], key_states], dim=2),
                 torch.cat([self.values[layer_idx], value_states], dim=2))  # fmt: skip
+
+
+class DecodeWeights:
+    """fp32 copies of the text decoder and lm_head that a bf16 model decodes CoC tokens with.
+
+    Decoding feeds 1–K rows per step, and on CPU bf16 GEMV has a ~45 µs per-call floor (fp32: 17 µs
+    at one row; benchmarks/RESULTS.md model_latency Session 3), so the bf16 cast helped the prefill
+    and the expert (hundreds of rows) but slowed decoding. A plain attribute, not a submodule: it is
+    not in `parameters()` / `state_dict()`, and checkpoints are unchanged.
+    """
+
+    def __init__(self, text_model: Qwen3VLTextModel, lm_head: nn.Linear):
+        self.text_model = copy.deepcopy(text_model).float()
+        self.lm_head = copy.deepcopy(lm_head).float()
+
+
+def _cast_cache(cache: DynamicCache, dtype: torch.dtype) -> None:
+    """Cast every layer's cached K/V to `dtype` in place (a no-op when they already are)."""
+    for layer in cache.layers:
+        if layer.keys is not None and layer.keys.dtype != dtype:
+            layer.keys, layer.values = layer.keys.to(dtype), layer.values.to(dtype)
 
 
 @dataclass(frozen=True)
@@ -371,6 +393,7 @@ class CordilleraVLA(nn.Module):
 
         self.action_cfg = ActionSpaceConfig.from_dict(cfg.action_space)
         self.ids = cfg.special_ids
+        self.decode_weights: DecodeWeights | None = None  # set by `to_inference_dtype` for bf16
 
     # ---- training ----
     def forward(self, batch: dict[str, Any], stage: str = "stage1", generator: torch.Generator | None = None,
@@ -434,7 +457,9 @@ class CordilleraVLA(nn.Module):
         `banned` ids get −inf without their lm_head rows being computed (the 2000 `<i*>` rows are
         a third of the nano lm_head).
         """
-        lm = self.model.vlm.model.language_model
+        lm, head = self.model.vlm.model.language_model, self.model.vlm.lm_head
+        if self.decode_weights is not None:  # a bf16 model decodes with its fp32 copies (cache cast by `_decode`)
+            lm, head = self.decode_weights.text_model, self.decode_weights.lm_head
         B, C = mask.shape
         pos = (next_pos[:, None] + torch.arange(max_new_tokens, device=mask.device))[None].expand(3, B, -1)
         cos, sin = lm.rotary_emb(lm.embed_tokens.weight[:1], pos)  # (B, n, head_dim) each
@@ -444,7 +469,6 @@ class CordilleraVLA(nn.Module):
             add = torch.zeros(B, 1, 1, C + max_new_tokens, dtype=cos.dtype, device=mask.device)
             add.masked_fill_(~keep[:, None, None, :], torch.finfo(cos.dtype).min)
 
-        head = self.model.vlm.lm_head
         V = head.weight.shape[0]
         keep = None
         if banned is not None:
@@ -483,6 +507,8 @@ class CordilleraVLA(nn.Module):
             bias = torch.zeros(logits.shape[-1], dtype=logits.dtype, device=logits.device)
             bias[banned] = float("-inf")
         if optimized:
+            if self.decode_weights is not None:
+                _cast_cache(cache, torch.float32)
             step_fn = self._token_stepper(cache, next_pos, mask, max_new_tokens, banned)
         else:
             state = {"mask": mask}
@@ -513,6 +539,7 @@ class CordilleraVLA(nn.Module):
             if done.all():
                 break
         n = len(out)
+        _cast_cache(cache, self.dtype)  # the expert and later steps read it in the weights' dtype
         mask = torch.cat([mask, mask.new_ones(B, n)], dim=1)
         return torch.stack(out, dim=1), stop_col, stop_pos, mask, next_pos + n
 
@@ -707,8 +734,16 @@ class CordilleraVLA(nn.Module):
         bf16 path: RMSNorm internals and rotary tables (HF computes them in fp32), the Fourier
         features, the sampling logits (`.float()`), the flow-matching state x_t and the unicycle
         integration to xyz/rot. Inference only: training stays fp32.
+
+        CoC decoding (1–K rows per step) runs on fp32 copies of the text decoder and lm_head
+        (`DecodeWeights`, ~4 M parameters for nano), the cache cast to fp32 for it and back after.
         """
         dt = parse_dtype(dtype)
+        vlm = self.model.vlm
+        if dt == torch.float32:
+            self.decode_weights = None
+        elif self.decode_weights is None:  # copied before the cast: the decoder keeps the original fp32 weights
+            self.decode_weights = DecodeWeights(vlm.model.language_model, vlm.lm_head)
         for name, p in self.model.named_parameters():
             want = torch.float32 if name.startswith(FP32_MODULE_PREFIXES) else dt
             if p.is_floating_point() and p.dtype != want:
