@@ -133,10 +133,12 @@ def data_generate(
     out: Path = typer.Option(..., help="Output dataset directory."),
     workers: Optional[int] = typer.Option(None, min=1),
     address: Optional[str] = typer.Option(None),
+    perturb_fraction: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training clips driven with a "
+                                           "DART disturbance (the expert pushed off its line, then recovering)."),
 ):
     """Generate clips in the PhysicalAI-AV layout from expert rollouts."""
     fn = _entry("cordillera.data.generate", "main_generate", "cordillera data generate")
-    fn(suite=suite, clips=clips, out=out, workers=workers, address=address)
+    fn(suite=suite, clips=clips, out=out, workers=workers, address=address, perturb_fraction=perturb_fraction)
 
 
 @data_app.command("inspect")

@@ -93,3 +93,49 @@ def test_full_clips_through_ray(tmp_path):
         assert r.video(cid, "camera_front_tele_30fov").num_frames == 601
         f, _ = r.frames_at(cid, "camera_front_wide_120fov", [10_000_000])
         assert f.shape == (1, 320, 576, 3)
+
+
+def test_perturbation_draw_is_seeded_train_only_and_checked():
+    from cordillera.data.generate import perturbation_for, split_for
+
+    p = perturbation_for("road_following", 1005, 0, 1.0)
+    assert p is not None and p == perturbation_for("road_following", 1005, 0, 0.5)  # same draw, same stream
+    assert perturbation_for("road_following", 1005, 0, 0.0) is None
+    assert perturbation_for("road_following", 1005, 1, 1.0) != p  # the rollout seed enters the draw
+    val_seed = next(s for s in range(1000, 1100) if split_for(clip_uuid("road_following", s)) == "val")
+    assert perturbation_for("road_following", val_seed, 0, 1.0) is None  # validation clips stay clean
+    with pytest.raises(ValueError, match="perturb_fraction"):
+        perturbation_for("road_following", 1005, 0, 1.5)
+
+
+def test_perturbed_clip_stores_its_push_and_labels_only_clean_futures(tmp_path):
+    from cordillera.data.generate import clip_perturbation, perturbation_for, redrive, redrive_drift_m
+    from cordillera.sim.policies.perturbed import label_window_ok
+    from cordillera.train.nano import densify_coc
+
+    fam, seed = "road_following", 1005  # a training clip; pushed at 2.9–3.5 s
+    rep = generate([(fam, seed)], None, tmp_path, workers=1, cameras=CAMS, image_hw=(64, 112),
+                   duration_us=14_000_000, progress=False, perturb_fraction=1.0)
+    assert rep["written"] == [clip_uuid(fam, seed)]
+    r = PaiReader(tmp_path)
+    cid = r.clips()[0]
+    push = clip_perturbation(r.metadata(cid))
+    assert push == perturbation_for(fam, seed, 0, 1.0) and push.t_end_us == 3_500_000
+    t0s = r.event_t0s(cid)
+    assert all(label_window_ok(t, push) for t in t0s)
+    # dense labels re-drive the clip with its push (else it would not match the stored egomotion)
+    from cordillera.data.generate import clip_ego_xy
+
+    ego_xy = clip_ego_xy(r, cid)
+    _, with_push = redrive(fam, seed, 14_000_000, 0, push)
+    _, without = redrive(fam, seed, 14_000_000, 0, None)
+    assert redrive_drift_m(with_push, ego_xy) < 0.01 < 0.5 < redrive_drift_m(without, ego_xy)
+    r.close()
+    dens = densify_coc(tmp_path, 1_700_000, 1_000_000, workers=1)
+    assert dens["failed"] == {}
+    r = PaiReader(tmp_path)
+    t0s = [e["event_start_timestamp"] for e in r.reasoning_events(cid)]
+    assert all(label_window_ok(t, push) for t in t0s) and min(t0s) >= push.t_end_us
+    # the 1 s grid from 1.7 s after the push, up to 14 − 6.4 s, plus the recovery's onset (3.6 s)
+    assert {3_700_000, 4_700_000, 5_700_000, 6_700_000, 3_600_000} <= set(t0s)
+    assert not {1_700_000, 2_700_000} & set(t0s)  # futures holding the push (2.9–3.5 s)

@@ -16,6 +16,12 @@ Clips are named by a UUID derived from (family, seed), so a rerun skips clips al
 ``--address`` → an existing cluster), or in-process with ``workers=1``. Workers stage their own
 clips (encoding in parallel); the driver packs chunks. A scenario that fails (build, rollout,
 labelling or encoding) is skipped and reported; it never stops the run.
+
+``perturb_fraction > 0`` drives that share of the *training* clips with a DART-style disturbance
+(``sim.policies.perturbed``): the expert is briefly turned off its line and then recovers. The
+disturbance is drawn from (family, seed, rollout seed), stored in the clip metadata
+(``perturbation``, JSON) so `redrive` reproduces it, and no CoC event / t0 has the disturbance in
+its 6.4 s future (training learns the recovery, not the push). Validation clips are never perturbed.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from cordillera.data import layout as L
 from cordillera.data.egomotion import egomotion_from_states
 from cordillera.data.writer import DEFAULT_CHUNK_SIZE, CameraStream, ClipData, ClipRecord, create, stage_clip
 
-__all__ = ["CLIP_NAMESPACE", "DEFAULT_TRACK_WIDTH_M", "ROLLOUT_SEED", "MAX_REDRIVE_DRIFT_M", "clip_uuid", "split_for",
+__all__ = ["CLIP_NAMESPACE", "DEFAULT_TRACK_WIDTH_M", "ROLLOUT_SEED", "PERTURBATION", "MAX_REDRIVE_DRIFT_M",
+           "clip_uuid", "split_for", "perturbation_for", "clip_perturbation", "expert_policy",
            "label_events", "ClipProgress", "rollout_to_clip", "clip_scenario", "redrive", "clip_ego_xy",
            "redrive_drift_m", "generate_one", "generate", "main_generate"]
 
@@ -45,6 +52,7 @@ DEFAULT_IMAGE_HW = (320, 576)  # model input size, spec/alpamayo_model.md §2.2
 DEFAULT_TRACK_WIDTH_M = 1.7  # [m] EgoSpec has no track width; a mid-size car's
 VAL_FRACTION = 10  # one clip in ten goes to "val" (by clip uuid)
 ROLLOUT_SEED = "rollout_seed"  # metadata column: the seed of the expert rollout and of the CoC phrasing
+PERTURBATION = "perturbation"  # metadata column: the clip's DART disturbance as JSON ("" = none)
 MAX_REDRIVE_DRIFT_M = 2.0  # [m] ours: a re-driven rollout this close to the stored egomotion is the same drive
 
 
@@ -54,6 +62,35 @@ def clip_uuid(family: str, seed: int) -> str:
 
 def split_for(clip_id: str) -> str:
     return "val" if uuid.UUID(clip_id).int % VAL_FRACTION == 0 else "train"
+
+
+def perturbation_for(family: str, seed: int, rollout_seed: int, fraction: float):
+    """The clip's DART disturbance or None: a `fraction` of the training clips get one, drawn from
+    (family, seed, rollout seed) so every run and every re-drive picks the same."""
+    from cordillera.sim.policies.perturbed import sample_perturbation
+
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"perturb_fraction must be in [0, 1], got {fraction}")
+    if fraction == 0.0 or split_for(clip_uuid(family, seed)) != "train":
+        return None
+    rng = np.random.default_rng([int(seed), int(rollout_seed), uuid.uuid5(CLIP_NAMESPACE, family).int % 2**32])
+    return sample_perturbation(rng) if rng.random() < fraction else None
+
+
+def clip_perturbation(metadata: dict):
+    """The Perturbation stored in a clip's metadata (None for clips driven without one)."""
+    from cordillera.sim.policies.perturbed import Perturbation
+
+    value = metadata.get(PERTURBATION)
+    return Perturbation.from_json(value if isinstance(value, str) else None)
+
+
+def expert_policy(perturbation=None):
+    """The data-generating policy: the privileged expert, disturbed when a perturbation is given."""
+    from cordillera.sim.expert import ExpertPolicy
+    from cordillera.sim.policies.perturbed import PerturbedPolicy
+
+    return ExpertPolicy() if perturbation is None else PerturbedPolicy(ExpertPolicy(), perturbation)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,17 +119,21 @@ def _obstacles(scenario, rollout, yaw0: float, x0: float, y0: float) -> pd.DataF
     return df
 
 
-def label_events(scenario, rollout, seed: int) -> tuple[list[dict], list[int], str]:
-    """(events, event_t0s, source): REASONING's labels when available, else hazard onsets."""
+def label_events(scenario, rollout, seed: int, perturbation=None) -> tuple[list[dict], list[int], str]:
+    """(events, event_t0s, source): REASONING's labels when available, else hazard onsets; none
+    whose 6.4 s future holds the clip's disturbance."""
+    from cordillera.sim.policies.perturbed import label_window_ok
+
     try:
         from cordillera.reasoning.labeler import label_rollout
     except ImportError:
         label_rollout = None
     if label_rollout is not None:
         evs = label_rollout(rollout, scenario, seed=seed)
-        events = [{K.EVENT_START_TIMESTAMP: int(e.event_start_timestamp_us), K.COT: str(e.cot)} for e in evs]
+        events = [{K.EVENT_START_TIMESTAMP: int(e.event_start_timestamp_us), K.COT: str(e.cot)} for e in evs
+                  if label_window_ok(int(e.event_start_timestamp_us), perturbation)]
         return events, [e[K.EVENT_START_TIMESTAMP] for e in events], "labeler"
-    return [], sorted({int(h.t_us) for h in scenario.hazards}), "hazards"
+    return [], sorted({int(h.t_us) for h in scenario.hazards if label_window_ok(int(h.t_us), perturbation)}), "hazards"
 
 
 def rollout_to_clip(scenario, rollout, rig, clip_id: str, events=None, event_t0s=None, split: str = "train",
@@ -137,14 +178,13 @@ def rollout_to_clip(scenario, rollout, rig, clip_id: str, events=None, event_t0s
 # Re-driving a generated clip (the labeler needs the privileged scenario and the expert's decisions,
 # which the layout does not store; (family, seed, rollout seed) reproduce them)
 # ---------------------------------------------------------------------------------------------
-def redrive(family: str, seed: int, duration_us: int = CLIP_DURATION_US, rollout_seed: int = 0):
+def redrive(family: str, seed: int, duration_us: int = CLIP_DURATION_US, rollout_seed: int = 0, perturbation=None):
     """(scenario, rollout): a generated clip's expert drive again, without cameras (the same
-    scenario, policy and seed give the same rollout; rendering does not feed back)."""
-    from cordillera.sim.expert import ExpertPolicy
+    scenario, policy, seed and disturbance give the same rollout; rendering does not feed back)."""
     from cordillera.sim.runtime import SimConfig, run_rollout
 
     scenario = clip_scenario(family, seed, duration_us)
-    return scenario, run_rollout(scenario, ExpertPolicy(), SimConfig(), seed=int(rollout_seed))
+    return scenario, run_rollout(scenario, expert_policy(perturbation), SimConfig(), seed=int(rollout_seed))
 
 
 def clip_scenario(family: str, seed: int, duration_us: int = CLIP_DURATION_US):
@@ -182,28 +222,29 @@ def redrive_drift_m(rollout, ego_xy: np.ndarray) -> float:
 # One clip (runs in a worker)
 # ---------------------------------------------------------------------------------------------
 def generate_one(family: str, seed: int, out, cameras, image_hw=DEFAULT_IMAGE_HW,
-                 duration_us: int = CLIP_DURATION_US, rollout_seed: int = 0, backend: str = "auto") -> dict:
+                 duration_us: int = CLIP_DURATION_US, rollout_seed: int = 0, backend: str = "auto",
+                 perturb_fraction: float = 0.0) -> dict:  # fmt: skip
     """Build, drive, render, label and stage one clip. Returns ``{"ok": True, "record": json}`` or
     ``{"ok": False, "family", "seed", "error"}`` — it never raises for a broken scenario."""
     t_start = time.perf_counter()
     try:
         from cordillera.render import make_renderer
         from cordillera.render.rig import default_rig
-        from cordillera.sim.expert import ExpertPolicy
         from cordillera.sim.runtime import SimConfig, run_rollout
 
         scenario = clip_scenario(family, seed, duration_us)
         rig = default_rig(tuple(cameras), height=int(image_hw[0]), width=int(image_hw[1]))
         renderer = make_renderer(scenario, rig, backend=backend)
         config = SimConfig(cameras=tuple(cameras), keep_images=True)
-        rollout = run_rollout(scenario, ExpertPolicy(), config, renderer=renderer, seed=rollout_seed)
+        pert = perturbation_for(family, seed, rollout_seed, perturb_fraction)
+        rollout = run_rollout(scenario, expert_policy(pert), config, renderer=renderer, seed=rollout_seed)
         if rollout.failed:
             raise ValueError(f"expert rollout failed: {rollout.error}")
-        events, t0s, source = label_events(scenario, rollout, rollout_seed)
+        events, t0s, source = label_events(scenario, rollout, rollout_seed, pert)
         cid = clip_uuid(family, seed)
         clip = rollout_to_clip(scenario, rollout, rig, cid, events, t0s, split_for(cid),
                                {"events_source": source, "render_backend": type(renderer).__name__,
-                                ROLLOUT_SEED: int(rollout_seed)})
+                                ROLLOUT_SEED: int(rollout_seed), PERTURBATION: "" if pert is None else pert.to_json()})
         del rollout
         rec = stage_clip(out, clip)
         return {"ok": True, "record": rec.to_json(), "wall_s": time.perf_counter() - t_start}
@@ -254,10 +295,12 @@ class ClipProgress:
 
 def generate(suite, clips: int | None, out, workers: int | None = None, address: str | None = None, seed: int = 0,
              cameras=None, image_hw=DEFAULT_IMAGE_HW, duration_us: int = CLIP_DURATION_US,
-             chunk_size: int = DEFAULT_CHUNK_SIZE, progress: bool = True, backend: str = "auto") -> dict:
+             chunk_size: int = DEFAULT_CHUNK_SIZE, progress: bool = True, backend: str = "auto",
+             perturb_fraction: float = 0.0) -> dict:  # fmt: skip
     """Generate ``clips`` clips of ``suite`` (a suite name or a list of (family, seed)) into ``out``.
 
-    ``seed`` seeds the rollouts and the CoC phrasing. Returns a report dict: ``written`` (new
+    ``seed`` seeds the rollouts and the CoC phrasing; ``perturb_fraction`` is the share of training
+    clips driven with a DART disturbance (module docstring). Returns a report dict: ``written`` (new
     clip ids), ``skipped`` (already present), ``failed`` (list of {family, seed, error}),
     ``clips_total``, ``wall_s``, ``clip_wall_s`` (per written clip, in its worker). Failures are also appended to ``.cordillera/failures.jsonl``."""
     import os
@@ -291,7 +334,8 @@ def generate(suite, clips: int | None, out, workers: int | None = None, address:
 
     n_workers = int(workers or os.cpu_count() or 1)
     args = dict(out=str(out), cameras=cameras, image_hw=tuple(image_hw), duration_us=int(duration_us),
-                rollout_seed=int(seed), backend=backend)
+                rollout_seed=int(seed), backend=backend, perturb_fraction=float(perturb_fraction))
+    perturbation_for("", 0, 0, perturb_fraction)  # a bad fraction fails here, not once per clip
     try:
         if address is None and n_workers == 1:
             for f, s in todo:
@@ -326,12 +370,13 @@ def generate(suite, clips: int | None, out, workers: int | None = None, address:
             "wall_s": time.perf_counter() - t_start, "clip_wall_s": clip_wall_s}
 
 
-def main_generate(suite: str, clips: int, out, workers: int | None = None, address: str | None = None) -> dict:
+def main_generate(suite: str, clips: int, out, workers: int | None = None, address: str | None = None,
+                  perturb_fraction: float = 0.0) -> dict:  # fmt: skip
     """CLI entry (`cordillera data generate`): generate, then print a summary and any failures."""
     from rich.console import Console
     from rich.table import Table
 
-    rep = generate(suite, clips, out, workers=workers, address=address)
+    rep = generate(suite, clips, out, workers=workers, address=address, perturb_fraction=perturb_fraction)
     con = Console()
     t = Table(title=f"data generate → {out}")
     for col in ("written", "skipped (resume)", "failed", "clips in dataset", "wall [s]", "clips/min"):

@@ -130,8 +130,8 @@ def label_clip(reader, clip_id: str, seed: int | None = None) -> list[dict]:
     none (default 0, the generator's). Raises ``ValueError`` naming the clip and what is missing."""
     from cordillera.data import keys as K
     from cordillera.data import layout as L
-    from cordillera.data.generate import (MAX_REDRIVE_DRIFT_M, ROLLOUT_SEED, clip_ego_xy, label_events, redrive,
-                                          redrive_drift_m)
+    from cordillera.data.generate import (MAX_REDRIVE_DRIFT_M, ROLLOUT_SEED, clip_ego_xy, clip_perturbation,
+                                          label_events, redrive, redrive_drift_m)
 
     meta = reader.metadata(clip_id)
     missing = [k for k in (K.FAMILY, K.SEED) if meta.get(k) is None or (isinstance(meta[k], float) and meta[k] != meta[k])]
@@ -143,14 +143,15 @@ def label_clip(reader, clip_id: str, seed: int | None = None) -> list[dict]:
     if rseed is None or rseed != rseed:  # clips generated before the column existed (or NaN)
         rseed = 0 if seed is None else seed
     duration_us = int(meta.get(K.DURATION_US) or reader.end_timestamp(clip_id))
-    scenario, rollout = redrive(str(meta[K.FAMILY]), int(meta[K.SEED]), duration_us, int(rseed))
+    pert = clip_perturbation(meta)  # a clip driven with a DART disturbance is re-driven with it
+    scenario, rollout = redrive(str(meta[K.FAMILY]), int(meta[K.SEED]), duration_us, int(rseed), pert)
     if rollout.failed:
         raise ValueError(f"clip {clip_id}: the re-driven expert rollout failed ({rollout.error})")
     drift_m = redrive_drift_m(rollout, ego_xy)
     if drift_m > MAX_REDRIVE_DRIFT_M:
         raise ValueError(f"clip {clip_id}: the re-driven expert rollout is {drift_m:.1f} m off the stored egomotion "
                          "(scenario or expert changed since the clip was generated?)")
-    events, _, _ = label_events(scenario, rollout, int(rseed))
+    events, _, _ = label_events(scenario, rollout, int(rseed), pert)
     return events
 
 

@@ -139,9 +139,10 @@ class GenerateSettings(StrictModel):
     clips: int = Field(300, ge=1)
     image_height: int = Field(160, gt=0)  # rendered size; the nano model reads 96×160
     image_width: int = Field(288, gt=0)
-    t0_start_us: int = Field(1_600_000, ge=1_600_000)  # [s] spec §1.4 event filter t0 >= 1.6 s
+    t0_start_us: int = Field(1_600_000, ge=1_600_000)  # [µs] spec §1.4 event filter t0 >= 1.6 s
     t0_every_us: int = Field(1_000_000, gt=0)
     workers: int | None = Field(None, ge=1)  # Ray workers (None = all cores, 1 = serial)
+    perturb_fraction: float = Field(0.0, ge=0.0, le=1.0)  # share of training clips with a DART disturbance
 
 
 class NanoConfig(StrictModel):

@@ -42,13 +42,14 @@ def dense_t0s(end_us: int, start_us: int, every_us: int, force_gt_end_us: int = 
 
 def _relabel_one(args) -> tuple[str, list[dict], str]:
     """Re-drive one clip's scenario (no cameras) and label it densely. Returns (clip, events, status)."""
-    clip_id, family, seed, end_us, ego_xy, start_us, every_us, rollout_seed = args
+    clip_id, family, seed, end_us, ego_xy, start_us, every_us, rollout_seed, pert = args
     try:
         from cordillera.data.generate import CLIP_DURATION_US, MAX_REDRIVE_DRIFT_M, redrive, redrive_drift_m
         from cordillera.reasoning.keyframes import Keyframe, rollout_keyframes
         from cordillera.reasoning.labeler import label_rollout
+        from cordillera.sim.policies.perturbed import label_window_ok
 
-        sc, ro = redrive(family, seed, CLIP_DURATION_US, rollout_seed)
+        sc, ro = redrive(family, seed, CLIP_DURATION_US, rollout_seed, pert)
         if ro.failed:
             return clip_id, [], f"rollout failed: {ro.error}"
         # the clip's egomotion must be this rollout's (same scenario/policy/seed, cameras don't matter)
@@ -56,7 +57,8 @@ def _relabel_one(args) -> tuple[str, list[dict], str]:
             return clip_id, [], "re-driven rollout differs from the stored egomotion"
         grid = dense_t0s(end_us, start_us, every_us, ro.force_gt_end_us)
         kfs = sorted({kf.t_us: kf for kf in [Keyframe(t, "meta_action", "grid") for t in grid]
-                      + list(rollout_keyframes(ro, sc))}.values(), key=lambda k: k.t_us)  # fmt: skip
+                      + list(rollout_keyframes(ro, sc)) if label_window_ok(kf.t_us, pert)}.values(),
+                     key=lambda k: k.t_us)  # fmt: skip
         evs = label_rollout(ro, sc, seed=rollout_seed, keyframes=kfs)
         return clip_id, [{"event_start_timestamp": int(e.event_start_timestamp_us), "cot": str(e.cot)} for e in evs], "ok"
     except Exception as e:  # a clip that cannot be relabelled keeps its original events
@@ -66,9 +68,10 @@ def _relabel_one(args) -> tuple[str, list[dict], str]:
 def densify_coc(data_dir: str | Path, start_us: int = 1_600_000, every_us: int = 1_000_000, workers: int = 1,
                 rollout_seed: int = 0) -> dict:  # fmt: skip
     """Replace `reasoning/ood_reasoning.parquet` with CoC events on a dense t0 grid (plus the
-    labeler's own keyframes). Clips whose rollout cannot be reproduced keep their events."""
+    labeler's own keyframes), re-driving each clip with its stored disturbance and skipping t0s
+    whose future holds it. Clips whose rollout cannot be reproduced keep their events."""
     from cordillera.data import keys as K
-    from cordillera.data.generate import clip_ego_xy
+    from cordillera.data.generate import clip_ego_xy, clip_perturbation
     from cordillera.data.reader import PaiReader
     from cordillera.data.writer import write_reasoning
 
@@ -77,7 +80,7 @@ def densify_coc(data_dir: str | Path, start_us: int = 1_600_000, every_us: int =
     for cid in reader.clips():
         meta = reader.metadata(cid)
         jobs.append((cid, meta[K.FAMILY], int(meta[K.SEED]), reader.end_timestamp(cid), clip_ego_xy(reader, cid),
-                     start_us, every_us, rollout_seed))  # fmt: skip
+                     start_us, every_us, rollout_seed, clip_perturbation(meta)))  # fmt: skip
     if workers > 1:
         from multiprocessing import get_context
 
@@ -227,7 +230,8 @@ def run(cfg: NanoConfig, command: str = "cordillera train nano") -> dict:
     if not cfg.skip_generate:
         from cordillera.data.generate import generate
 
-        rep = generate(g.suite, g.clips, data_dir, workers=g.workers, image_hw=(g.image_height, g.image_width))
+        rep = generate(g.suite, g.clips, data_dir, workers=g.workers, image_hw=(g.image_height, g.image_width),
+                       perturb_fraction=g.perturb_fraction)
         if rep["failed"]:
             print(f"data: {len(rep['failed'])} scenarios failed and were skipped")
         wall["generate"] = time.perf_counter() - tic

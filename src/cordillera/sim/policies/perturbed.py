@@ -1,0 +1,109 @@
+"""DART-style disturbances for data generation: an expert that is briefly pushed off its line.
+
+A model trained only on an expert's own rollouts never sees the ego off its lane, so in closed
+loop a small heading error is never corrected (the nano VLA on `merge_on_ramp` holds whatever
+heading it has; benchmarks/RESULTS.md ## closed_loop_eval, Session 5). DART (Laskey et al., 2017)
+records the expert recovering from injected disturbances. Here a disturbance turns the inner
+policy's plan by ``yaw_offset_rad`` about the rig origin for ``[t_start_us, t_end_us)``: the
+controller tracks the turned plan and the car heads off its lane; from ``t_end_us`` the inner
+policy drives again from wherever the car is. Training samples must not *learn* the disturbance,
+only the recovery: `label_window_ok` keeps a t0 only when its 6.4 s future starts at or after the
+disturbance's end (the history may contain it — that is the point).
+
+Disturbances are drawn from a seed (`sample_perturbation`), so re-driving a clip with the same
+scenario, seed and disturbance gives the same rollout (`data.generate.redrive`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from cordillera.sim.types import Observation, Plan, SessionInfo
+
+__all__ = ["Perturbation", "PerturbedPolicy", "sample_perturbation", "label_window_ok", "FUTURE_US"]
+
+FUTURE_US = 6_400_000  # [µs] the trajectory horizon a training sample's future covers
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """Turn the inner plan by ``yaw_offset_rad`` (left +) while ``t_start_us <= t_now < t_end_us``."""
+
+    t_start_us: int
+    t_end_us: int
+    yaw_offset_rad: float
+
+    def __post_init__(self):
+        if not 0 <= self.t_start_us < self.t_end_us:
+            raise ValueError(f"need 0 <= t_start_us < t_end_us, got {self.t_start_us}, {self.t_end_us}")
+        if not abs(self.yaw_offset_rad) < np.pi / 4:
+            raise ValueError(f"|yaw_offset_rad| must be < pi/4 (a nudge, not a turn), got {self.yaw_offset_rad}")
+
+    def active(self, t_us: int) -> bool:
+        return self.t_start_us <= int(t_us) < self.t_end_us
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Perturbation | None:
+        return None if not text else cls(**json.loads(text))
+
+
+def sample_perturbation(seed, start_s=(2.5, 7.0), duration_s=(0.3, 0.8), yaw_deg=(2.0, 6.0)) -> Perturbation:
+    """One disturbance drawn from ``np.random.default_rng(seed)``: start, duration and |yaw| uniform
+    in the given ranges, side random. The defaults start after the 1.7 s force-GT warm-up and leave
+    most of a 20 s clip for recoveries; the car leaves its line by up to ~1.5 m (6° for 0.8 s peaks
+    at 1.5 m on `road_following` and is back within 0.2 m 3 s later)."""
+    rng = np.random.default_rng(seed)
+    t0 = int(round(rng.uniform(*start_s) * 1e6 / 1e5)) * 100_000  # on the 10 Hz control grid
+    dur = int(round(rng.uniform(*duration_s) * 1e6 / 1e5)) * 100_000
+    yaw = np.deg2rad(rng.uniform(*yaw_deg)) * rng.choice([-1.0, 1.0])
+    return Perturbation(t0, t0 + max(dur, 100_000), float(yaw))
+
+
+def label_window_ok(t0_us: int, perturbation: Perturbation | None) -> bool:
+    """A training sample at t0 may use this clip: its future (t0, t0 + 6.4 s] holds no disturbance."""
+    if perturbation is None:
+        return True
+    return not (t0_us + FUTURE_US >= perturbation.t_start_us and t0_us < perturbation.t_end_us)
+
+
+def _turned(plan: Plan, yaw: float) -> Plan:
+    c, s = np.cos(yaw), np.sin(yaw)
+    xyz = np.array(plan.xyz_rig, dtype=np.float64, copy=True)
+    x, y = xyz[:, 0].copy(), xyz[:, 1].copy()
+    xyz[:, 0], xyz[:, 1] = c * x - s * y, s * x + c * y
+    return dataclasses.replace(plan, xyz_rig=xyz, yaw_rig=np.asarray(plan.yaw_rig, dtype=np.float64) + yaw,
+                               alternatives=())
+
+
+class PerturbedPolicy:
+    """``inner`` with its plans turned during the disturbance windows (see the module docstring)."""
+
+    def __init__(self, inner, perturbations: tuple[Perturbation, ...] | Perturbation):
+        self.inner = inner
+        self.perturbations = (perturbations,) if isinstance(perturbations, Perturbation) else tuple(perturbations)
+        self.name = f"{inner.name}+perturbed"
+        self.runs_inline = bool(getattr(inner, "runs_inline", False))
+
+    def start(self, session: SessionInfo) -> None:
+        self.inner.start(session)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def observe_world(self, world_state, scenario) -> None:
+        if hasattr(self.inner, "observe_world"):
+            self.inner.observe_world(world_state, scenario)
+
+    def plan(self, observation: Observation, t_now_us: int, t_query_us: int) -> Plan:
+        plan = self.inner.plan(observation, t_now_us, t_query_us)
+        if plan.warming_up:
+            return plan
+        yaw = sum(p.yaw_offset_rad for p in self.perturbations if p.active(t_now_us))
+        return _turned(plan, yaw) if yaw else plan
