@@ -276,12 +276,13 @@ def eval_closed_loop(
     samples: int = typer.Option(1, min=1, help="Trajectory samples (K) per model step; sample 0 drives unless --select."),
     select: str = typer.Option("first", help="'first' (sample 0 drives) or 'consistent' (the sample whose own CoC "
                                              "agrees best with its trajectory; needs --samples >= 2)."),
+    families: Optional[str] = typer.Option(None, help="Comma-separated families: run only these of the suite."),
 ):
     """Run the VLA and baselines closed loop and print a comparison table with 95% CIs."""
     fn = _entry("cordillera.train.evaluate", "main_closed_loop", "cordillera eval closed-loop")
     fn(checkpoint=checkpoint, suite=suite, out=out, seeds=seeds, baselines=baselines, workers=workers,
        duration_s=duration, max_new_tokens=max_new_tokens, replan_every_s=replan_every, render_hw=_hw(render_hw),
-       num_samples=samples, select=select,
+       num_samples=samples, select=select, families=families,
        traj_only="auto" if traj_only is None else (None if str(traj_only).lower() == "none" else traj_only))
 
 

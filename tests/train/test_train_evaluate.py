@@ -224,3 +224,13 @@ def test_closed_loop_select_is_checked_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match="num_samples >= 2"):
         main_closed_loop(tmp_path, out=tmp_path / "ev", select="consistent", num_samples=1)
     assert not (tmp_path / "ev").exists()
+
+
+def test_closed_loop_families_filter_the_suite():
+    from cordillera.train.evaluate import _scenarios_for
+
+    scs, broken = _scenarios_for("standard", 3.0, "merge_on_ramp, pass_blocked")
+    assert not broken and len(scs) == 16  # 8 seeds each
+    assert {s.family for s in scs} == {"merge_on_ramp", "pass_blocked"} and all(s.duration_us == 3_000_000 for s in scs)
+    with pytest.raises(ValueError, match=r"not in suite 'long_tail'.*jaywalker"):
+        _scenarios_for("long_tail", None, ("merge_on_ramp",))

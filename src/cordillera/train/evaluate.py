@@ -301,11 +301,20 @@ def comparison_table(comp: dict, width: int = 220) -> str:
     return console.export_text()
 
 
-def _scenarios_for(suite: str, duration_s: float | None):
+def _scenarios_for(suite: str, duration_s: float | None, families: str | tuple | None = None):
+    """The suite's scenarios (only ``families`` when given: comma-separated names or a tuple)."""
     from cordillera.world import generator
 
+    pairs = generator.suite(suite)
+    if families:
+        want = [f.strip() for f in (families.split(",") if isinstance(families, str) else families) if f.strip()]
+        have = sorted({f for f, _ in pairs})
+        unknown = [f for f in want if f not in have]
+        if unknown:
+            raise ValueError(f"families {unknown} are not in suite {suite!r}; it has: {', '.join(have)}")
+        pairs = [(f, s) for f, s in pairs if f in want]
     scenarios, broken = [], {}
-    for family, seed in generator.suite(suite):
+    for family, seed in pairs:
         try:
             sc = generator.make(family, seed)
         except Exception as e:  # noqa: BLE001 - a broken family must not stop the evaluation
@@ -350,11 +359,13 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
                      traj_only: str | Path | None = "auto", num_samples: int = 1, fast: bool = False,
                      max_new_tokens: int | None = None, render_hw: tuple[int, int] = RENDER_HW,
                      duration_s: float | None = None, scenarios=None, progress: bool = True,
-                     render_backend: str = "auto", replan_every_s: float = 0.0, select: str = "first") -> dict:
+                     render_backend: str = "auto", replan_every_s: float = 0.0, select: str = "first",
+                     families: str | tuple | None = None) -> dict:  # fmt: skip
     """``cordillera eval closed-loop``: VLA + baselines (+ trajectory-only model) on one suite with
     ``seeds`` rollouts per scenario; writes ``out/<policy>/`` and ``out/comparison.json`` and
     returns the comparison dict. ``traj_only="auto"`` uses ``checkpoints/nano-traj-only`` when it
-    exists; ``scenarios`` overrides the suite; ``duration_s`` shortens every scenario;
+    exists; ``scenarios`` overrides the suite, ``families`` keeps only those families of it;
+    ``duration_s`` shortens every scenario;
     ``replan_every_s`` > 0 runs the models only that often (``VLAPolicy``), re-anchoring in between;
     ``select="consistent"`` lets the CoC model drive its most self-consistent of ``num_samples``
     samples (the trajectory-only model, which has no CoC to check, keeps one sample)."""
@@ -379,7 +390,7 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     elif traj_only is not None and not Path(traj_only).is_dir():
         raise ValueError(f"trajectory-only checkpoint {traj_only} not found")
     if scenarios is None:
-        scenarios, broken = _scenarios_for(suite, duration_s)
+        scenarios, broken = _scenarios_for(suite, duration_s, families)
     else:
         from cordillera.world.generator import truncated
 
@@ -414,7 +425,7 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
         runs[name] = {"out_dir": str(res.out_dir), "run_name": res.run_name, "n_failed": res.n_failed,
                       "wall_time_s": res.wall_time_s}
     comp = compare(records)
-    comp.update({"suite": suite, "seeds": seeds, "checkpoint": str(ckpt), "replan_every_s": float(replan_every_s),
+    comp.update({"suite": suite, "families": families, "seeds": seeds, "checkpoint": str(ckpt), "replan_every_s": float(replan_every_s),
                  "num_samples": num_samples, "select": select,
                  "traj_only_checkpoint": None if traj_only is None else str(traj_only), "runs": runs,
                  "statistics": "per-scenario means over seeds, Student t over scenarios; paired differences on "
