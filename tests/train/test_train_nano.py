@@ -50,3 +50,20 @@ def test_nano_pipeline_end_to_end(tmp_path):
 
     planner = Planner.from_pretrained(out)
     assert planner.model.cfg.inputs.use_coc
+
+    # stage 2 alone on the stage-1 backbone just trained (expert / data ablations): same data
+    stage1_dir = tmp_path / "work" / "coc" / "stage1" / "final"
+    again = cfg.model_copy(update={"out": str(tmp_path / "nano-s2"), "skip_generate": True,
+                                   "stage1_from": str(stage1_dir)})
+    nano.run(again, command="pytest stage1_from")
+    out2 = tmp_path / "nano-s2"
+    assert "stage 2 trained on the stage-1 backbone" in (out2 / "README.md").read_text()
+    with open(out2 / "train_log.csv") as f:
+        assert {r["stage"] for r in csv.DictReader(f)} == {"stage2"}
+    from safetensors.torch import load_file
+
+    s1, s2 = load_file(str(stage1_dir / "model.safetensors")), load_file(str(out2 / "model.safetensors"))
+    backbone = [k for k in s1 if k.startswith("vlm.")]
+    assert backbone and all(torch.equal(s1[k], s2[k]) for k in backbone)  # the backbone is the given one
+    with pytest.raises(ValueError, match="not a checkpoint directory"):
+        nano.run(again.model_copy(update={"stage1_from": str(tmp_path)}), command="pytest")

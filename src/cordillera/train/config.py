@@ -157,9 +157,13 @@ class NanoConfig(StrictModel):
     eval_samples: int = Field(300, ge=1)  # open-loop evaluation on val at the end
     stage1: TrainConfig = TrainConfig(stage="stage1")
     stage2: TrainConfig = TrainConfig(stage="stage2")
+    # a trained stage-1 checkpoint: skip stage 1 and train only stage 2 on it (expert / data ablations)
+    stage1_from: str | None = None
 
     @model_validator(mode="after")
     def _check(self):
+        if self.stage1_from is not None and (self.coc and self.ablation):
+            raise ValueError("stage1_from names one stage-1 backbone: train one variant (coc or ablation), not both")
         if self.stage1.stage != "stage1":
             raise ValueError(f"stage1.stage must be 'stage1', got {self.stage1.stage!r}")
         if self.stage2.stage not in ("stage2", "joint"):

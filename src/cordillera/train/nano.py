@@ -7,7 +7,8 @@
       (`generate.t0_start_us` … clip end − 6.4 s) so every sample carries reasoning;
   (b) train/val split by scenario (family, seed);
   (c) stage 1 (CE on CoC + discrete trajectory tokens);
-  (d) stage 2 (flow-matching expert on the frozen stage-1 backbone);
+  (d) stage 2 (flow-matching expert on the frozen stage-1 backbone; `stage1_from: DIR` skips (c) and
+      trains the expert on an existing stage-1 checkpoint — for expert / data ablations);
   (e) open-loop evaluation on the validation split (minADE_6 family, CoC decision accuracy);
   (f) export to `out` (config.json, model.safetensors, tokenizer, README.md with the command,
       data size, wall time and metrics, train_log.csv); with `ablation: true` the same recipe
@@ -104,15 +105,21 @@ def _with(m, **changes):
 
 
 def train_variant(cfg: NanoConfig, data_dir: Path, use_coc: bool) -> dict:
-    """Stage 1 then stage 2 for one variant; returns the two FitResults and the run dirs."""
-    from cordillera.train import stage1, stage2
+    """Stage 1 (unless `cfg.stage1_from`) then stage 2 for one variant; returns the two FitResults
+    and the run dirs."""
+    from cordillera.train import loop, stage1, stage2
 
     tag = "coc" if use_coc else "traj-only"
     run = Path(cfg.work_dir) / tag
     s1 = cfg.stage1
     s1 = _with(s1, use_coc=use_coc, data=_with(s1.data, dir=str(data_dir), val_fraction=cfg.val_fraction),
                checkpoint=_with(s1.checkpoint, out_dir=str(run / "stage1")))  # fmt: skip
-    r1 = stage1.train(s1)
+    if cfg.stage1_from:  # reuse a trained backbone: only the expert trains (stage2.build_model checks use_coc)
+        if not (Path(cfg.stage1_from) / "config.json").is_file():
+            raise ValueError(f"stage1_from {cfg.stage1_from}: not a checkpoint directory (no config.json)")
+        r1 = loop.FitResult(step=0, final_dir=Path(cfg.stage1_from))
+    else:
+        r1 = stage1.train(s1)
     s2 = cfg.stage2
     s2 = _with(s2, use_coc=use_coc, init_from=str(r1.final_dir),
                data=_with(s2.data, dir=str(data_dir), val_fraction=cfg.val_fraction),
@@ -141,9 +148,9 @@ def open_loop_eval(checkpoint: str | Path, cfg: TrainConfig, n_samples: int) -> 
     return loop.evaluate(vla, batches(), "stage2", None, ev, cfg.use_coc, tok)
 
 
-def _merge_logs(run_dir: Path, out: Path) -> int:
+def _merge_logs(run_dir: Path, out: Path, stages=("stage1", "stage2")) -> int:
     rows, cols = [], ["stage"]
-    for stage in ("stage1", "stage2"):
+    for stage in stages:
         p = run_dir / stage / "metrics.csv"
         if not p.exists():
             continue
@@ -170,8 +177,10 @@ def write_readme(out: Path, info: dict) -> None:
     lines = [
         f"# {info['name']}",
         "",
-        f"cordillera VLA, preset `{info['preset']}` ({info['params']:,} parameters), trained from scratch on a "
-        f"{os.cpu_count()}-core CPU {'with' if info['use_coc'] else 'WITHOUT'} Chain-of-Causation reasoning.",
+        f"cordillera VLA, preset `{info['preset']}` ({info['params']:,} parameters), "
+        + (f"stage 2 trained on the stage-1 backbone `{info['stage1_from']}`" if info.get("stage1_from")
+           else "trained from scratch")
+        + f" on a {os.cpu_count()}-core CPU {'with' if info['use_coc'] else 'WITHOUT'} Chain-of-Causation reasoning.",
         "",
         "## Command",
         "",
@@ -184,6 +193,8 @@ def write_readme(out: Path, info: dict) -> None:
         f"- `{info['data_dir']}`: {info['clips']} clips of the `{info['suite']}` suite, "
         f"{info['train_samples']} training / {info['val_samples']} validation samples (split by scenario seed)",
         f"- CoC events: {info['events']} (dense t0 grid every {info['t0_every_s']:g} s)",
+        *([f"- DART disturbances on {info['perturb_fraction']:.0%} of the training clips (no t0 with one in its "
+           "6.4 s future; `sim/policies/perturbed.py`)"] if info.get("perturb_fraction") else []),
         "",
         "## Wall time",
         "",
@@ -207,7 +218,8 @@ def _export(final_dir: Path, out: Path, run_dir: Path, info: dict) -> None:
     if tmp.exists():
         shutil.rmtree(tmp)
     shutil.copytree(final_dir, tmp)
-    _merge_logs(run_dir, tmp / "train_log.csv")
+    # with stage1_from, a stage-1 log in the run dir is an older run's, not this model's
+    _merge_logs(run_dir, tmp / "train_log.csv", ("stage2",) if info.get("stage1_from") else ("stage1", "stage2"))
     write_readme(tmp, info)
     (tmp / "train_info.json").write_text(json.dumps(info, indent=2, default=str))
     if out.exists():
@@ -266,6 +278,7 @@ def run(cfg: NanoConfig, command: str = "cordillera train nano") -> dict:
             "name": out.name, "preset": vcfg.name, "params": params, "use_coc": use_coc, "command": command,
             "data_dir": str(data_dir), "suite": g.suite, "clips": clips, "events": events,
             "t0_every_s": g.t0_every_us / 1e6, "train_samples": len(data.train), "val_samples": len(data.val),
+            "perturb_fraction": g.perturb_fraction, "stage1_from": cfg.stage1_from,
             "wall_s": {**wall, "stage 1": res["stage1"].seconds, "stage 2": res["stage2"].seconds,
                        "train (incl. set-up)": t_train, "open-loop eval": t_eval,
                        "total": time.perf_counter() - t_all},
