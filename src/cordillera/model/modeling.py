@@ -75,6 +75,7 @@ DROPPED_ORIGINAL_PREFIXES = ("action_space.",)
 # Opt-in reduced-precision inference (issue #7): the weights are cast, buffers stay fp32. fp32 is
 # the default everywhere (DESIGN: SDPA/fp32 on CPU); bf16 uses AMX/AVX512-BF16 matmuls.
 INFERENCE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+FP32_DECODE_MAX_ROWS = 1  # a bf16 model decodes up to this many rows with fp32 copies (`DecodeWeights`)
 FP32_MODULE_PREFIXES = ("vlm.model.visual.",)  # kept fp32 by `to_inference_dtype` (measured faster)
 
 
@@ -447,6 +448,12 @@ class CordilleraVLA(nn.Module):
         h, _ = self.model.backbone(tokens, mask.long(), pos, None, None, past_key_values=cache)
         return self.model.vlm.lm_head(h[:, -1]).float(), mask
 
+    def _fp32_decode(self, rows: int) -> bool:
+        """Decode `rows` rows with the fp32 copies? Only a bf16 model's single row (K = 1, the closed-loop
+        case): there bf16 GEMV lost to fp32 in every measurement; at K = 6 the measurements disagree
+        (benchmarks/RESULTS.md model_latency Sessions 3 and 5), so multi-row decoding keeps bf16."""
+        return self.decode_weights is not None and rows <= FP32_DECODE_MAX_ROWS
+
     def _token_stepper(self, cache, next_pos: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
                        banned: torch.Tensor | None = None):  # fmt: skip
         """`step(tok (B,), s) → logits (B, V)` feeding one token per call at text position next_pos + s.
@@ -458,9 +465,9 @@ class CordilleraVLA(nn.Module):
         a third of the nano lm_head).
         """
         lm, head = self.model.vlm.model.language_model, self.model.vlm.lm_head
-        if self.decode_weights is not None:  # a bf16 model decodes with its fp32 copies (cache cast by `_decode`)
-            lm, head = self.decode_weights.text_model, self.decode_weights.lm_head
         B, C = mask.shape
+        if self._fp32_decode(B):  # a bf16 model decodes one row with its fp32 copies (cache cast by `_decode`)
+            lm, head = self.decode_weights.text_model, self.decode_weights.lm_head
         pos = (next_pos[:, None] + torch.arange(max_new_tokens, device=mask.device))[None].expand(3, B, -1)
         cos, sin = lm.rotary_emb(lm.embed_tokens.weight[:1], pos)  # (B, n, head_dim) each
         add = None
@@ -507,7 +514,7 @@ class CordilleraVLA(nn.Module):
             bias = torch.zeros(logits.shape[-1], dtype=logits.dtype, device=logits.device)
             bias[banned] = float("-inf")
         if optimized:
-            if self.decode_weights is not None:
+            if self._fp32_decode(B):
                 _cast_cache(cache, torch.float32)
             step_fn = self._token_stepper(cache, next_pos, mask, max_new_tokens, banned)
         else:
@@ -735,7 +742,7 @@ class CordilleraVLA(nn.Module):
         features, the sampling logits (`.float()`), the flow-matching state x_t and the unicycle
         integration to xyz/rot. Inference only: training stays fp32.
 
-        CoC decoding (1–K rows per step) runs on fp32 copies of the text decoder and lm_head
+        Single-row CoC decoding (K = 1) runs on fp32 copies of the text decoder and lm_head
         (`DecodeWeights`, ~4 M parameters for nano), the cache cast to fp32 for it and back after.
         """
         dt = parse_dtype(dtype)
