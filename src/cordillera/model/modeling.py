@@ -75,7 +75,7 @@ DROPPED_ORIGINAL_PREFIXES = ("action_space.",)
 # Opt-in reduced-precision inference (issue #7): the weights are cast, buffers stay fp32. fp32 is
 # the default everywhere (DESIGN: SDPA/fp32 on CPU); bf16 uses AMX/AVX512-BF16 matmuls.
 INFERENCE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-FP32_DECODE_MAX_ROWS = 1  # a bf16 model decodes up to this many rows with fp32 copies (`DecodeWeights`)
+FP32_DECODE_MAX_ROWS = 8  # a bf16 model decodes up to this many rows with fp32 copies (`DecodeWeights`)
 FP32_MODULE_PREFIXES = ("vlm.model.visual.",)  # kept fp32 by `to_inference_dtype` (measured faster)
 
 
@@ -449,9 +449,9 @@ class CordilleraVLA(nn.Module):
         return self.model.vlm.lm_head(h[:, -1]).float(), mask
 
     def _fp32_decode(self, rows: int) -> bool:
-        """Decode `rows` rows with the fp32 copies? Only a bf16 model's single row (K = 1, the closed-loop
-        case): there bf16 GEMV lost to fp32 in every measurement; at K = 6 the measurements disagree
-        (benchmarks/RESULTS.md model_latency Sessions 3 and 5), so multi-row decoding keeps bf16."""
+        """Decode `rows` rows with the fp32 copies? A bf16 model's small batches (K ≤ 8): at 1 and 6
+        rows bf16 GEMV lost to fp32 (benchmarks/RESULTS.md model_latency Session 5, back-to-back runs;
+        `F.linear` micro-benchmark of Session 3); from a few dozen rows bf16 wins."""
         return self.decode_weights is not None and rows <= FP32_DECODE_MAX_ROWS
 
     def _token_stepper(self, cache, next_pos: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
@@ -466,7 +466,7 @@ class CordilleraVLA(nn.Module):
         """
         lm, head = self.model.vlm.model.language_model, self.model.vlm.lm_head
         B, C = mask.shape
-        if self._fp32_decode(B):  # a bf16 model decodes one row with its fp32 copies (cache cast by `_decode`)
+        if self._fp32_decode(B):  # a bf16 model decodes small batches with fp32 copies (cache cast by `_decode`)
             lm, head = self.decode_weights.text_model, self.decode_weights.lm_head
         pos = (next_pos[:, None] + torch.arange(max_new_tokens, device=mask.device))[None].expand(3, B, -1)
         cos, sin = lm.rotary_emb(lm.embed_tokens.weight[:1], pos)  # (B, n, head_dim) each
@@ -742,7 +742,7 @@ class CordilleraVLA(nn.Module):
         features, the sampling logits (`.float()`), the flow-matching state x_t and the unicycle
         integration to xyz/rot. Inference only: training stays fp32.
 
-        Single-row CoC decoding (K = 1) runs on fp32 copies of the text decoder and lm_head
+        CoC decoding of up to `FP32_DECODE_MAX_ROWS` rows runs on fp32 copies of the text decoder and lm_head
         (`DecodeWeights`, ~4 M parameters for nano), the cache cast to fp32 for it and back after.
         """
         dt = parse_dtype(dtype)
