@@ -22,11 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cordillera.sim.types import Observation, Plan, SessionInfo
+from cordillera.sim.policies.baselines import HORIZON_STEPS
+from cordillera.sim.types import PLAN_PERIOD_US, Observation, Plan, SessionInfo
 
 __all__ = ["Perturbation", "PerturbedPolicy", "sample_perturbation", "label_window_ok", "FUTURE_US"]
 
-FUTURE_US = 6_400_000  # [µs] the trajectory horizon a training sample's future covers
+FUTURE_US = HORIZON_STEPS * PLAN_PERIOD_US  # [µs] 6.4 s: the future a training sample's trajectory covers
 
 
 @dataclass(frozen=True)
