@@ -266,6 +266,35 @@ def test_split_by_scenario():
     assert v2 == ["c6", "c7"] and len(t2) == 18
 
 
+def test_split_clips_validates_on_undisturbed_drives_only():
+    """A held-out scenario whose clip was driven with a DART push leaves validation (and is not
+    trained on either); the same data without pushes validates on the full held-out set."""
+    from cordillera.data.generate import PERTURBATION
+    from cordillera.sim.policies.perturbed import Perturbation
+    from cordillera.train.config import DataSettings
+    from cordillera.train.data import split_clips
+
+    push = Perturbation(t_start_us=3_000_000, t_end_us=3_500_000, yaw_offset_rad=0.07).to_json()
+
+    class Reader:
+        def __init__(self, pushed):
+            self.meta = {f"c{i}": {"family": "fam", "seed": i, PERTURBATION: push if i in pushed else ""}
+                         for i in range(20)}
+
+        def clips(self):
+            return sorted(self.meta)
+
+        def metadata(self, cid):
+            return self.meta[cid]
+
+    d = DataSettings(val_fraction=0.2)
+    train, val = split_clips(Reader(set()), d)
+    assert len(val) == 4 and len(train) == 16
+    pushed = {int(val[0][1:]), int(train[0][1:])}  # one held-out clip and one training clip pushed
+    t2, v2 = split_clips(Reader(pushed), d)
+    assert v2 == val[1:] and t2 == train  # the pushed held-out clip is gone from both sides
+
+
 class _FakeEgo:
     """Drives straight for 30 m at 10 m/s, then a left quarter circle of radius 20 m."""
 

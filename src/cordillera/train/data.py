@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, Subset
 
 from cordillera.data import keys as K
 
-__all__ = ["scenario_key", "split_by_scenario", "open_splits", "ego_window", "fit_action_stats", "Collate",
+__all__ = ["scenario_key", "split_by_scenario", "split_clips", "open_splits", "ego_window", "fit_action_stats", "Collate",
            "SampleCache", "COT_TEXT", "PROMPT_BATCH", "nav_text_at"]  # fmt: skip
 
 COT_TEXT = "cot_text"  # batch key: the label CoC strings (list[str]) next to the processor tensors
@@ -56,15 +56,27 @@ def split_by_scenario(keys: dict[str, tuple], val_fraction: float = 0.1, seed: i
     return [c for c in clips if keys[c] not in val_scen], [c for c in clips if keys[c] in val_scen]
 
 
+def split_clips(reader, data, seed: int = 0, clips=None) -> tuple[list[str], list[str]]:
+    """(train, val) clip ids of `reader` for `data` (`DataSettings`): `split_by_scenario` on the
+    clips' (family, seed), then validation made of undisturbed drives only — a held-out scenario
+    whose clip carries a DART disturbance (`data.generate.clip_perturbation`) is dropped from both
+    sides, so the validation set is the same expert driving with or without DART in the data."""
+    from cordillera.data.generate import clip_perturbation
+
+    clips = sorted(reader.clips() if clips is None else clips)
+    metas = {cid: reader.metadata(cid) for cid in clips}
+    keys = {cid: scenario_key(metas[cid], cid) for cid in clips}
+    train, val = split_by_scenario(keys, data.val_fraction, seed, data.val_seeds, data.train_seeds)
+    return train, [c for c in val if clip_perturbation(metas[c]) is None]
+
+
 def open_splits(data, image_hw, cameras, seed: int = 0):
     """(PaiDataset, train Subset, val Subset) for `data` (`DataSettings`)."""
     from cordillera.data.dataset import PaiDataset
 
     ds = PaiDataset(data.dir, image_hw=image_hw, cameras=cameras, per=data.per,
                     frame_cache_frames=data.frame_cache_frames)  # fmt: skip
-    reader = ds.reader
-    keys = {cid: scenario_key(reader.metadata(cid), cid) for cid in sorted({c for c, _, _ in ds.index})}
-    train_clips, val_clips = split_by_scenario(keys, data.val_fraction, seed, data.val_seeds, data.train_seeds)
+    train_clips, val_clips = split_clips(ds.reader, data, seed, sorted({c for c, _, _ in ds.index}))
     tr, va = set(train_clips), set(val_clips)
     train_idx = [i for i, (c, _, _) in enumerate(ds.index) if c in tr]
     val_idx = [i for i, (c, _, _) in enumerate(ds.index) if c in va]
@@ -75,7 +87,7 @@ def open_splits(data, image_hw, cameras, seed: int = 0):
         train_idx = train_idx[: data.max_train_samples]
     if not train_idx:
         raise ValueError(f"{data.dir}: no training samples after the split ({len(ds.index)} samples, "
-                         f"{len(keys)} clips, {len(val_clips)} held out)")
+                         f"{len(train_clips) + len(val_clips)} clips, {len(val_clips)} held out)")
     return ds, Subset(ds, train_idx), Subset(ds, val_idx)
 
 

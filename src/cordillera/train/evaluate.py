@@ -541,14 +541,12 @@ SCENARIO_VAL = "scenario-val"
 
 
 def scenario_val_clips(reader) -> list[str]:
-    """The validation clips of training's split by scenario (``train.data.split_by_scenario`` with
+    """The validation clips of training's split (``train.data.split_clips`` with
     the default ``DataSettings``: val_fraction 0.1, seed 0) — the clips a default training run held out."""
     from cordillera.train.config import DataSettings
-    from cordillera.train.data import scenario_key, split_by_scenario
+    from cordillera.train.data import split_clips
 
-    d = DataSettings()
-    keys = {cid: scenario_key(reader.metadata(cid), cid) for cid in reader.clips()}
-    return split_by_scenario(keys, d.val_fraction, 0, d.val_seeds, d.train_seeds)[1]
+    return split_clips(reader, DataSettings(), 0)[1]
 
 
 def main_open_loop(checkpoint: str | Path, data: str | Path, split: str = "val", out: str | Path | None = None,
