@@ -165,3 +165,16 @@ def test_invisible_actor_is_not_drawn():
     before = r.render(initial_world_state(sc, 0), FRONT, 0, 0)
     after = r.render(initial_world_state(sc, 5_000_000), FRONT, 0, 5_000_000)
     assert (np.abs(before.astype(int) - after.astype(int)).sum(axis=2) > 30).sum() > 20
+
+
+def test_offset_polyline_with_a_repeated_vertex_stays_finite():
+    """A map polyline with a doubled vertex (zero-length segment) offsets like the clean one
+    (a bevel at the doubled corner) instead of producing NaN vertices (seen as a RuntimeWarning while generating the standard suite)."""
+    from cordillera.render.scene import _offset
+
+    clean = np.array([[0.0, 0.0], [10.0, 0.0], [20.0, 10.0]])
+    doubled = np.array([[0.0, 0.0], [0.0, 0.0], [10.0, 0.0], [10.0, 0.0], [20.0, 10.0]])
+    a, b = _offset(clean, 2.0), _offset(doubled, 2.0)
+    assert np.isfinite(b).all()
+    np.testing.assert_allclose(b[[0, 3, 4]], a, atol=1e-9)  # the second copy takes the corner's bisector
+    np.testing.assert_allclose(b[[0, 2]], [[0.0, 2.0], [10.0, 2.0]], atol=1e-9)  # the first continues the +x edge

@@ -263,7 +263,15 @@ def _offset(xy, d_m) -> np.ndarray:
     """Offset a polyline to its left by ``d_m`` (vertex normals = averaged segment normals)."""
     xy = np.asarray(xy, float)
     t = np.diff(xy, axis=0)
-    t /= np.linalg.norm(t, axis=1, keepdims=True)
+    seg = np.linalg.norm(t, axis=1)
+    ok = seg > 1e-9
+    if not ok.any():
+        raise ValueError("cannot offset a polyline of coincident points")
+    t[ok] /= seg[ok, None]
+    if not ok.all():  # a repeated vertex: its zero-length segment takes the previous (else next) direction
+        i = np.maximum.accumulate(np.where(ok, np.arange(len(t)), -1))
+        i[i < 0] = np.argmax(ok)
+        t = t[i]
     tv = np.vstack([t[:1], t[:-1] + t[1:], t[-1:]])
     tv /= np.maximum(np.linalg.norm(tv, axis=1, keepdims=True), 1e-9)
     n = np.column_stack([-tv[:, 1], tv[:, 0]])
