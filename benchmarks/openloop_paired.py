@@ -1,12 +1,16 @@
-"""Two checkpoints on the same validation samples: per-sample minADE₆ and a bootstrap CI of the
+"""Two checkpoints on the same held-out samples: per-sample minADE₆ and a bootstrap CI of the
 paired difference (is a retrain / an ablation different beyond the evaluation's sampling noise?).
 
-Both models see the same 200 (``--samples``) validation samples of one dataset, spread as in
+Both models see the same 200 (``--samples``) samples of one dataset, spread as in
 ``train.loop.val_batches_fn``, with the recipe's evaluation settings (``configs/train_nano.yaml``
-stage 2: K = 6, CoC sampled at temperature 0.6 / top-p 0.98, 10 flow steps) and the same noise seed.
+stage 2: K = 6, CoC sampled at temperature 0.6 / top-p 0.98, 10 flow steps) and the same noise seed:
+by default the training split's validation samples (``train.data.split_clips``: only fair when both
+models were trained on that same split), with ``--all`` every sample of a dataset neither model
+was trained on (e.g. clips of the held-out ``standard`` suite). The bootstrap resamples clips
+(samples of one clip are correlated).
 
 Usage: PYTHONPATH=src .venv/bin/python benchmarks/openloop_paired.py CKPT_A CKPT_B --data DIR
-       [--samples 200] [--threads 2]
+       [--all] [--samples 200] [--threads 2]
 """
 
 from __future__ import annotations
@@ -23,29 +27,51 @@ from cordillera.model.processor import EGO_FUTURE_XYZ, VLAProcessor
 from cordillera.model.tokenizer import load_tokenizer
 from cordillera.train import loop
 from cordillera.train.config import NanoConfig, load_train_config
-from cordillera.train.data import PROMPT_BATCH, Collate
+from cordillera.train.data import CLIP_IDS, PROMPT_BATCH, Collate
 
 
-def per_sample_min_ade(checkpoint: str, data_dir: str, n: int, seed: int = 1234) -> np.ndarray:
+def per_sample_min_ade(checkpoint: str, data_dir: str, n: int, seed: int = 1234,
+                       all_clips: bool = False) -> tuple[np.ndarray, list[str]]:  # fmt: skip
+    """(minADE₆ per sample, clip id per sample) on `n` samples spread over the held-out set."""
     cfg = load_train_config("train_nano", NanoConfig, [])
     s2 = cfg.stage2.model_copy(update={"use_coc": True, "data": cfg.stage2.data.model_copy(
         update={"dir": data_dir, "val_fraction": cfg.val_fraction})})
     ev = s2.eval.model_copy(update={"num_samples": n})
     vla = CordilleraVLA.from_pretrained(checkpoint).eval()
     tok = load_tokenizer(vla.cfg, checkpoint)
-    data = loop.open_data(s2, vla.cfg)
+    if all_clips:
+        from cordillera.data.dataset import PaiDataset
+
+        inp = vla.cfg.inputs
+        held_out = PaiDataset(data_dir, image_hw=(inp.image_height, inp.image_width), cameras=inp.cameras,
+                              per=s2.data.per)
+    else:
+        held_out = loop.open_data(s2, vla.cfg).val
     collate = Collate(VLAProcessor(vla.cfg, tok), vla.cfg.inputs.use_coc, nav_dropout=0.0 if s2.data.nav else 1.0,
                       with_prompt=True)
-    batches = loop.val_batches_fn(data.val, collate, ev)
+    batches = loop.val_batches_fn(held_out, collate, ev)
     g = torch.Generator().manual_seed(seed)
-    out = []
+    out, clips = [], []
     with torch.no_grad():
         for b in batches():
             s = vla.sample_trajectories(b[PROMPT_BATCH], num_samples=ev.k, temperature=ev.temperature, top_p=ev.top_p,
                                         flow_steps=ev.flow_steps, fast=not vla.cfg.inputs.use_coc,
                                         max_new_tokens=ev.max_new_tokens, generator=g)
             out.append(min_ade(s.xyz, b[EGO_FUTURE_XYZ], reduce=False)["min_ade"].numpy())
-    return np.concatenate(out)
+            clips += list(b[CLIP_IDS])
+    return np.concatenate(out), clips
+
+
+def clip_bootstrap(x: np.ndarray, y: np.ndarray, clips: list[str], resamples: int = 10_000,
+                   seed: int = 0) -> tuple[float, float]:  # fmt: skip
+    """95 % percentile interval of mean(y − x) resampling whole clips."""
+    ids = sorted(set(clips))
+    rows = [np.flatnonzero(np.asarray(clips) == c) for c in ids]
+    sums = np.array([(y[r] - x[r]).sum() for r in rows])
+    counts = np.array([len(r) for r in rows])
+    pick = np.random.default_rng(seed).integers(0, len(ids), (resamples, len(ids)))
+    d = sums[pick].sum(1) / counts[pick].sum(1)
+    return float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))
 
 
 def main(argv=None) -> int:
@@ -55,19 +81,22 @@ def main(argv=None) -> int:
     ap.add_argument("--data", required=True)
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--all", action="store_true", help="every sample of DATA (a set neither model trained on)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    vals = {}
-    print("| checkpoint | val minADE₆ [m] | n | seconds |\n|---|---:|---:|---:|")
+    vals, clips = {}, {}
+    print("| checkpoint | minADE₆ [m] | samples | clips | seconds |\n|---|---:|---:|---:|---:|")
     for ck in (a.a, a.b):
         t = time.time()
-        vals[ck] = per_sample_min_ade(ck, a.data, a.samples)
-        print(f"| {ck} | {vals[ck].mean():.3f} | {len(vals[ck])} | {time.time() - t:.0f} |", flush=True)
+        vals[ck], clips[ck] = per_sample_min_ade(ck, a.data, a.samples, all_clips=a.all)
+        print(f"| {ck} | {vals[ck].mean():.3f} | {len(vals[ck])} | {len(set(clips[ck]))} | {time.time() - t:.0f} |",
+              flush=True)
+    if clips[a.a] != clips[a.b]:
+        raise SystemExit("the two checkpoints saw different samples (different splits?) — nothing to pair")
     x, y = vals[a.a], vals[a.b]
-    idx = np.random.default_rng(0).integers(0, len(x), (10_000, len(x)))
-    d = (y[idx] - x[idx]).mean(1)
-    print(f"\n{a.b} − {a.a}: {y.mean() - x.mean():+.3f} m [{np.percentile(d, 2.5):+.3f}, {np.percentile(d, 97.5):+.3f}] "
-          f"(95 % bootstrap over samples), {100 * (y.mean() / x.mean() - 1):+.1f} %")
+    lo, hi = clip_bootstrap(x, y, clips[a.a])
+    print(f"\n{a.b} − {a.a}: {y.mean() - x.mean():+.3f} m [{lo:+.3f}, {hi:+.3f}] "
+          f"(95 % bootstrap over clips), {100 * (y.mean() / x.mean() - 1):+.1f} %")
     return 0
 
 
