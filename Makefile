@@ -36,7 +36,8 @@ train-nano: install
 	$(PY) -m cordillera train nano $(if $(ABLATION),--ablation,)
 
 bench: install
-	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	# openloop_paired.py compares two given checkpoints on given data: run it by hand
+	for b in benchmarks/*.py; do case $$b in *_paired.py) continue;; esac; echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV)

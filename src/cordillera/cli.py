@@ -297,6 +297,20 @@ def eval_open_loop(
     fn(checkpoint=checkpoint, data=data, split=split)
 
 
+@eval_app.command("compare")
+def eval_compare(
+    run_a: Path = typer.Argument(..., help="An `eval closed-loop --out` directory (or its comparison.json)."),
+    run_b: Path = typer.Argument(..., help="The run compared against A (B − A is reported)."),
+    policy: str = typer.Option("vla", help="Policy of run A (and of B unless --policy-b)."),
+    policy_b: Optional[str] = typer.Option(None),
+    seeds: Optional[str] = typer.Option(None, help="Comma-separated rollout seeds to keep, e.g. 0."),
+    families: Optional[str] = typer.Option(None, help="Comma-separated scenario families to keep."),
+):
+    """Pair two closed-loop runs on (scenario, seed): B − A per metric with 95% CIs, score per family."""
+    fn = _entry("cordillera.train.evaluate", "main_compare", "cordillera eval compare")
+    fn(run_a=run_a, run_b=run_b, policy=policy, policy_b=policy_b, seeds=seeds, families=families)
+
+
 # ----------------------------------------------------------------------------------------------
 # infer, serve, bench, report
 # ----------------------------------------------------------------------------------------------

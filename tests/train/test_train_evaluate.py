@@ -85,6 +85,37 @@ def _rollout(coc: str, stopping: bool) -> Rollout:
     return Rollout("scn", "r", "vla", 0, steps, force_gt_end_us=2_000_000)
 
 
+def test_compare_pairs_two_runs_on_scenario_and_seed(tmp_path):
+    """B − A on the shared (scenario, seed) rollouts only; per-family means; seed filter; a run
+    without the policy or without shared rollouts is an error, not an empty table."""
+    from cordillera.train.evaluate import main_compare
+
+    def run(name, scores):
+        d = tmp_path / name
+        d.mkdir()
+        rows = [{"scenario": sc, "seed": seed, "score": v, "offroad": 1.0 - v, "failed": False}
+                for (sc, seed), v in scores.items()]
+        (d / "comparison.json").write_text(json.dumps({"rollouts": {"vla": rows}}))
+        return d
+
+    a = run("a", {("merge-01000", 0): 0.0, ("merge-01000", 1): 0.2, ("pass-01000", 0): 0.5, ("pass-01001", 0): 0.1})
+    b = run("b", {("merge-01000", 0): 0.5, ("merge-01000", 1): 0.4, ("pass-01000", 0): 0.5, ("pass-01002", 0): 0.9})
+    res = main_compare(a, b, progress=False)
+    sc = res["metrics"]["score"]
+    assert sc["n_pairs"] == 3  # pass-01001 / pass-01002 have no partner
+    assert sc["a"] == pytest.approx(0.7 / 3) and sc["b"] == pytest.approx(1.4 / 3)
+    # clustered by scenario: merge-01000 differs by mean(0.5, 0.2) = 0.35, pass-01000 by 0
+    assert sc["diff"]["mean"] == pytest.approx(0.175)
+    assert res["metrics"]["offroad"]["diff"]["mean"] == pytest.approx(-0.175)
+    assert res["per_family"] == {"merge": pytest.approx((0.1, 0.45)), "pass": pytest.approx((0.5, 0.5))}
+    assert main_compare(a, b, seeds="1", progress=False)["metrics"]["score"]["n_pairs"] == 1
+    assert "coc_consistent_rate" not in res["metrics"]  # absent from both runs: no row
+    with pytest.raises(ValueError, match="no policy 'expert'"):
+        main_compare(a, b, policy="expert", progress=False)
+    with pytest.raises(ValueError, match="share no"):
+        main_compare(a, b, families="road_following", progress=False)
+
+
 def test_rollout_consistency_stop_vs_keep_going():
     coc = "Stop for the red light at the intersection ahead."
     good = rollout_consistency(_rollout(coc, stopping=True))

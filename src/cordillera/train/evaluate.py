@@ -440,6 +440,72 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     return comp
 
 
+COMPARE_METRICS = ("score", "collision_at_fault", "offroad", "close_encounter", "coc_consistent_rate")
+
+
+def _run_rollouts(run: str | Path, policy: str) -> list[dict]:
+    p = Path(run)
+    p = p / "comparison.json" if p.is_dir() else p
+    if not p.is_file():
+        raise FileNotFoundError(f"{run}: no comparison.json (an `eval closed-loop --out` directory or its JSON)")
+    rollouts = json.loads(p.read_text())["rollouts"]
+    if policy not in rollouts:
+        raise ValueError(f"{p}: no policy {policy!r} (has {sorted(rollouts)})")
+    return [r for r in rollouts[policy] if not r.get("failed")]
+
+
+def _keyed(rollouts: list[dict], metric: str, seeds=None, families=None) -> dict:
+    """{(scenario, rollout seed): value} of one metric, NaN where missing."""
+    out = {}
+    for r in rollouts:
+        if (seeds is not None and r["seed"] not in seeds) or \
+                (families is not None and r["scenario"].rsplit("-", 1)[0] not in families):
+            continue
+        v = r.get(metric)
+        out[(r["scenario"], r["seed"])] = math.nan if v is None else float(v)
+    return out
+
+
+def main_compare(run_a: str | Path, run_b: str | Path, policy: str = VLA_NAME, policy_b: str | None = None,
+                 seeds: str | None = None, families: str | None = None, progress: bool = True) -> dict:
+    """``cordillera eval compare``: two closed-loop runs (e.g. two checkpoints) paired on (scenario,
+    rollout seed) present in both: per metric A, B and B − A with the t interval clustered by
+    scenario and the bootstrap relative difference (:func:`paired_difference`), then the score per
+    family. Runs made apart pair as long as they share scenarios and seeds (a 1-seed run against
+    seed 0 of a 3-seed run)."""
+    keep_seeds = None if seeds is None else {int(x) for x in str(seeds).split(",")}
+    keep_fams = None if families is None else set(str(families).split(","))
+    ra, rb = _run_rollouts(run_a, policy), _run_rollouts(run_b, policy_b or policy)
+    rows = {}
+    lines = [f"A = {run_a} ({policy}), B = {run_b} ({policy_b or policy})",
+             "| metric | pairs | A | B | B − A [95 % CI, clustered by scenario] | relative [bootstrap] |",
+             "|---|---:|---:|---:|---|---|"]
+    for m in COMPARE_METRICS:
+        ka, kb = _keyed(ra, m, keep_seeds, keep_fams), _keyed(rb, m, keep_seeds, keep_fams)
+        both = [k for k in ka if k in kb and np.isfinite(ka[k]) and np.isfinite(kb[k])]
+        if not both:
+            continue
+        d = paired_difference(kb, ka)
+        rows[m] = {"a": float(np.mean([ka[k] for k in both])), "b": float(np.mean([kb[k] for k in both])), **d}
+        r, df = d["relative"], d["diff"]
+        lines.append(f"| {m} | {d['n_pairs']} | {rows[m]['a']:.3f} | {rows[m]['b']:.3f} | "
+                     f"{df['mean']:+.3f} [{df['lo']:+.3f}, {df['hi']:+.3f}] | "
+                     f"{r['mean']:+.0%} [{r['lo']:+.0%}, {r['hi']:+.0%}] |")
+    if not rows:
+        raise ValueError(f"{run_a} and {run_b} share no (scenario, seed) rollouts to pair")
+    ka, kb = _keyed(ra, "score", keep_seeds, keep_fams), _keyed(rb, "score", keep_seeds, keep_fams)
+    fams: dict[str, list[tuple[float, float]]] = {}
+    for k in ka:
+        if k in kb:
+            fams.setdefault(k[0].rsplit("-", 1)[0], []).append((ka[k], kb[k]))
+    per_family = {f: (float(np.mean([p[0] for p in v])), float(np.mean([p[1] for p in v]))) for f, v in sorted(fams.items())}
+    lines.append("per family, score A → B: " + ", ".join(f"{f} {a:.2f} → {b:.2f}" for f, (a, b) in per_family.items()))
+    text = "\n".join(lines)
+    if progress:
+        print(text)
+    return {"metrics": rows, "per_family": per_family, "table": text}
+
+
 def _jsonable(x):
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
