@@ -488,9 +488,10 @@ def main_compare(run_a: str | Path, run_b: str | Path, policy: str = VLA_NAME, p
         d = paired_difference(kb, ka)
         rows[m] = {"a": float(np.mean([ka[k] for k in both])), "b": float(np.mean([kb[k] for k in both])), **d}
         r, df = d["relative"], d["diff"]
+        rel = "–" if not np.isfinite(r["mean"]) else (
+            f"{r['mean']:+.0%}" + (f" [{r['lo']:+.0%}, {r['hi']:+.0%}]" if np.isfinite(r["lo"]) else ""))
         lines.append(f"| {m} | {d['n_pairs']} | {rows[m]['a']:.3f} | {rows[m]['b']:.3f} | "
-                     f"{df['mean']:+.3f} [{df['lo']:+.3f}, {df['hi']:+.3f}] | "
-                     f"{r['mean']:+.0%} [{r['lo']:+.0%}, {r['hi']:+.0%}] |")
+                     f"{df['mean']:+.3f} [{df['lo']:+.3f}, {df['hi']:+.3f}] | {rel} |")
     if not rows:
         raise ValueError(f"{run_a} and {run_b} share no (scenario, seed) rollouts to pair")
     ka, kb = _keyed(ra, "score", keep_seeds, keep_fams), _keyed(rb, "score", keep_seeds, keep_fams)
