@@ -10,7 +10,8 @@ was trained on (e.g. clips of the held-out ``standard`` suite). The bootstrap re
 (samples of one clip are correlated).
 
 Usage: PYTHONPATH=src .venv/bin/python benchmarks/openloop_paired.py CKPT_A CKPT_B --data DIR
-       [--all] [--samples 200] [--threads 2]
+       [--all] [--blind-b] [--samples 200] [--threads 2]
+       (CKPT_A = CKPT_B with --blind-b: the model with real vs flat-grey camera images)
 """
 
 from __future__ import annotations
@@ -23,16 +24,17 @@ import torch
 
 from cordillera.metrics.openloop import min_ade
 from cordillera.model.modeling import CordilleraVLA
-from cordillera.model.processor import EGO_FUTURE_XYZ, VLAProcessor
+from cordillera.model.processor import EGO_FUTURE_XYZ, PIXEL_VALUES, VLAProcessor
 from cordillera.model.tokenizer import load_tokenizer
 from cordillera.train import loop
 from cordillera.train.config import NanoConfig, load_train_config
 from cordillera.train.data import CLIP_IDS, PROMPT_BATCH, Collate
 
 
-def per_sample_min_ade(checkpoint: str, data_dir: str, n: int, seed: int = 1234,
-                       all_clips: bool = False) -> tuple[np.ndarray, list[str]]:  # fmt: skip
-    """(minADE₆ per sample, clip id per sample) on `n` samples spread over the held-out set."""
+def per_sample_min_ade(checkpoint: str, data_dir: str, n: int, seed: int = 1234, all_clips: bool = False,
+                       blind: bool = False) -> tuple[np.ndarray, list[str]]:  # fmt: skip
+    """(minADE₆ per sample, clip id per sample) on `n` samples spread over the held-out set;
+    `blind`: every camera image replaced by flat grey (pixel values at the normalisation mean)."""
     cfg = load_train_config("train_nano", NanoConfig, [])
     s2 = cfg.stage2.model_copy(update={"use_coc": True, "data": cfg.stage2.data.model_copy(
         update={"dir": data_dir, "val_fraction": cfg.val_fraction})})
@@ -54,7 +56,10 @@ def per_sample_min_ade(checkpoint: str, data_dir: str, n: int, seed: int = 1234,
     out, clips = [], []
     with torch.no_grad():
         for b in batches():
-            s = vla.sample_trajectories(b[PROMPT_BATCH], num_samples=ev.k, temperature=ev.temperature, top_p=ev.top_p,
+            prompt = b[PROMPT_BATCH]
+            if blind:
+                prompt = {**prompt, PIXEL_VALUES: torch.zeros_like(prompt[PIXEL_VALUES])}
+            s = vla.sample_trajectories(prompt, num_samples=ev.k, temperature=ev.temperature, top_p=ev.top_p,
                                         flow_steps=ev.flow_steps, fast=not vla.cfg.inputs.use_coc,
                                         max_new_tokens=ev.max_new_tokens, generator=g)
             out.append(min_ade(s.xyz, b[EGO_FUTURE_XYZ], reduce=False)["min_ade"].numpy())
@@ -82,20 +87,26 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--all", action="store_true", help="every sample of DATA (a set neither model trained on)")
+    ap.add_argument("--blind-b", action="store_true",
+                    help="B sees flat grey cameras (with B = A: does the model use its images at all?)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    vals, clips = {}, {}
+    runs = [(a.a, False), (a.b, a.blind_b)]
+    vals, clips = [], []
     print("| checkpoint | minADE₆ [m] | samples | clips | seconds |\n|---|---:|---:|---:|---:|")
-    for ck in (a.a, a.b):
+    for ck, blind in runs:
         t = time.time()
-        vals[ck], clips[ck] = per_sample_min_ade(ck, a.data, a.samples, all_clips=a.all)
-        print(f"| {ck} | {vals[ck].mean():.3f} | {len(vals[ck])} | {len(set(clips[ck]))} | {time.time() - t:.0f} |",
-              flush=True)
-    if clips[a.a] != clips[a.b]:
+        v, c = per_sample_min_ade(ck, a.data, a.samples, all_clips=a.all, blind=blind)
+        vals.append(v)
+        clips.append(c)
+        print(f"| {ck}{' (grey cameras)' if blind else ''} | {v.mean():.3f} | {len(v)} | {len(set(c))} | "
+              f"{time.time() - t:.0f} |", flush=True)
+    if clips[0] != clips[1]:
         raise SystemExit("the two checkpoints saw different samples (different splits?) — nothing to pair")
-    x, y = vals[a.a], vals[a.b]
-    lo, hi = clip_bootstrap(x, y, clips[a.a])
-    print(f"\n{a.b} − {a.a}: {y.mean() - x.mean():+.3f} m [{lo:+.3f}, {hi:+.3f}] "
+    x, y = vals
+    lo, hi = clip_bootstrap(x, y, clips[0])
+    name_b = a.b + (" (grey cameras)" if a.blind_b else "")
+    print(f"\n{name_b} − {a.a}: {y.mean() - x.mean():+.3f} m [{lo:+.3f}, {hi:+.3f}] "
           f"(95 % bootstrap over clips), {100 * (y.mean() / x.mean() - 1):+.1f} %")
     return 0
 
