@@ -454,12 +454,16 @@ def _run_rollouts(run: str | Path, policy: str) -> list[dict]:
     return [r for r in rollouts[policy] if not r.get("failed")]
 
 
+def _family(scenario_id: str) -> str:
+    return scenario_id.rsplit("-", 1)[0]  # "merge_on_ramp-01000" → "merge_on_ramp"
+
+
 def _keyed(rollouts: list[dict], metric: str, seeds=None, families=None) -> dict:
     """{(scenario, rollout seed): value} of one metric, NaN where missing."""
     out = {}
     for r in rollouts:
         if (seeds is not None and r["seed"] not in seeds) or \
-                (families is not None and r["scenario"].rsplit("-", 1)[0] not in families):
+                (families is not None and _family(r["scenario"]) not in families):
             continue
         v = r.get(metric)
         out[(r["scenario"], r["seed"])] = math.nan if v is None else float(v)
@@ -476,12 +480,14 @@ def main_compare(run_a: str | Path, run_b: str | Path, policy: str = VLA_NAME, p
     keep_seeds = None if seeds is None else {int(x) for x in str(seeds).split(",")}
     keep_fams = None if families is None else set(str(families).split(","))
     ra, rb = _run_rollouts(run_a, policy), _run_rollouts(run_b, policy_b or policy)
-    rows = {}
+    rows, scores = {}, None
     lines = [f"A = {run_a} ({policy}), B = {run_b} ({policy_b or policy})",
              "| metric | pairs | A | B | B − A [95 % CI, clustered by scenario] | relative [bootstrap] |",
              "|---|---:|---:|---:|---|---|"]
     for m in COMPARE_METRICS:
         ka, kb = _keyed(ra, m, keep_seeds, keep_fams), _keyed(rb, m, keep_seeds, keep_fams)
+        if m == "score":
+            scores = ka, kb
         both = [k for k in ka if k in kb and np.isfinite(ka[k]) and np.isfinite(kb[k])]
         if not both:
             continue
@@ -494,11 +500,11 @@ def main_compare(run_a: str | Path, run_b: str | Path, policy: str = VLA_NAME, p
                      f"{df['mean']:+.3f} [{df['lo']:+.3f}, {df['hi']:+.3f}] | {rel} |")
     if not rows:
         raise ValueError(f"{run_a} and {run_b} share no (scenario, seed) rollouts to pair")
-    ka, kb = _keyed(ra, "score", keep_seeds, keep_fams), _keyed(rb, "score", keep_seeds, keep_fams)
+    ka, kb = scores
     fams: dict[str, list[tuple[float, float]]] = {}
     for k in ka:
         if k in kb:
-            fams.setdefault(k[0].rsplit("-", 1)[0], []).append((ka[k], kb[k]))
+            fams.setdefault(_family(k[0]), []).append((ka[k], kb[k]))
     per_family = {f: (float(np.mean([p[0] for p in v])), float(np.mean([p[1] for p in v]))) for f, v in sorted(fams.items())}
     lines.append("per family, score A → B: " + ", ".join(f"{f} {a:.2f} → {b:.2f}" for f, (a, b) in per_family.items()))
     text = "\n".join(lines)
