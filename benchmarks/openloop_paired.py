@@ -91,22 +91,20 @@ def main(argv=None) -> int:
                     help="B sees flat grey cameras (with B = A: does the model use its images at all?)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    runs = [(a.a, False), (a.b, a.blind_b)]
+    runs = [(a.a, False, a.a), (a.b, a.blind_b, a.b + (" (grey cameras)" if a.blind_b else ""))]
     vals, clips = [], []
     print("| checkpoint | minADE₆ [m] | samples | clips | seconds |\n|---|---:|---:|---:|---:|")
-    for ck, blind in runs:
+    for ck, blind, name in runs:
         t = time.time()
         v, c = per_sample_min_ade(ck, a.data, a.samples, all_clips=a.all, blind=blind)
         vals.append(v)
         clips.append(c)
-        print(f"| {ck}{' (grey cameras)' if blind else ''} | {v.mean():.3f} | {len(v)} | {len(set(c))} | "
-              f"{time.time() - t:.0f} |", flush=True)
+        print(f"| {name} | {v.mean():.3f} | {len(v)} | {len(set(c))} | {time.time() - t:.0f} |", flush=True)
     if clips[0] != clips[1]:
         raise SystemExit("the two checkpoints saw different samples (different splits?) — nothing to pair")
     x, y = vals
     lo, hi = clip_bootstrap(x, y, clips[0])
-    name_b = a.b + (" (grey cameras)" if a.blind_b else "")
-    print(f"\n{name_b} − {a.a}: {y.mean() - x.mean():+.3f} m [{lo:+.3f}, {hi:+.3f}] "
+    print(f"\n{runs[1][2]} − {a.a}: {y.mean() - x.mean():+.3f} m [{lo:+.3f}, {hi:+.3f}] "
           f"(95 % bootstrap over clips), {100 * (y.mean() / x.mean() - 1):+.1f} %")
     return 0
 
