@@ -87,6 +87,13 @@ class Planner:
         yaw = torch.atan2(out.rot[..., 1, 0], out.rot[..., 0, 0])
         return PlanResult(out.xyz, out.rot, yaw, coc, {"processor_ms": pre_ms, **out.timings_ms})
 
+    def read_road(self, inputs, cameras=None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """`CordilleraVLA.read_road` on processor inputs: the vision probe's path bearings (B, P) rad
+        and mean speeds (B, S) m/s, read from the images alone; None for a model without a probe."""
+        samples = [inputs] if isinstance(inputs, dict) else list(inputs)
+        samples = [self._select_cameras(s, cameras) for s in samples]
+        return self.model.read_road(self.processor(samples))
+
     def ask(self, inputs, question: str, max_new_tokens: int = 64, temperature: float = 0.6, top_p: float = 0.98,
             cameras=None, generator: torch.Generator | None = None) -> list[str]:  # fmt: skip
         """VQA (`<|question_start|>q<|question_end|>`, prefill `<|answer_start|>`): one answer per input."""

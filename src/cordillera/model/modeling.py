@@ -38,6 +38,7 @@ from cordillera.model.hf_config import CordilleraVLAConfig, expert_text_config, 
 from cordillera.model.processor import (
     ACTIONS,
     ATTENTION_MASK,
+    EGO_FUTURE_XYZ,
     EGO_HISTORY_ROT,
     EGO_HISTORY_XYZ,
     IGNORE_INDEX,
@@ -52,6 +53,9 @@ from cordillera.model.processor import (
 __all__ = [
     "FourierEncoder",
     "ActionInProj",
+    "VisionProbe",
+    "vision_probe_targets",
+    "vision_probe_units",
     "VLAModel",
     "CordilleraVLA",
     "TrajectorySamples",
@@ -72,6 +76,8 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 KEY_PREFIX_MAP = {"vlm.": "vlm.", "expert.": "expert.", "action_in_proj.": "action_in_proj.",
                   "action_out_proj.": "action_out_proj."}  # fmt: skip
 DROPPED_ORIGINAL_PREFIXES = ("action_space.",)
+# cordillera-only heads (no counterpart in an original checkpoint), kept as they are on load.
+OWN_PREFIXES = ("vision_probe.",)
 # Opt-in reduced-precision inference (issue #7): the weights are cast, buffers stay fp32. fp32 is
 # the default everywhere (DESIGN: SDPA/fp32 on CPU); bf16 uses AMX/AVX512-BF16 matmuls.
 INFERENCE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -136,6 +142,75 @@ class ActionInProj(nn.Module):
         tf = self.t_enc(t.reshape(B)).unsqueeze(1).expand(B, T, -1)  # (B, T, F), same t for all waypoints
         h = torch.cat(feats + [tf], dim=-1)  # (B, T, 3F)
         return self.out_norm(self.trunk(h.to(self.trunk[0].weight.dtype)))  # (B, T, D_expert)
+
+
+# The vision probe's targets: what the road ahead looks like, read off the future path.
+PROBE_ARC_M = (5.0, 10.0, 20.0, 30.0, 40.0)  # [m] path bearing at these arc lengths
+PROBE_TIMES_S = (1.0, 2.0, 4.0, 6.4)  # [s] mean speed from t0 to these times
+PROBE_BEARING_SCALE_RAD = 0.1  # targets are divided by these so they are O(1)
+PROBE_SPEED_SCALE_MPS = 10.0
+PROBE_BEARING_CLAMP_RAD = 1.0
+
+
+def vision_probe_targets(future_xyz: torch.Tensor, dt_s: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Future path (B, T, 3), rig frame at t0, waypoint k at (k+1)·dt_s → (targets, valid), both
+    (B, len(PROBE_ARC_M) + len(PROBE_TIMES_S)).
+
+    Bearings atan2(y, x) of the path point at each arc length (clamped to ±1 rad, / 0.1 rad;
+    invalid where the path is shorter), then the mean speed s(t)/t along the path (/ 10 m/s).
+    """
+    xy = future_xyz[..., :2].float()  # (B, T, 2)
+    B, T, _ = xy.shape
+    pts = torch.cat([xy.new_zeros(B, 1, 2), xy], dim=1)  # (B, T+1, 2) from the t0 origin
+    s = torch.cat([xy.new_zeros(B, 1), (pts[:, 1:] - pts[:, :-1]).norm(dim=-1).cumsum(1)], dim=1)  # (B, T+1)
+    arc = torch.tensor(PROBE_ARC_M, dtype=s.dtype, device=s.device).expand(B, -1).contiguous()  # (B, P)
+    hi = torch.searchsorted(s.contiguous(), arc).clamp(1, T)  # first index with s >= arc
+    lo = hi - 1
+    s_lo, s_hi = s.gather(1, lo), s.gather(1, hi)
+    w = ((arc - s_lo) / (s_hi - s_lo).clamp_min(1e-6)).clamp(0, 1)[..., None]  # (B, P, 1)
+    p = pts.gather(1, lo[..., None].expand(-1, -1, 2)) * (1 - w) + pts.gather(1, hi[..., None].expand(-1, -1, 2)) * w
+    bearing = torch.atan2(p[..., 1], p[..., 0]).clamp(-PROBE_BEARING_CLAMP_RAD, PROBE_BEARING_CLAMP_RAD)
+    k = torch.tensor([round(t / dt_s) for t in PROBE_TIMES_S], device=s.device).clamp(max=T)
+    speed = s[:, k] / torch.tensor(PROBE_TIMES_S, dtype=s.dtype, device=s.device)  # (B, S) m/s
+    targets = torch.cat([bearing / PROBE_BEARING_SCALE_RAD, speed / PROBE_SPEED_SCALE_MPS], dim=1)
+    valid = torch.cat([s[:, -1:] >= arc, torch.ones_like(speed, dtype=torch.bool)], dim=1)
+    return targets, valid
+
+
+def vision_probe_units(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised probe values (B, P + S) (predictions or `vision_probe_targets`) → (bearings (B, P)
+    rad at `PROBE_ARC_M`, mean speeds (B, S) m/s up to `PROBE_TIMES_S`)."""
+    n = len(PROBE_ARC_M)
+    return values[:, :n] * PROBE_BEARING_SCALE_RAD, values[:, n:] * PROBE_SPEED_SCALE_MPS
+
+
+class VisionProbe(nn.Module):
+    """Reads the road ahead from the image tokens' last hidden states (cordillera-only, stage 1).
+
+    Attention pooling with `num_queries` learned queries over the row's image tokens (any number
+    of cameras and frames), then an MLP to the `vision_probe_targets`. The image tokens come
+    before the history in the prompt, so what the probe reads was computed from pixels (and the
+    camera labels) only: its loss trains the vision tower to see the lane and the traffic.
+    """
+
+    def __init__(self, hidden: int, num_queries: int = 8, width: int = 256):
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(num_queries, hidden) * hidden**-0.5)
+        n_out = len(PROBE_ARC_M) + len(PROBE_TIMES_S)
+        self.mlp = nn.Sequential(nn.Linear(num_queries * hidden, width), nn.GELU(), nn.Linear(width, n_out))
+
+    def forward(self, h: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
+        """h (B, L, D), image_mask (B, L) bool → normalised predictions (B, n_out)."""
+        scores = (h @ self.queries.T.to(h.dtype)).float() / math.sqrt(h.shape[-1])  # (B, L, Q)
+        scores = scores.masked_fill(~image_mask[..., None], float("-inf"))
+        pooled = torch.einsum("blq,bld->bqd", scores.softmax(dim=1).to(h.dtype), h)  # (B, Q, D)
+        return self.mlp(pooled.flatten(1)).float()
+
+    def loss(self, h: torch.Tensor, image_mask: torch.Tensor, future_xyz: torch.Tensor) -> torch.Tensor:
+        """Smooth-L1 over the valid targets (mean)."""
+        target, valid = vision_probe_targets(future_xyz)
+        err = F.smooth_l1_loss(self(h, image_mask), target, reduction="none")
+        return err[valid].mean() if valid.any() else err.sum() * 0.0
 
 
 def _crop_layers(cache: DynamicCache, n_layers: int, n_tokens: int) -> None:
@@ -228,6 +303,7 @@ class VLAModel(nn.Module):
         self.action_in_proj = ActionInProj(cfg.expert.hidden_size, a.hidden_size, a.num_enc_layers,
                                            a.num_fourier_feats, a.max_freq)  # fmt: skip
         self.action_out_proj = nn.Linear(cfg.expert.hidden_size, 2)
+        self.vision_probe = VisionProbe(cfg.text.hidden_size) if cfg.loss.vision_probe_weight > 0 else None
         ids = cfg.special_ids
         self.tfs_id = ids["<|traj_future_start|>"]
         self.tfe_id = ids["<|traj_future_end|>"]
@@ -324,7 +400,8 @@ class VLAModel(nn.Module):
 
     # ---- losses ----
     def stage1_losses(self, input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids, labels):
-        """Per-token next-token CE (B, L-1) plus the masks of trajectory and text targets."""
+        """Per-token next-token CE (B, L-1), the masks of trajectory and text targets, and the
+        last hidden states (B, L, D)."""
         pos = self.rope_positions(input_ids, mm_token_type_ids, image_grid_thw, attention_mask)
         feats = self.image_features(pixel_values, image_grid_thw)
         h, _ = self.backbone(input_ids, attention_mask, pos, feats, mm_token_type_ids)  # (B, L, D)
@@ -335,7 +412,7 @@ class VLAModel(nn.Module):
         ce[sel] = F.cross_entropy(logits, tgt[sel], reduction="none")
         t0 = self.cfg.traj_token_start_id
         is_traj = ((tgt >= t0) & (tgt < t0 + self.cfg.tokenizer.future_num_bins)) | (tgt == self.tfs_id) | (tgt == self.tfe_id)
-        return ce, sel & is_traj, sel & ~is_traj
+        return ce, sel & is_traj, sel & ~is_traj, h
 
     def stage2_losses(self, input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids,
                       actions, noise, t):  # fmt: skip
@@ -404,13 +481,18 @@ class CordilleraVLA(nn.Module):
         args = (batch[INPUT_IDS], batch[ATTENTION_MASK], batch[PIXEL_VALUES], batch[IMAGE_GRID_THW],
                 batch[MM_TOKEN_TYPE_IDS])  # fmt: skip
         if stage == "stage1":
-            ce, traj, text = m.stage1_losses(*args, batch[LABELS])
+            ce, traj, text, h = m.stage1_losses(*args, batch[LABELS])
             loss_traj = ce[traj].mean() if traj.any() else ce.new_zeros(())
             loss_text = ce[text].mean() if text.any() else ce.new_zeros(())
             w = self.cfg.loss
             loss = w.traj_weight * loss_traj + w.text_weight * loss_text
-            return loss, {"loss": loss.item(), "ce_traj": loss_traj.item(), "ce_text": loss_text.item(),
-                          "n_traj_tokens": int(traj.sum()), "n_text_tokens": int(text.sum())}  # fmt: skip
+            logs = {"ce_traj": loss_traj.item(), "ce_text": loss_text.item(),
+                    "n_traj_tokens": int(traj.sum()), "n_text_tokens": int(text.sum())}  # fmt: skip
+            if m.vision_probe is not None and batch.get(EGO_FUTURE_XYZ) is not None:
+                probe = m.vision_probe.loss(h, batch[MM_TOKEN_TYPE_IDS].bool(), batch[EGO_FUTURE_XYZ])
+                loss = loss + w.vision_probe_weight * probe
+                logs["vision_probe"] = probe.item()
+            return loss, {"loss": loss.item(), **logs}
         if stage == "stage2":
             x1 = batch[ACTIONS].float()  # (B, T, 2)
             B = x1.shape[0]
@@ -695,6 +777,19 @@ class CordilleraVLA(nn.Module):
         )  # fmt: skip
 
     @torch.no_grad()
+    def read_road(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The vision probe's reading of the road ahead from the images alone: (bearings (B, P) rad
+        of the path at `PROBE_ARC_M`, mean speeds (B, S) m/s up to `PROBE_TIMES_S`); None when the
+        model has no probe."""
+        m = self.model
+        if m.vision_probe is None:
+            return None
+        ids, am, mm = batch[INPUT_IDS], batch[ATTENTION_MASK], batch[MM_TOKEN_TYPE_IDS]
+        pos = m.rope_positions(ids, mm, batch[IMAGE_GRID_THW], am)
+        h, _ = m.backbone(ids, am, pos, m.image_features(batch[PIXEL_VALUES], batch[IMAGE_GRID_THW]), mm)
+        return vision_probe_units(m.vision_probe(h, mm.bool()))
+
+    @torch.no_grad()
     def generate_text(self, batch: dict[str, Any], max_new_tokens: int = 64, temperature: float = 0.6,
                       top_p: float = 0.98, num_samples: int = 1, generator: torch.Generator | None = None):  # fmt: skip
         """VQA: the batch holds a question prompt (processor(..., question=q)) ending in `<|answer_start|>`.
@@ -789,6 +884,8 @@ def map_key(key: str) -> str | None:
     """Original (Alpamayo) key → our key via `KEY_PREFIX_MAP`; None for dropped buffers."""
     if key.startswith(DROPPED_ORIGINAL_PREFIXES) or key.endswith(".freqs"):
         return None
+    if key.startswith(OWN_PREFIXES):
+        return key
     for src, dst in KEY_PREFIX_MAP.items():
         if key.startswith(src):
             return dst + key[len(src):]

@@ -116,6 +116,8 @@ class TrainConfig(StrictModel):
     model: str = "nano"  # preset in cordillera.model.configuration.PRESETS
     init_from: str | None = None  # stage 1: a full checkpoint to start from; stage 2/joint: the stage-1 checkpoint
     use_coc: bool = True  # False = trajectory-only ablation (no reasoning tokens anywhere)
+    # stage 1: weight of the vision-probe loss (`model.modeling.VisionProbe`; 0 = no probe head)
+    vision_probe_weight: float = Field(0.0, ge=0.0)
     seed: int = 42  # [s] spec §2 misc.seed_everything(42)
     num_threads: int | None = Field(2, ge=1)  # torch.set_num_threads
     log_every: int = Field(10, ge=1)

@@ -546,6 +546,34 @@ def decision_accuracy(pred_coc: str, label_coc: str) -> dict:
     return out
 
 
+def vision_probe_errors(planner, sample: dict, future_xyz: np.ndarray, history_xyz: np.ndarray) -> dict:
+    """Mean absolute errors of the vision probe's reading of the road (`CordilleraVLA.read_road`)
+    beside two baselines that use no image: "straight" (the path goes straight ahead, bearing 0)
+    and "hold" (the ego keeps its current speed). {} for a model without a probe."""
+    import torch
+
+    from cordillera.data.samples import HISTORY_OFFSETS_US
+    from cordillera.model.infer_cli import model_inputs
+    from cordillera.model.modeling import vision_probe_targets, vision_probe_units
+
+    with torch.inference_mode():
+        read = planner.read_road(model_inputs(sample))
+    if read is None:
+        return {}
+    bearing, speed = (x[0].double().numpy() for x in read)
+    target, valid = vision_probe_targets(torch.as_tensor(future_xyz, dtype=torch.float32)[None])
+    tb, ts = (x[0].double().numpy() for x in vision_probe_units(target))
+    ok = valid[0, : len(tb)].numpy()
+    dt_s = (HISTORY_OFFSETS_US[-1] - HISTORY_OFFSETS_US[-2]) / 1e6
+    v0_mps = float(np.linalg.norm(history_xyz[-1, :2] - history_xyz[-2, :2])) / dt_s  # last history step
+    row = {"probe_speed_err_mps": float(np.abs(speed - ts).mean()),
+           "probe_speed_err_hold_mps": float(np.abs(v0_mps - ts).mean())}  # fmt: skip
+    if ok.any():
+        row["probe_bearing_err_deg"] = float(np.degrees(np.abs(bearing - tb)[ok]).mean())
+        row["probe_bearing_err_straight_deg"] = float(np.degrees(np.abs(tb)[ok]).mean())
+    return row
+
+
 def evaluate_open_loop(planner, dataset, num_samples: int = OPEN_LOOP_SAMPLES, seed: int = 0, fast: bool = False,
                        max_new_tokens: int | None = None, max_samples: int | None = None, progress: bool = False) -> dict:
     """Per-sample open-loop metrics over a :class:`cordillera.data.dataset.PaiDataset`, and their
@@ -585,6 +613,7 @@ def evaluate_open_loop(planner, dataset, num_samples: int = OPEN_LOOP_SAMPLES, s
         label = s.get(K.COT_KEY)
         if label and not fast:
             row.update(decision_accuracy(cocs[0], label))
+        row.update(vision_probe_errors(planner, s, gt, hist))
         rows.append(row)
         if progress:
             print(f"[{i + 1}/{n}] {row['clip_id'][:8]} t0={row['t0_us']} minADE {row['min_ade']:.2f} m")

@@ -773,14 +773,16 @@ class RunData:
 
 
 def model_config(cfg, base=None):
-    """The preset (or `base`) with the run's CoC flag; trajectory-only models carry it in their name."""
+    """The preset (or `base`) with the run's CoC flag and vision-probe weight; trajectory-only
+    models carry the flag in their name."""
     import dataclasses
 
     from cordillera.model.configuration import get_preset
 
     vc = base if base is not None else get_preset(cfg.model)
     name = vc.name if cfg.use_coc or vc.name.endswith("-traj-only") else f"{vc.name}-traj-only"
-    return vc.replace(name=name, inputs=dataclasses.replace(vc.inputs, use_coc=cfg.use_coc))
+    return vc.replace(name=name, inputs=dataclasses.replace(vc.inputs, use_coc=cfg.use_coc),
+                      loss=dataclasses.replace(vc.loss, vision_probe_weight=cfg.vision_probe_weight))
 
 
 def with_action_stats(vla_cfg, stats: dict):

@@ -9,7 +9,9 @@ both token-means in fp32 (`CordilleraVLA.forward(stage="stage1")`, weights 1:1 f
 `optim.lr_multipliers` (`vlm.model.visual: 0.1` in configs/train_stage1.yaml). The action expert
 does not exist in this stage (spec), so it and its projections stay frozen. Action normalisation
 statistics are fitted on the training split and stored in the model config before training.
-With `use_coc: false` (trajectory-only ablation) the targets carry an empty CoC.
+With `use_coc: false` (trajectory-only ablation) the targets carry an empty CoC. With
+`vision_probe_weight > 0` the `VisionProbe` head's loss (road ahead from the image tokens alone)
+is added; the head is saved with the model and frozen in stage 2.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ def build_model(cfg: TrainConfig, data: loop.RunData):
         vla = CordilleraVLA(vla_cfg)
     vla.model.requires_grad_(False)
     vla.model.vlm.requires_grad_(True)
+    if vla.model.vision_probe is not None:
+        vla.model.vision_probe.requires_grad_(True)
     if cfg.lora.enabled:
         loop.apply_lora(vla, cfg.lora)
     return vla

@@ -39,8 +39,9 @@ def joint_loss_fn(model, batch, generator=None):
 
 @torch.no_grad()
 def load_stage1_backbone(vla, directory: str | Path) -> int:
-    """Copy the stage-1 checkpoint's `vlm.*` tensors into `vla.model.vlm` (prefix stripped, every
-    key and shape checked, device and dtype kept). Returns the number of tensors loaded."""
+    """Copy the stage-1 checkpoint's `vlm.*` (and `vision_probe.*`, when the model has the probe)
+    tensors into `vla.model` (every key and shape checked, device and dtype kept). Returns the
+    number of tensors loaded."""
     from safetensors.torch import load_file
 
     from cordillera.model.modeling import WEIGHTS_NAME
@@ -48,15 +49,16 @@ def load_stage1_backbone(vla, directory: str | Path) -> int:
     path = Path(directory) / WEIGHTS_NAME
     if not path.exists():
         raise FileNotFoundError(f"{path} not found (stage 1 checkpoint directory expected)")
-    state = {k[len("vlm."):]: v for k, v in load_file(str(path)).items() if k.startswith("vlm.")}
-    own = vla.model.vlm.state_dict()
+    prefixes = ("vlm.",) + (("vision_probe.",) if vla.model.vision_probe is not None else ())
+    state = {k: v for k, v in load_file(str(path)).items() if k.startswith(prefixes)}
+    own = {k: v for k, v in vla.model.state_dict().items() if k.startswith(prefixes)}
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected:
         raise ValueError(f"{path}: backbone keys differ: {len(missing)} missing {missing[:3]}, "
                          f"{len(unexpected)} unexpected {unexpected[:3]}")
     for k, t in own.items():
         if tuple(state[k].shape) != tuple(t.shape):
-            raise ValueError(f"{path}: shape mismatch for vlm.{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(t.shape)}")
+            raise ValueError(f"{path}: shape mismatch for {k}: checkpoint {tuple(state[k].shape)} vs model {tuple(t.shape)}")
         t.copy_(state[k].to(dtype=t.dtype, device=t.device))
     return len(own)
 
@@ -85,6 +87,8 @@ def build_model(cfg: TrainConfig, data: loop.RunData):
     vla.model.requires_grad_(True)
     if cfg.stage == "stage2":
         vla.model.vlm.requires_grad_(False)
+        if vla.model.vision_probe is not None:  # a stage-1 head; stage 2 has no loss for it
+            vla.model.vision_probe.requires_grad_(False)
     elif cfg.lora.enabled:
         loop.apply_lora(vla, cfg.lora)
     return vla
