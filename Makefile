@@ -36,7 +36,7 @@ train-nano: install
 	$(PY) -m cordillera train nano $(if $(ABLATION),--ablation,)
 
 bench: install
-	# openloop_paired.py compares two given checkpoints on given data: run it by hand
+	# *_paired.py compare given checkpoints (or one with real vs grey images) on given data: run them by hand
 	for b in benchmarks/*.py; do case $$b in *_paired.py) continue;; esac; echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean-venv:

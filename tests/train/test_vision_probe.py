@@ -14,6 +14,8 @@ from train_synth import make_samples, tiny_config  # noqa: E402
 
 from cordillera.model.modeling import (  # noqa: E402
     PROBE_ARC_M,
+    PROBE_BEARING_SCALE_RAD,
+    PROBE_SPEED_SCALE_MPS,
     PROBE_TIMES_S,
     CordilleraVLA,
     VisionProbe,
@@ -36,7 +38,8 @@ def _circle_left(radius_m, speed_mps, T=64, dt=0.1):
 
 
 def test_targets_hand_values():
-    # straight at 10 m/s: 64 m of path, bearings 0, mean speed 10 m/s → 1.0
+    B, V = PROBE_BEARING_SCALE_RAD, PROBE_SPEED_SCALE_MPS
+    # straight at 10 m/s: 64 m of path, bearings 0, mean speed 10 m/s
     straight = torch.stack([torch.arange(1, 65) * 1.0, torch.zeros(64), torch.zeros(64)], -1)
     # a left circle of R = 100 m at 10 m/s: the chord to arc length s has bearing s / (2R)
     circle = _circle_left(100.0, 10.0).float()
@@ -44,10 +47,10 @@ def test_targets_hand_values():
     stopped = torch.zeros(64, 3)
     tgt, valid = vision_probe_targets(torch.stack([straight, circle, stopped]))
     assert tgt.shape == valid.shape == (3, NA + len(PROBE_TIMES_S))
-    assert torch.allclose(tgt[0], torch.tensor([0.0] * NA + [1.0] * len(PROBE_TIMES_S)), atol=1e-5)
-    want = torch.tensor([s / 200.0 / 0.1 for s in PROBE_ARC_M])  # s/(2R) in units of 0.1 rad
-    assert torch.allclose(tgt[1, :NA], want, atol=2e-3), tgt[1, :NA]
-    assert torch.allclose(tgt[1, NA:], torch.ones(len(PROBE_TIMES_S)), atol=1e-3)  # arc length / time
+    assert torch.allclose(tgt[0], torch.tensor([0.0] * NA + [10.0 / V] * len(PROBE_TIMES_S)), atol=1e-5)
+    want = torch.tensor([s / 200.0 / B for s in PROBE_ARC_M])  # s/(2R) rad
+    assert torch.allclose(tgt[1, :NA], want, atol=1e-2), tgt[1, :NA]
+    assert torch.allclose(tgt[1, NA:], torch.full((len(PROBE_TIMES_S),), 10.0 / V), atol=1e-3)  # arc length / time
     assert valid[0].all() and valid[1].all()
     assert not valid[2, :NA].any() and valid[2, NA:].all() and (tgt[2, NA:] == 0).all()
     # 25 m of path: the 30 and 40 m bearings are invalid; a right turn has a negative bearing
@@ -55,7 +58,7 @@ def test_targets_hand_values():
     tgt, valid = vision_probe_targets(short[None])
     ok = torch.tensor(PROBE_ARC_M) <= 25 * math.sqrt(2)
     assert torch.equal(valid[0, :NA], ok)
-    assert torch.allclose(tgt[0, :NA][ok], torch.full((int(ok.sum()),), -math.pi / 4 / 0.1), atol=1e-4)
+    assert torch.allclose(tgt[0, :NA][ok], torch.full((int(ok.sum()),), -math.pi / 4 / B), atol=1e-3)
 
 
 def test_probe_pools_image_tokens_only():
