@@ -7,8 +7,10 @@ images, with flat grey images, and two baselines that use no image at all.
 - speed: |error| of the mean speed from t0 to 1/2/4/6.4 s [m/s]; baseline "hold" = the last
   history step's speed (this baseline reads the motion history, which the probe cannot).
 
-The grey − real difference carries a 95 % bootstrap interval over clips (samples of one clip are
-correlated). A probe that learned nothing from the pixels scores the same on grey images.
+Two controls: flat grey images (out of distribution, so they overstate the use of the pixels) and
+"swapped" images (each sample gets the cameras of the next sample in its batch, another clip: a
+probe that only learned the average road scores the same with them). The control − real
+differences carry 95 % bootstrap intervals over clips (samples of one clip are correlated).
 
 Usage: PYTHONPATH=src .venv/bin/python benchmarks/vision_probe_paired.py CKPT --data DIR [--samples 300]
        [--threads 2]   (DIR: a dataset the model was not trained on, e.g. held-out `standard` clips)
@@ -37,6 +39,9 @@ from cordillera.train.config import EvalSettings  # noqa: E402
 from cordillera.train.data import CLIP_IDS, PROMPT_BATCH, Collate  # noqa: E402
 
 
+CONTROLS = ("grey", "swapped")
+
+
 def probe_errors(checkpoint: str, data_dir: str, n: int) -> dict[str, np.ndarray | list]:
     """Per-sample mean |error| (bearing deg over the valid arc lengths, NaN when none; speed m/s)
     for the probe on real and on grey images and for the no-image baselines, plus the clip ids."""
@@ -48,23 +53,24 @@ def probe_errors(checkpoint: str, data_dir: str, n: int) -> dict[str, np.ndarray
     collate = Collate(VLAProcessor(vla.cfg, load_tokenizer(vla.cfg, checkpoint)), inp.use_coc, with_prompt=True)
     batches = loop.val_batches_fn(ds, collate, EvalSettings(num_samples=n, batch_size=8))
     dt_s = (HISTORY_OFFSETS_US[-1] - HISTORY_OFFSETS_US[-2]) / 1e6
-    cols: dict[str, list] = {k: [] for k in ("bearing_real", "bearing_grey", "bearing_straight", "speed_real",
-                                             "speed_grey", "speed_hold", "clips")}  # fmt: skip
+    cols: dict[str, list] = {f"{w}_{c}": [] for w in ("bearing", "speed") for c in ("real", *CONTROLS, "base")}
+    cols["clips"] = []
     with torch.no_grad():
         for b in batches():
             target, valid = vision_probe_targets(b[EGO_FUTURE_XYZ])
             tb, ts = vision_probe_units(target)
             ok = valid[:, : tb.shape[1]]
             prompt = b[PROMPT_BATCH]
-            grey = {**prompt, PIXEL_VALUES: torch.zeros_like(prompt[PIXEL_VALUES])}  # normalisation mean
+            px = prompt[PIXEL_VALUES]  # (B · rows per sample, patch): every sample has the same cameras
+            grey = {**prompt, PIXEL_VALUES: torch.zeros_like(px)}  # the normalisation mean
+            swapped = {**prompt, PIXEL_VALUES: px.roll(-(px.shape[0] // tb.shape[0]), dims=0)}
             hist = b[EGO_HISTORY_XYZ]
             v0 = (hist[:, -1, :2] - hist[:, -2, :2]).norm(dim=-1, keepdim=True) / dt_s  # (B, 1) m/s
             for name, (pb, ps) in (("real", vla.read_road(prompt)), ("grey", vla.read_road(grey)),
+                                   ("swapped", vla.read_road(swapped)),
                                    ("base", (torch.zeros_like(tb), v0.expand_as(ts)))):  # fmt: skip
-                eb = torch.where(ok, (pb - tb).abs(), torch.nan).nanmean(1).rad2deg()
-                es = (ps - ts).abs().mean(1)
-                cols["bearing_" + ("straight" if name == "base" else name)].append(eb.numpy())
-                cols["speed_" + ("hold" if name == "base" else name)].append(es.numpy())
+                cols[f"bearing_{name}"].append(torch.where(ok, (pb - tb).abs(), torch.nan).nanmean(1).rad2deg().numpy())
+                cols[f"speed_{name}"].append((ps - ts).abs().mean(1).numpy())
             cols["clips"] += list(b[CLIP_IDS])
     return {k: (v if k == "clips" else np.concatenate(v)) for k, v in cols.items()}
 
@@ -82,14 +88,20 @@ def main() -> None:
     clips = r["clips"]
     print(f"{a.checkpoint} on {a.data}: {len(clips)} samples of {len(set(clips))} clips "
           f"({time.perf_counter() - tic:.0f} s)\n")  # fmt: skip
-    print("| target | probe, real images | probe, grey images | grey − real [95 % CI, clips] | no-image baseline |")
-    print("|---|---:|---:|---|---:|")
-    for what, unit, base in (("bearing", "deg", "straight"), ("speed", "m/s", "hold")):
-        real, grey, bl = r[f"{what}_{'real'}"], r[f"{what}_grey"], r[f"{what}_{base}"]
+    print("| target | probe, real images | " + " | ".join(f"{c} images: MAE, − real [95 % CI, clips]" for c in CONTROLS)
+          + " | no-image baseline |")  # fmt: skip
+    print("|---|---:|" + "---|" * len(CONTROLS) + "---:|")
+    for what, unit, base in (("bearing", "deg", "straight ahead"), ("speed", "m/s", "hold speed")):
+        real, bl = r[f"{what}_real"], r[f"{what}_base"]
         keep = np.isfinite(real)
-        lo, hi = clip_bootstrap(real[keep], grey[keep], [c for c, k in zip(clips, keep) if k])
-        print(f"| {what} MAE [{unit}] (n={int(keep.sum())}) | {real[keep].mean():.2f} | {grey[keep].mean():.2f} | "
-              f"{(grey[keep] - real[keep]).mean():+.2f} [{lo:+.2f}, {hi:+.2f}] | {base} {bl[keep].mean():.2f} |")
+        kept_clips = [c for c, k in zip(clips, keep) if k]
+        diffs = []
+        for c in CONTROLS:
+            ctl = r[f"{what}_{c}"][keep]
+            lo, hi = clip_bootstrap(real[keep], ctl, kept_clips)
+            diffs.append(f"{ctl.mean():.2f}: {(ctl - real[keep]).mean():+.2f} [{lo:+.2f}, {hi:+.2f}]")
+        print(f"| {what} MAE [{unit}] (n={int(keep.sum())}) | {real[keep].mean():.2f} | " + " | ".join(diffs)
+              + f" | {base} {bl[keep].mean():.2f} |")  # fmt: skip
 
 
 if __name__ == "__main__":
