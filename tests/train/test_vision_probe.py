@@ -1,11 +1,13 @@
-"""The vision probe (stage-1 auxiliary head): hand-derived targets, it reads image tokens only,
+"""The vision probe (stage-1 auxiliary head): hand-derived lane targets, it reads image tokens only,
 its loss reaches the vision tower, and it travels through save/load and the stage-1 → 2 hand-over."""
 
 import dataclasses
 import math
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,17 +15,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 from train_synth import make_samples, tiny_config  # noqa: E402
 
 from cordillera.model.modeling import (  # noqa: E402
-    PROBE_ARC_M,
-    PROBE_BEARING_SCALE_RAD,
-    PROBE_SPEED_SCALE_MPS,
-    PROBE_TIMES_S,
+    LANE_AHEAD,
+    LANE_AHEAD_VALID,
+    PROBE_FIELDS,
     CordilleraVLA,
     VisionProbe,
-    vision_probe_targets,
+    vision_probe_normalise,
+    vision_probe_units,
 )
+from cordillera.train.data import LaneAhead  # noqa: E402
 
 torch.set_num_threads(1)
-NA = len(PROBE_ARC_M)
+NF = len(PROBE_FIELDS)
 
 
 def _probe_config(weight=1.0):
@@ -31,34 +34,65 @@ def _probe_config(weight=1.0):
     return cfg.replace(loss=dataclasses.replace(cfg.loss, vision_probe_weight=weight))
 
 
-def _circle_left(radius_m, speed_mps, T=64, dt=0.1):
-    s = speed_mps * dt * torch.arange(1, T + 1, dtype=torch.float64)
-    th = s / radius_m
-    return torch.stack([radius_m * th.sin(), radius_m * (1 - th.cos()), torch.zeros(T, dtype=torch.float64)], -1)
+class _Reader:
+    """One clip whose anchor-frame egomotion is a single pose (x, y, yaw)."""
+
+    def __init__(self, x, y, yaw):
+        from cordillera.geometry.pose import quat_from_yaw
+
+        self.pose = (np.array([[x, y, 0.0]]), np.asarray(quat_from_yaw(np.array([yaw])))[None, 0])
+
+    def metadata(self, clip_id):
+        return {"family": "fake", "seed": 1}
+
+    def egomotion(self, clip_id):
+        return SimpleNamespace(poses=lambda t: self.pose)
 
 
-def test_targets_hand_values():
-    B, V = PROBE_BEARING_SCALE_RAD, PROBE_SPEED_SCALE_MPS
-    # straight at 10 m/s: 64 m of path, bearings 0, mean speed 10 m/s
-    straight = torch.stack([torch.arange(1, 65) * 1.0, torch.zeros(64), torch.zeros(64)], -1)
-    # a left circle of R = 100 m at 10 m/s: the chord to arc length s has bearing s / (2R)
-    circle = _circle_left(100.0, 10.0).float()
-    # stopped: no path, only the speeds (0) are valid
-    stopped = torch.zeros(64, 3)
-    tgt, valid = vision_probe_targets(torch.stack([straight, circle, stopped]))
-    assert tgt.shape == valid.shape == (3, NA + len(PROBE_TIMES_S))
-    assert torch.allclose(tgt[0], torch.tensor([0.0] * NA + [10.0 / V] * len(PROBE_TIMES_S)), atol=1e-5)
-    want = torch.tensor([s / 200.0 / B for s in PROBE_ARC_M])  # s/(2R) rad
-    assert torch.allclose(tgt[1, :NA], want, atol=1e-2), tgt[1, :NA]
-    assert torch.allclose(tgt[1, NA:], torch.full((len(PROBE_TIMES_S),), 10.0 / V), atol=1e-3)  # arc length / time
-    assert valid[0].all() and valid[1].all()
-    assert not valid[2, :NA].any() and valid[2, NA:].all() and (tgt[2, NA:] == 0).all()
-    # 25 m of path: the 30 and 40 m bearings are invalid; a right turn has a negative bearing
-    short = torch.stack([torch.linspace(25 / 64, 25, 64), -torch.linspace(25 / 64, 25, 64), torch.zeros(64)], -1)
-    tgt, valid = vision_probe_targets(short[None])
-    ok = torch.tensor(PROBE_ARC_M) <= 25 * math.sqrt(2)
-    assert torch.equal(valid[0, :NA], ok)
-    assert torch.allclose(tgt[0, :NA][ok], torch.full((int(ok.sum()),), -math.pi / 4 / B), atol=1e-3)
+def _map(second_is_intersection=False, fork=False):
+    from cordillera.world.map import Lane, RoadMap
+
+    k = (50 + 50 * math.cos(math.radians(30)), 50 * math.sin(math.radians(30)))
+    lanes = {"a": Lane("a", np.array([[0.0, 0.0], [50.0, 0.0]]), successors=("b", "c") if fork else ("b",)),
+             "b": Lane("b", np.array([[50.0, 0.0], k]), predecessors=("a",), is_intersection=second_is_intersection),
+             "c": Lane("c", np.array([[50.0, 0.0], [50.0, -50.0]]), predecessors=("a",))}  # fmt: skip
+    return RoadMap(lanes)
+
+
+def _lane_ahead(roadmap, x, y, yaw, route=("a", "b")):
+    la = LaneAhead(_Reader(x, y, yaw))
+    # the scenario's ego start is the anchor: map = (10, 0) + anchor, yaw 0
+    la._scenarios["clip"] = SimpleNamespace(map=roadmap, ego=SimpleNamespace(x_m=10.0, y_m=0.0, yaw_rad=0.0,
+                                                                              route_lane_ids=route))  # fmt: skip
+    return la("clip", 0)
+
+
+def test_lane_ahead_hand_values():
+    # ego at map (20, 0.5), heading 0.02 rad: 0.5 m left of lane a's centre, turned 0.02 rad left of it
+    values, valid = _lane_ahead(_map(), 10.0, 0.5, 0.02)
+    assert valid.all()
+    assert values[0] == pytest.approx(0.5, abs=1e-9) and values[1] == pytest.approx(0.02, abs=1e-9)
+    # 10 / 20 / 30 m ahead along a: (30, 0), (40, 0), (50, 0); 40 m: 10 m into b, which bends 30° left
+    b40 = (50 + 10 * math.cos(math.radians(30)), 10 * math.sin(math.radians(30)))
+    want = [math.atan2(-0.5, 10), math.atan2(-0.5, 20), math.atan2(-0.5, 30), math.atan2(b40[1] - 0.5, b40[0] - 20)]
+    assert np.allclose(values[2:], np.array(want) - 0.02, atol=1e-9)
+    # into an intersection connector: which way it goes is the route's choice, not visible → invalid
+    values, valid = _lane_ahead(_map(second_is_intersection=True), 10.0, 0.5, 0.02)
+    assert valid[:5].all() and not valid[5]
+    # a fork: the successor on the route is followed, none on the route → invalid
+    values, valid = _lane_ahead(_map(fork=True), 10.0, 0.5, 0.02, route=("a", "c"))
+    assert valid.all() and values[5] == pytest.approx(math.atan2(-10 - 0.5, 50 - 20) - 0.02, abs=1e-9)
+    assert not _lane_ahead(_map(fork=True), 10.0, 0.5, 0.02, route=("a",))[1][5]
+    # far from any lane, or driving against it: nothing valid; no (family, seed): nothing valid
+    assert not _lane_ahead(_map(), 10.0, 5.0, 0.0)[1].any()
+    assert not _lane_ahead(_map(), 10.0, 0.0, math.pi)[1].any()
+    la = LaneAhead(SimpleNamespace(metadata=lambda c: {}))
+    assert not la("clip", 0)[1].any()
+
+
+def test_probe_units_round_trip():
+    x = torch.randn(3, NF)
+    assert torch.allclose(vision_probe_units(vision_probe_normalise(x)), x, atol=1e-6)
 
 
 def test_probe_pools_image_tokens_only():
@@ -109,13 +143,21 @@ def test_probe_sees_pixels_not_history(proc):
         assert not torch.allclose(predict(proc(flipped)), base, atol=1e-3)
 
 
+def _with_targets(batch, valid_rows=None):
+    B = batch["input_ids"].shape[0]
+    g = torch.Generator().manual_seed(5)
+    batch[LANE_AHEAD] = torch.randn(B, NF, generator=g) * 0.05
+    batch[LANE_AHEAD_VALID] = torch.ones(B, NF, dtype=torch.bool)
+    return batch
+
+
 def test_stage1_loss_trains_vision_tower_and_checkpoint_round_trip(proc, tmp_path):
     from cordillera.train import stage2
     from cordillera.train.config import TrainConfig
 
     torch.manual_seed(0)
     vla = CordilleraVLA(_probe_config(0.5))
-    batch = proc(make_samples(2, seed=2))
+    batch = _with_targets(proc(make_samples(2, seed=2)))
     loss, logs = vla(batch, stage="stage1")
     assert logs["vision_probe"] > 0
     assert loss.item() == pytest.approx(logs["ce_traj"] + logs["ce_text"] + 0.5 * logs["vision_probe"], rel=1e-5)
@@ -125,7 +167,7 @@ def test_stage1_loss_trains_vision_tower_and_checkpoint_round_trip(proc, tmp_pat
     args = [batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", MM_TOKEN_TYPE_IDS)]
     _, _, _, h = vla.model.stage1_losses(*args, batch["labels"])
     vla.zero_grad()
-    vla.model.vision_probe.loss(h, batch[MM_TOKEN_TYPE_IDS].bool(), batch["ego_future_xyz"]).backward()
+    vla.model.vision_probe.loss(h, batch[MM_TOKEN_TYPE_IDS].bool(), batch[LANE_AHEAD], batch[LANE_AHEAD_VALID]).backward()
     vis = [p.grad for p in vla.model.vlm.model.visual.parameters() if p.grad is not None]
     assert vis and any(g.abs().sum() > 0 for g in vis)
     # no probe in the config, no head and no extra loss term
@@ -157,32 +199,47 @@ def test_train_config_sets_the_probe_weight():
 
 
 def test_read_road_and_open_loop_probe_errors(proc):
-    """`Planner.read_road` returns bearings/speeds in rad and m/s; the open-loop rows carry the probe
-    errors beside the no-image baselines, which are 0 on straight constant-speed driving."""
+    """`Planner.read_road` returns the head's output in SI units; the open-loop rows carry the probe
+    errors beside the "centred and straight" baseline, per group, over the valid targets only."""
     from cordillera.model.inference import Planner
-    from cordillera.model.modeling import vision_probe_units
     from cordillera.train.evaluate import vision_probe_errors
 
     torch.manual_seed(0)
     planner = Planner(CordilleraVLA(_probe_config()), proc)
-    s = make_samples(1, seed=4)[0]  # i = 0: constant speed, straight
-    bearing, speed = planner.read_road({k: s[k] for k in ("image_frames", "camera_indices", "ego_history_xyz",
-                                                           "ego_history_rot")})  # fmt: skip
-    assert bearing.shape == (1, NA) and speed.shape == (1, len(PROBE_TIMES_S))
+    s = make_samples(1, seed=4)[0]
+    read = planner.read_road({k: s[k] for k in ("image_frames", "camera_indices", "ego_history_xyz", "ego_history_rot")})
+    assert read.shape == (1, NF)
     m = planner.model.model
     b = proc([s])
     with torch.no_grad():
         _, _, _, h = m.stage1_losses(*[b[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw",
                                                       "mm_token_type_ids")], b["labels"])  # fmt: skip
         ref = vision_probe_units(m.vision_probe(h, b["mm_token_type_ids"].bool()))
-    assert torch.allclose(bearing, ref[0], atol=1e-5) and torch.allclose(speed, ref[1], atol=1e-5)
-    np_s = {k: (v.numpy() if torch.is_tensor(v) else v) for k, v in s.items()}
-    row = vision_probe_errors(planner, np_s, np_s["ego_future_xyz"], np_s["ego_history_xyz"])
-    assert row["probe_bearing_err_straight_deg"] == pytest.approx(0.0, abs=1e-6)
-    assert row["probe_speed_err_hold_mps"] == pytest.approx(0.0, abs=1e-3)
-    v = float(s["ego_future_xyz"][0, 0]) / 0.1
-    assert row["probe_speed_err_mps"] == pytest.approx(float((speed[0] - v).abs().mean()), abs=1e-3)
-    assert row["probe_bearing_err_deg"] == pytest.approx(float(bearing[0].abs().mean()) * 180 / math.pi, rel=1e-4)
-    plain = Planner(CordilleraVLA(tiny_config()), proc)
-    assert plain.read_road(s) is None and vision_probe_errors(plain, np_s, np_s["ego_future_xyz"],
-                                                              np_s["ego_history_xyz"]) == {}  # fmt: skip
+    assert torch.allclose(read, ref, atol=1e-5)
+    pred = np.array([0.1, 0.0, 0.01, 0.02, 0.03, 0.04])
+    lane = np.array([0.3, 0.01, 0.0, 0.0, 0.05, 0.5])
+    valid = np.array([True, True, True, True, True, False])
+    row = vision_probe_errors(pred, lane, valid)
+    deg = 180 / math.pi
+    assert row["probe_offset_m_err"] == pytest.approx(0.2) and row["probe_offset_m_err_zero"] == pytest.approx(0.3)
+    assert row["probe_heading_deg_err"] == pytest.approx(0.01 * deg)
+    assert row["probe_bearing_deg_err"] == pytest.approx((0.01 + 0.02 + 0.02) / 3 * deg)
+    assert row["probe_bearing_deg_err_zero"] == pytest.approx(0.05 / 3 * deg)
+    assert vision_probe_errors(pred, lane, np.zeros(NF, bool)) == {}
+    assert Planner(CordilleraVLA(tiny_config()), proc).read_road(s) is None
+
+
+def test_collate_adds_lane_targets(proc):
+    from cordillera.train.data import Collate
+
+    la = LaneAhead(_Reader(10.0, 0.5, 0.02))
+    la._scenarios = {f"clip{i}": SimpleNamespace(map=_map(), ego=SimpleNamespace(x_m=10.0, y_m=0.0, yaw_rad=0.0,
+                                                                                 route_lane_ids=("a", "b")))
+                     for i in range(2)}  # fmt: skip
+    samples = [dict(s, t0_us=0) for s in make_samples(2, seed=3)]
+    batch = Collate(proc, lane_ahead=la)(samples)
+    assert batch[LANE_AHEAD].shape == (2, NF) and batch[LANE_AHEAD_VALID].all()
+    assert batch[LANE_AHEAD][0, 0].item() == pytest.approx(0.5)
+    assert LANE_AHEAD not in Collate(proc)(samples)
+    torch.manual_seed(0)
+    assert "vision_probe" in CordilleraVLA(_probe_config())(batch, stage="stage1")[1]

@@ -87,9 +87,9 @@ class Planner:
         yaw = torch.atan2(out.rot[..., 1, 0], out.rot[..., 0, 0])
         return PlanResult(out.xyz, out.rot, yaw, coc, {"processor_ms": pre_ms, **out.timings_ms})
 
-    def read_road(self, inputs, cameras=None) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """`CordilleraVLA.read_road` on processor inputs: the vision probe's path bearings (B, P) rad
-        and mean speeds (B, S) m/s, read from the images alone; None for a model without a probe."""
+    def read_road(self, inputs, cameras=None) -> torch.Tensor | None:
+        """`CordilleraVLA.read_road` on processor inputs: the vision probe's reading of the ego's lane
+        (B, F) in m / rad (`modeling.PROBE_FIELDS`), from the images alone; None without a probe."""
         samples = [inputs] if isinstance(inputs, dict) else list(inputs)
         samples = [self._select_cameras(s, cameras) for s in samples]
         return self.model.read_road(self.processor(samples))

@@ -38,7 +38,6 @@ from cordillera.model.hf_config import CordilleraVLAConfig, expert_text_config, 
 from cordillera.model.processor import (
     ACTIONS,
     ATTENTION_MASK,
-    EGO_FUTURE_XYZ,
     EGO_HISTORY_ROT,
     EGO_HISTORY_XYZ,
     IGNORE_INDEX,
@@ -54,8 +53,11 @@ __all__ = [
     "FourierEncoder",
     "ActionInProj",
     "VisionProbe",
-    "vision_probe_targets",
     "vision_probe_units",
+    "vision_probe_normalise",
+    "PROBE_FIELDS",
+    "LANE_AHEAD",
+    "LANE_AHEAD_VALID",
     "VLAModel",
     "CordilleraVLA",
     "TrajectorySamples",
@@ -76,6 +78,8 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 KEY_PREFIX_MAP = {"vlm.": "vlm.", "expert.": "expert.", "action_in_proj.": "action_in_proj.",
                   "action_out_proj.": "action_out_proj."}  # fmt: skip
 DROPPED_ORIGINAL_PREFIXES = ("action_space.",)
+# Batch keys of the vision probe's targets (SI, `PROBE_FIELDS` order) and their validity (B, F).
+LANE_AHEAD, LANE_AHEAD_VALID = "lane_ahead", "lane_ahead_valid"
 # cordillera-only heads (no counterpart in an original checkpoint), kept as they are on load.
 OWN_PREFIXES = ("vision_probe.",)
 # Opt-in reduced-precision inference (issue #7): the weights are cast, buffers stay fp32. fp32 is
@@ -144,63 +148,39 @@ class ActionInProj(nn.Module):
         return self.out_norm(self.trunk(h.to(self.trunk[0].weight.dtype)))  # (B, T, D_expert)
 
 
-# The vision probe's targets: what the road ahead looks like, read off the future path.
-PROBE_ARC_M = (5.0, 10.0, 20.0, 30.0, 40.0)  # [m] path bearing at these arc lengths
-PROBE_TIMES_S = (1.0, 2.0, 4.0, 6.4)  # [s] mean speed from t0 to these times
-# Targets are divided by these so that typical errors are a few units: in the `train` suite the
-# mean |bearing| is ~2° (mostly straight roads), so a 0.1 rad unit left the loss in smooth-L1's
-# flat quadratic zone and the probe learned no better than "straight ahead" (session 7).
-PROBE_BEARING_SCALE_RAD = 0.02
-PROBE_SPEED_SCALE_MPS = 2.0
-PROBE_BEARING_CLAMP_RAD = 1.0
+# The vision probe's targets: the ego's lane around and ahead of it at t0 (from the scenario map,
+# `train.data.LaneAhead`), all of it visible in the cameras and none of it the driver's intent.
+PROBE_AHEAD_M = (10.0, 20.0, 30.0, 40.0)  # [m] bearings of the lane centre this far ahead along the lane
+PROBE_FIELDS = ("offset_m", "heading_rad", *(f"bearing_{int(d)}m_rad" for d in PROBE_AHEAD_M))
+# Units the head predicts in (typical errors of a few units; a too-large unit leaves smooth-L1 in
+# its flat quadratic zone — the first, path-based probe learned nothing that way, session 7).
+PROBE_SCALES = (0.25, 0.02, *(0.02 for _ in PROBE_AHEAD_M))
 
 
-def vision_probe_targets(future_xyz: torch.Tensor, dt_s: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Future path (B, T, 3), rig frame at t0, waypoint k at (k+1)·dt_s → (targets, valid), both
-    (B, len(PROBE_ARC_M) + len(PROBE_TIMES_S)).
-
-    Bearings atan2(y, x) of the path point at each arc length (clamped to ±1 rad, in units of
-    `PROBE_BEARING_SCALE_RAD`; invalid where the path is shorter), then the mean speed s(t)/t
-    along the path (in units of `PROBE_SPEED_SCALE_MPS`).
-    """
-    xy = future_xyz[..., :2].float()  # (B, T, 2)
-    B, T, _ = xy.shape
-    pts = torch.cat([xy.new_zeros(B, 1, 2), xy], dim=1)  # (B, T+1, 2) from the t0 origin
-    s = torch.cat([xy.new_zeros(B, 1), (pts[:, 1:] - pts[:, :-1]).norm(dim=-1).cumsum(1)], dim=1)  # (B, T+1)
-    arc = torch.tensor(PROBE_ARC_M, dtype=s.dtype, device=s.device).expand(B, -1).contiguous()  # (B, P)
-    hi = torch.searchsorted(s.contiguous(), arc).clamp(1, T)  # first index with s >= arc
-    lo = hi - 1
-    s_lo, s_hi = s.gather(1, lo), s.gather(1, hi)
-    w = ((arc - s_lo) / (s_hi - s_lo).clamp_min(1e-6)).clamp(0, 1)[..., None]  # (B, P, 1)
-    p = pts.gather(1, lo[..., None].expand(-1, -1, 2)) * (1 - w) + pts.gather(1, hi[..., None].expand(-1, -1, 2)) * w
-    bearing = torch.atan2(p[..., 1], p[..., 0]).clamp(-PROBE_BEARING_CLAMP_RAD, PROBE_BEARING_CLAMP_RAD)
-    k = torch.tensor([round(t / dt_s) for t in PROBE_TIMES_S], device=s.device).clamp(max=T)
-    speed = s[:, k] / torch.tensor(PROBE_TIMES_S, dtype=s.dtype, device=s.device)  # (B, S) m/s
-    targets = torch.cat([bearing / PROBE_BEARING_SCALE_RAD, speed / PROBE_SPEED_SCALE_MPS], dim=1)
-    valid = torch.cat([s[:, -1:] >= arc, torch.ones_like(speed, dtype=torch.bool)], dim=1)
-    return targets, valid
+def vision_probe_units(values: torch.Tensor) -> torch.Tensor:
+    """Head outputs (..., F) in probe units → SI (m, rad) in `PROBE_FIELDS` order."""
+    return values * torch.tensor(PROBE_SCALES, dtype=values.dtype, device=values.device)
 
 
-def vision_probe_units(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised probe values (B, P + S) (predictions or `vision_probe_targets`) → (bearings (B, P)
-    rad at `PROBE_ARC_M`, mean speeds (B, S) m/s up to `PROBE_TIMES_S`)."""
-    n = len(PROBE_ARC_M)
-    return values[:, :n] * PROBE_BEARING_SCALE_RAD, values[:, n:] * PROBE_SPEED_SCALE_MPS
+def vision_probe_normalise(values_si: torch.Tensor) -> torch.Tensor:
+    """SI (..., F) → probe units (the inverse of `vision_probe_units`)."""
+    return values_si / torch.tensor(PROBE_SCALES, dtype=values_si.dtype, device=values_si.device)
 
 
 class VisionProbe(nn.Module):
-    """Reads the road ahead from the image tokens' last hidden states (cordillera-only, stage 1).
+    """Reads the ego's lane from the image tokens' last hidden states (cordillera-only, stage 1).
 
     Attention pooling with `num_queries` learned queries over the row's image tokens (any number
-    of cameras and frames), then an MLP to the `vision_probe_targets`. The image tokens come
-    before the history in the prompt, so what the probe reads was computed from pixels (and the
-    camera labels) only: its loss trains the vision tower to see the lane and the traffic.
+    of cameras and frames), then an MLP to the `PROBE_FIELDS` (lateral offset from the lane
+    centre, heading relative to the lane, bearings of the lane centre ahead). The image tokens
+    come before the history in the prompt, so what the probe reads was computed from pixels (and
+    the camera labels) only: its loss trains the vision tower to see the lane.
     """
 
     def __init__(self, hidden: int, num_queries: int = 8, width: int = 256):
         super().__init__()
         self.queries = nn.Parameter(torch.randn(num_queries, hidden) * hidden**-0.5)
-        n_out = len(PROBE_ARC_M) + len(PROBE_TIMES_S)
+        n_out = len(PROBE_FIELDS)
         self.mlp = nn.Sequential(nn.Linear(num_queries * hidden, width), nn.GELU(), nn.Linear(width, n_out))
 
     def forward(self, h: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
@@ -210,15 +190,11 @@ class VisionProbe(nn.Module):
         pooled = torch.einsum("blq,bld->bqd", scores.softmax(dim=1).to(h.dtype), h)  # (B, Q, D)
         return self.mlp(pooled.flatten(1)).float()
 
-    def loss(self, h: torch.Tensor, image_mask: torch.Tensor, future_xyz: torch.Tensor) -> torch.Tensor:
-        """Smooth-L1: the mean over the valid bearings and the mean over the speeds, averaged (so
-        that the many speed entries do not drown the bearings, which are the road's shape)."""
-        target, valid = vision_probe_targets(future_xyz)
-        err = F.smooth_l1_loss(self(h, image_mask), target, reduction="none")
-        n = len(PROBE_ARC_M)
-        vb = valid[:, :n]
-        bearing = err[:, :n][vb].mean() if vb.any() else err.sum() * 0.0
-        return 0.5 * (bearing + err[:, n:].mean())
+    def loss(self, h: torch.Tensor, image_mask: torch.Tensor, target_si: torch.Tensor,
+             valid: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """Smooth-L1 in probe units, mean over the valid (B, F) entries (0 with a graph when none)."""
+        err = F.smooth_l1_loss(self(h, image_mask), vision_probe_normalise(target_si.float()), reduction="none")
+        return err[valid].mean() if valid.any() else err.sum() * 0.0
 
 
 def _crop_layers(cache: DynamicCache, n_layers: int, n_tokens: int) -> None:
@@ -496,8 +472,9 @@ class CordilleraVLA(nn.Module):
             loss = w.traj_weight * loss_traj + w.text_weight * loss_text
             logs = {"ce_traj": loss_traj.item(), "ce_text": loss_text.item(),
                     "n_traj_tokens": int(traj.sum()), "n_text_tokens": int(text.sum())}  # fmt: skip
-            if m.vision_probe is not None and batch.get(EGO_FUTURE_XYZ) is not None:
-                probe = m.vision_probe.loss(h, batch[MM_TOKEN_TYPE_IDS].bool(), batch[EGO_FUTURE_XYZ])
+            if m.vision_probe is not None and batch.get(LANE_AHEAD) is not None:
+                probe = m.vision_probe.loss(h, batch[MM_TOKEN_TYPE_IDS].bool(), batch[LANE_AHEAD],
+                                            batch[LANE_AHEAD_VALID])  # fmt: skip
                 loss = loss + w.vision_probe_weight * probe
                 logs["vision_probe"] = probe.item()
             return loss, {"loss": loss.item(), **logs}
@@ -785,10 +762,9 @@ class CordilleraVLA(nn.Module):
         )  # fmt: skip
 
     @torch.no_grad()
-    def read_road(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The vision probe's reading of the road ahead from the images alone: (bearings (B, P) rad
-        of the path at `PROBE_ARC_M`, mean speeds (B, S) m/s up to `PROBE_TIMES_S`); None when the
-        model has no probe."""
+    def read_road(self, batch: dict[str, Any]) -> torch.Tensor | None:
+        """The vision probe's reading of the ego's lane from the images alone: (B, F) in SI units,
+        `PROBE_FIELDS` order (offset m, heading rad, bearings ahead rad); None without a probe."""
         m = self.model
         if m.vision_probe is None:
             return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -21,7 +22,7 @@ from torch.utils.data import Dataset, Subset
 from cordillera.data import keys as K
 
 __all__ = ["scenario_key", "split_by_scenario", "split_clips", "open_splits", "ego_window", "fit_action_stats", "Collate",
-           "SampleCache", "COT_TEXT", "PROMPT_BATCH", "nav_text_at"]  # fmt: skip
+           "SampleCache", "COT_TEXT", "PROMPT_BATCH", "nav_text_at", "LaneAhead"]  # fmt: skip
 
 COT_TEXT = "cot_text"  # batch key: the label CoC strings (list[str]) next to the processor tensors
 CLIP_IDS = "clip_ids"
@@ -140,6 +141,87 @@ def nav_text_at(reader, clip_id: str, t0_us: int) -> str | None:
     return nav_text_from_route(route)
 
 
+class LaneAhead:
+    """The vision probe's targets for a simulated clip at t0 (`model.modeling.PROBE_FIELDS`): the
+    ego's lateral offset from its lane's centre (left +) and heading relative to the lane, then
+    the bearings (rig frame at t0) of the lane centre 10/20/30/40 m ahead along the lane.
+
+    The lane comes from the clip's scenario map (rebuilt from the metadata's family and seed, as
+    `data.generate.clip_scenario` does); the stored egomotion is in the anchor frame of the
+    scenario's ego start. The lane is followed through single successors, or the one on the
+    ego's route; a point past an intersection connector (which way the road goes there is the
+    route's choice, not something the cameras show), past a fork off the route or past the map
+    is invalid. Clips without a (family, seed) — real data — give no valid target.
+    """
+
+    MAX_OFFSET_M = 3.0  # the ego must be within this of a lane centre…
+    MAX_HEADING_RAD = math.radians(45)  # …heading along it
+
+    def __init__(self, reader):
+        self.reader = reader
+        self._scenarios: dict[str, object] = {}
+
+    def _scenario(self, clip_id: str):
+        if clip_id not in self._scenarios:
+            from cordillera.data.generate import clip_scenario
+
+            meta = self.reader.metadata(clip_id)
+            ok = meta.get(K.SEED) is not None and meta.get(K.FAMILY)
+            self._scenarios[clip_id] = clip_scenario(str(meta[K.FAMILY]), int(meta[K.SEED])) if ok else None
+        return self._scenarios[clip_id]
+
+    def __call__(self, clip_id: str, t0_us: int) -> tuple[np.ndarray, np.ndarray]:
+        """(values (F,) in m / rad, valid (F,) bool)."""
+        from cordillera.geometry.pose import quat_to_matrix
+        from cordillera.model.modeling import PROBE_AHEAD_M, PROBE_FIELDS
+
+        values, valid = np.zeros(len(PROBE_FIELDS)), np.zeros(len(PROBE_FIELDS), dtype=bool)
+        sc = self._scenario(clip_id)
+        if sc is None:
+            return values, valid
+        xyz, q = self.reader.egomotion(clip_id).poses(np.asarray([int(t0_us)], np.int64))
+        R = quat_to_matrix(q[0])
+        e = sc.ego
+        c0, s0 = math.cos(e.yaw_rad), math.sin(e.yaw_rad)
+        p = np.array([e.x_m + c0 * xyz[0, 0] - s0 * xyz[0, 1], e.y_m + s0 * xyz[0, 0] + c0 * xyz[0, 1]])
+        yaw = e.yaw_rad + math.atan2(R[1, 0], R[0, 0])
+        lanes = sc.map.lanes
+        found = None
+        for lane_id, s_m, r_m, _ in sc.map.nearest_lanes(p, max_dist_m=self.MAX_OFFSET_M):
+            dh = _wrap_rad(yaw - float(lanes[lane_id].heading_at(s_m)))
+            if abs(dh) <= self.MAX_HEADING_RAD:
+                found = (lanes[lane_id], s_m, r_m, dh)
+                break
+        if found is None:
+            return values, valid
+        lane, s_m, r_m, dh = found
+        values[:2], valid[:2] = (r_m, dh), True
+        cy, sy = math.cos(yaw), math.sin(yaw)
+        for j, d_m in enumerate(PROBE_AHEAD_M, start=2):
+            pt = _along(lanes, lane, s_m + d_m, e.route_lane_ids)
+            if pt is not None:
+                dx, dy = pt - p
+                values[j], valid[j] = math.atan2(-sy * dx + cy * dy, cy * dx + sy * dy), True
+        return values, valid
+
+
+def _wrap_rad(a: float) -> float:
+    return (a + math.pi) % (2 * math.pi) - math.pi
+
+
+def _along(lanes: dict, lane, s_m: float, route: tuple[str, ...]) -> np.ndarray | None:
+    """Map xy at arc length `s_m` along `lane`, continuing into its successors (see `LaneAhead`)."""
+    while s_m > lane.length_m:
+        s_m -= lane.length_m
+        nxt = [n for n in lane.successors if n in lanes]
+        if len(nxt) > 1:
+            nxt = [n for n in nxt if n in route]
+        if len(nxt) != 1 or lanes[nxt[0]].is_intersection:
+            return None
+        lane = lanes[nxt[0]]
+    return lane.position(s_m)
+
+
 def fit_action_stats(subset: Subset, action_cfg=None) -> dict:
     """`compute_action_stats` over the raw (accel, curvature) ground truth of every training sample."""
     from cordillera.action.unicycle import ActionSpaceConfig, compute_action_stats, traj_to_action
@@ -157,9 +239,11 @@ class Collate:
     """Dataset samples → one processor batch (+ `cot_text` labels). With `use_coc=False` the CoC
     is dropped (trajectory-only ablation)."""
 
-    def __init__(self, processor, use_coc: bool = True, nav_dropout: float = 0.0, with_prompt: bool = False):
+    def __init__(self, processor, use_coc: bool = True, nav_dropout: float = 0.0, with_prompt: bool = False,
+                 lane_ahead: LaneAhead | None = None):  # fmt: skip
         self.processor = processor
         self.use_coc = use_coc
+        self.lane_ahead = lane_ahead  # adds the vision probe's targets (model.modeling.LANE_AHEAD) to the batch
         self.nav_dropout = float(nav_dropout)
         # Validation batches also carry the rows without their targets: sampling must start from the
         # prompt (ending with <|cot_start|>), never continue a teacher-forced CoC + trajectory tokens.
@@ -192,6 +276,12 @@ class Collate:
         if self.with_prompt:
             drop = (K.EGO_FUTURE_XYZ, K.EGO_FUTURE_ROT, K.COT_KEY)
             batch[PROMPT_BATCH] = self.processor([{k: v for k, v in it.items() if k not in drop} for it in items])
+        if self.lane_ahead is not None:
+            from cordillera.model.modeling import LANE_AHEAD, LANE_AHEAD_VALID
+
+            vals = [self.lane_ahead(s[K.CLIP_ID_KEY], int(s[K.T0_US])) for s in samples]
+            batch[LANE_AHEAD] = torch.as_tensor(np.stack([v for v, _ in vals]), dtype=torch.float32)
+            batch[LANE_AHEAD_VALID] = torch.as_tensor(np.stack([m for _, m in vals]))
         batch[COT_TEXT] = [s.get(K.COT_KEY) or "" for s in samples]
         batch[CLIP_IDS] = [s.get(K.CLIP_ID_KEY) for s in samples]
         return batch

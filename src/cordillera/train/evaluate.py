@@ -546,31 +546,20 @@ def decision_accuracy(pred_coc: str, label_coc: str) -> dict:
     return out
 
 
-def vision_probe_errors(planner, sample: dict, future_xyz: np.ndarray, history_xyz: np.ndarray) -> dict:
-    """Mean absolute errors of the vision probe's reading of the road (`CordilleraVLA.read_road`)
-    beside two baselines that use no image: "straight" (the path goes straight ahead, bearing 0)
-    and "hold" (the ego keeps its current speed). {} for a model without a probe."""
-    import torch
+PROBE_GROUPS = (("offset_m", slice(0, 1), 1.0), ("heading_deg", slice(1, 2), 180 / math.pi),
+                ("bearing_deg", slice(2, None), 180 / math.pi))  # (name, PROBE_FIELDS columns, SI → unit)
 
-    from cordillera.data.samples import HISTORY_OFFSETS_US
-    from cordillera.model.infer_cli import model_inputs
-    from cordillera.model.modeling import vision_probe_targets, vision_probe_units
 
-    with torch.inference_mode():
-        read = planner.read_road(model_inputs(sample))
-    if read is None:
-        return {}
-    bearing, speed = (x[0].double().numpy() for x in read)
-    target, valid = vision_probe_targets(torch.as_tensor(future_xyz, dtype=torch.float32)[None])
-    tb, ts = (x[0].double().numpy() for x in vision_probe_units(target))
-    ok = valid[0, : len(tb)].numpy()
-    dt_s = (HISTORY_OFFSETS_US[-1] - HISTORY_OFFSETS_US[-2]) / 1e6
-    v0_mps = float(np.linalg.norm(history_xyz[-1, :2] - history_xyz[-2, :2])) / dt_s  # last history step
-    row = {"probe_speed_err_mps": float(np.abs(speed - ts).mean()),
-           "probe_speed_err_hold_mps": float(np.abs(v0_mps - ts).mean())}  # fmt: skip
-    if ok.any():
-        row["probe_bearing_err_deg"] = float(np.degrees(np.abs(bearing - tb)[ok]).mean())
-        row["probe_bearing_err_straight_deg"] = float(np.degrees(np.abs(tb)[ok]).mean())
+def vision_probe_errors(pred_si: np.ndarray, lane_si: np.ndarray, valid: np.ndarray) -> dict:
+    """Mean absolute errors of the vision probe's lane reading (`CordilleraVLA.read_road`, (F,) SI)
+    against `train.data.LaneAhead` per group (offset m, heading deg, bearings deg), beside the
+    no-image baseline "centred and straight" (all zeros: its error is the target's magnitude)."""
+    row = {}
+    for name, cols, unit in PROBE_GROUPS:
+        ok = np.asarray(valid[cols], bool)
+        if ok.any():
+            row[f"probe_{name}_err"] = float(np.abs(pred_si[cols] - lane_si[cols])[ok].mean() * unit)
+            row[f"probe_{name}_err_zero"] = float(np.abs(lane_si[cols])[ok].mean() * unit)
     return row
 
 
@@ -587,6 +576,14 @@ def evaluate_open_loop(planner, dataset, num_samples: int = OPEN_LOOP_SAMPLES, s
     n = len(dataset) if max_samples is None else min(len(dataset), int(max_samples))
     if n == 0:
         raise ValueError("the dataset split has no samples")
+    lanes = None  # a model with a vision probe: also score its lane reading (simulated clips)
+    if planner.model.model.vision_probe is not None:
+        import torch
+
+        from cordillera.model.infer_cli import model_inputs
+        from cordillera.train.data import LaneAhead
+
+        lanes = LaneAhead(dataset.reader)
     rows = []
     for i in range(n):
         s = dataset.sample_numpy(i)
@@ -613,7 +610,10 @@ def evaluate_open_loop(planner, dataset, num_samples: int = OPEN_LOOP_SAMPLES, s
         label = s.get(K.COT_KEY)
         if label and not fast:
             row.update(decision_accuracy(cocs[0], label))
-        row.update(vision_probe_errors(planner, s, gt, hist))
+        if lanes is not None:
+            with torch.inference_mode():
+                read = planner.read_road(model_inputs(s))
+            row.update(vision_probe_errors(read[0].double().numpy(), *lanes(row["clip_id"], row["t0_us"])))
         rows.append(row)
         if progress:
             print(f"[{i + 1}/{n}] {row['clip_id'][:8]} t0={row['t0_us']} minADE {row['min_ade']:.2f} m")

@@ -836,7 +836,13 @@ def run_stage(cfg, vla, data: RunData, loss_fn: Callable, freeze_eval: Callable 
     tokenizer = tokenizer or load_tokenizer(vla.cfg)
     processor = VLAProcessor(vla.cfg, tokenizer)
     nav_dropout = cfg.data.nav_dropout if cfg.data.nav else 1.0
-    collate = Collate(processor, use_coc=cfg.use_coc, nav_dropout=nav_dropout)
-    val_collate = Collate(processor, use_coc=cfg.use_coc, nav_dropout=nav_dropout, with_prompt=True)
+    lanes = None  # the vision probe's targets need the clips' scenario maps (simulated data)
+    reader = getattr(getattr(data.train, "dataset", None), "reader", None)
+    if vla.model.vision_probe is not None and cfg.stage != "stage2" and reader is not None:
+        from cordillera.train.data import LaneAhead
+
+        lanes = LaneAhead(reader)
+    collate = Collate(processor, use_coc=cfg.use_coc, nav_dropout=nav_dropout, lane_ahead=lanes)
+    val_collate = Collate(processor, use_coc=cfg.use_coc, nav_dropout=nav_dropout, with_prompt=True, lane_ahead=lanes)
     return fit(cfg, vla, tokenizer, data.train, collate, loss_fn, val_batches_fn(data.val, val_collate, cfg.eval),
                freeze_eval=freeze_eval, stop_after=stop_after, desc=desc)  # fmt: skip
