@@ -765,13 +765,18 @@ class CordilleraVLA(nn.Module):
     def read_road(self, batch: dict[str, Any]) -> torch.Tensor | None:
         """The vision probe's reading of the ego's lane from the images alone: (B, F) in SI units,
         `PROBE_FIELDS` order (offset m, heading rad, bearings ahead rad); None without a probe."""
-        m = self.model
-        if m.vision_probe is None:
+        if self.model.vision_probe is None:
             return None
+        return vision_probe_units(self.model.vision_probe(*self.prompt_states(batch)))
+
+    def prompt_states(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last hidden states (B, L, D) of a prompt batch and its image-token mask (B, L) bool: what
+        the vision probe reads (with gradients unless the caller disables them)."""
+        m = self.model
         ids, am, mm = batch[INPUT_IDS], batch[ATTENTION_MASK], batch[MM_TOKEN_TYPE_IDS]
         pos = m.rope_positions(ids, mm, batch[IMAGE_GRID_THW], am)
         h, _ = m.backbone(ids, am, pos, m.image_features(batch[PIXEL_VALUES], batch[IMAGE_GRID_THW]), mm)
-        return vision_probe_units(m.vision_probe(h, mm.bool()))
+        return h, mm.bool()
 
     @torch.no_grad()
     def generate_text(self, batch: dict[str, Any], max_new_tokens: int = 64, temperature: float = 0.6,

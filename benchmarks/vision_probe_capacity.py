@@ -1,0 +1,130 @@
+"""Can the nano model's vision tower learn to see the lane at all? Trains a fresh model on the vision
+probe's loss alone (`model.modeling.VisionProbe` on the ego's lane, `train.data.LaneAhead`; no CoC
+or trajectory loss), then prints the probe's held-out errors against the no-image baseline
+"centred and straight" every `--eval-every` steps.
+
+It separates two questions the joint stage-1 run mixes: whether the pixels (96×160, 15 tokens per
+frame) and this vision tower can carry the lane's shape, and whether the token losses leave the
+probe enough of the shared weights' attention.
+
+Usage: PYTHONPATH=src .venv/bin/python benchmarks/vision_probe_capacity.py --data TRAIN_DIR --heldout DIR
+       [--steps 300] [--lr 1e-3] [--batch 8] [--eval-every 100] [--eval-samples 96] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cordillera.data.dataset import PaiDataset
+from cordillera.model.configuration import get_preset
+from cordillera.model.modeling import LANE_AHEAD, LANE_AHEAD_VALID, CordilleraVLA, vision_probe_normalise
+from cordillera.model.processor import VLAProcessor
+from cordillera.model.tokenizer import load_tokenizer
+from cordillera.train import loop
+from cordillera.train.config import DataSettings, EvalSettings
+from cordillera.train.data import PROMPT_BATCH, Collate, LaneAhead, open_splits
+from cordillera.train.evaluate import PROBE_GROUPS
+
+
+class FlattenHead(torch.nn.Module):
+    """Probe head variant that keeps the image layout: the last frame of every camera, each token
+    projected to 32 dims, concatenated (spatial order kept), then an MLP — instead of
+    `VisionProbe`'s attention pooling, which starts as a mean over all 240 image tokens."""
+
+    def __init__(self, hidden: int, tokens_per_frame: int, cameras: int, frames: int, n_out: int):
+        super().__init__()
+        self.tpf, self.cams, self.frames = tokens_per_frame, cameras, frames
+        self.proj = torch.nn.Linear(hidden, 32)
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(32 * tokens_per_frame * cameras, 256), torch.nn.GELU(),
+                                       torch.nn.Linear(256, n_out))  # fmt: skip
+
+    def forward(self, h, image_mask):
+        B = h.shape[0]
+        x = h[image_mask].reshape(B, self.cams, self.frames, self.tpf, -1)[:, :, -1]  # (B, cams, tpf, D)
+        return self.mlp(self.proj(x).flatten(1)).float()
+
+
+@torch.no_grad()
+def heldout_errors(vla, batches) -> dict[str, tuple[float, float]]:
+    """Group → (probe MAE, zero-baseline MAE) over the held-out batches."""
+    vla.eval()
+    acc: dict[str, list] = {g: [[], []] for g, _, _ in PROBE_GROUPS}
+    for b in batches():
+        read = vla.read_road(b[PROMPT_BATCH])
+        t, ok = b[LANE_AHEAD], b[LANE_AHEAD_VALID]
+        for g, cols, unit in PROBE_GROUPS:
+            v = ok[:, cols]
+            acc[g][0].append(((read[:, cols] - t[:, cols]).abs()[v] * unit).numpy())
+            acc[g][1].append((t[:, cols].abs()[v] * unit).numpy())
+    vla.train()
+    return {g: (float(np.concatenate(a).mean()), float(np.concatenate(z).mean())) for g, (a, z) in acc.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True, help="training data (the split's training clips are used)")
+    ap.add_argument("--heldout", required=True, help="simulated clips never trained on")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--eval-samples", type=int, default=96)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--overfit", action="store_true", help="train on the first batch only (can the head fit at all?)")
+    ap.add_argument("--head", choices=("attention", "flatten"), default="attention",
+                    help="attention = the model's VisionProbe; flatten = FlattenHead (keeps the image layout)")
+    ap.add_argument("--loss", choices=("smooth_l1", "mse"), default="smooth_l1",
+                    help="smooth_l1 = the model's VisionProbe.loss; mse weights the rare large targets more")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    base = get_preset("nano")
+    cfg = base.replace(loss=dataclasses.replace(base.loss, vision_probe_weight=1.0))
+    torch.manual_seed(a.seed)
+    vla = CordilleraVLA(cfg)
+    proc = VLAProcessor(cfg, load_tokenizer(cfg))
+    hw = (cfg.inputs.image_height, cfg.inputs.image_width)
+    ds, train, _ = open_splits(DataSettings(dir=a.data), hw, cfg.inputs.cameras, seed=0)
+    collate = Collate(proc, with_prompt=True, lane_ahead=LaneAhead(ds.reader))
+    held = PaiDataset(a.heldout, image_hw=hw, cameras=cfg.inputs.cameras, per="event")
+    held_batches = loop.val_batches_fn(held, Collate(proc, with_prompt=True, lane_ahead=LaneAhead(held.reader)),
+                                       EvalSettings(num_samples=a.eval_samples, batch_size=8))  # fmt: skip
+    if a.head == "flatten":
+        from cordillera.model.modeling import PROBE_FIELDS
+
+        vla.model.vision_probe = FlattenHead(cfg.text.hidden_size, cfg.num_image_tokens, len(cfg.inputs.cameras),
+                                             cfg.inputs.frames_per_camera, len(PROBE_FIELDS))  # fmt: skip
+    head = vla.model.vision_probe
+    params = list(vla.model.vlm.model.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
+    stream = loop.BatchStream(train, collate, a.batch, seed=a.seed)
+    print(f"{len(train)} training samples; probe-only training, {a.head} head, {a.loss} loss, lr {a.lr}, batch {a.batch}")
+    print("| step | s | train loss | " + " | ".join(f"{g}: probe / zero" for g, _, _ in PROBE_GROUPS) + " |")
+    print("|---:|---:|---:|" + "---|" * len(PROBE_GROUPS))
+    tic, losses, first = time.perf_counter(), [], None
+    for step in range(1, a.steps + 1):
+        b = first if a.overfit and step > 1 else next(stream)
+        first = b if step == 1 else first
+        h, img = vla.prompt_states(b[PROMPT_BATCH])
+        crit = F.smooth_l1_loss if a.loss == "smooth_l1" else F.mse_loss
+        err = crit(head(h, img), vision_probe_normalise(b[LANE_AHEAD]), reduction="none")
+        loss = err[b[LANE_AHEAD_VALID]].mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if step % a.eval_every == 0 or step == a.steps:
+            e = heldout_errors(vla, held_batches)
+            print(f"| {step} | {time.perf_counter() - tic:.0f} | {np.mean(losses[-a.eval_every:]):.3f} | "
+                  + " | ".join(f"{p:.2f} / {z:.2f}" for p, z in e.values()) + " |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
