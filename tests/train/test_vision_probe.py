@@ -143,7 +143,7 @@ def test_probe_sees_pixels_not_history(proc):
         assert not torch.allclose(predict(proc(flipped)), base, atol=1e-3)
 
 
-def _with_targets(batch, valid_rows=None):
+def _with_targets(batch):
     B = batch["input_ids"].shape[0]
     g = torch.Generator().manual_seed(5)
     batch[LANE_AHEAD] = torch.randn(B, NF, generator=g) * 0.05

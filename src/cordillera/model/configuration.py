@@ -253,8 +253,8 @@ class LossConfig:
     traj_weight: float = 1.0  # stage 1: token-mean CE over the trajectory span
     text_weight: float = 1.0  # stage 1: token-mean CE over the other labelled (CoC) tokens
     # stage 1, cordillera-only (not in the spec): > 0 adds the `vision_probe` head, which reads the
-    # future path's shape and speed from the image tokens' hidden states alone (they precede the
-    # history in the causal prompt), so the vision tower must learn to see the road.
+    # ego's lane (offset, heading, bearings ahead) from the image tokens' hidden states alone (they
+    # precede the history in the causal prompt), so the vision tower must learn to see the road.
     vision_probe_weight: float = 0.0
 
 
