@@ -32,22 +32,20 @@ from cordillera.train.data import PROMPT_BATCH, Collate, LaneAhead, open_splits
 from cordillera.train.evaluate import PROBE_GROUPS
 
 
-class FlattenHead(torch.nn.Module):
-    """Probe head variant that keeps the image layout: the last frame of every camera, each token
-    projected to 32 dims, concatenated (spatial order kept), then an MLP — instead of
-    `VisionProbe`'s attention pooling, which starts as a mean over all 240 image tokens."""
+class AttentionPoolHead(torch.nn.Module):
+    """The first `VisionProbe` design, kept for comparison: attention pooling with 8 learned
+    queries over all image tokens (it starts as their mean), then an MLP."""
 
-    def __init__(self, hidden: int, tokens_per_frame: int, cameras: int, frames: int, n_out: int):
+    def __init__(self, hidden: int, n_out: int, num_queries: int = 8, width: int = 256):
         super().__init__()
-        self.tpf, self.cams, self.frames = tokens_per_frame, cameras, frames
-        self.proj = torch.nn.Linear(hidden, 32)
-        self.mlp = torch.nn.Sequential(torch.nn.Linear(32 * tokens_per_frame * cameras, 256), torch.nn.GELU(),
-                                       torch.nn.Linear(256, n_out))  # fmt: skip
+        self.queries = torch.nn.Parameter(torch.randn(num_queries, hidden) * hidden**-0.5)
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(num_queries * hidden, width), torch.nn.GELU(),
+                                       torch.nn.Linear(width, n_out))  # fmt: skip
 
     def forward(self, h, image_mask):
-        B = h.shape[0]
-        x = h[image_mask].reshape(B, self.cams, self.frames, self.tpf, -1)[:, :, -1]  # (B, cams, tpf, D)
-        return self.mlp(self.proj(x).flatten(1)).float()
+        scores = (h @ self.queries.T).float() / h.shape[-1] ** 0.5  # (B, L, Q)
+        scores = scores.masked_fill(~image_mask[..., None], float("-inf"))
+        return self.mlp(torch.einsum("blq,bld->bqd", scores.softmax(dim=1), h).flatten(1)).float()
 
 
 @torch.no_grad()
@@ -72,14 +70,15 @@ def main() -> None:
     ap.add_argument("--heldout", required=True, help="simulated clips never trained on")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--vision-lr", type=float, default=None, help="the vision tower's rate (default: --lr)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--eval-samples", type=int, default=96)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--overfit", action="store_true", help="train on the first batch only (can the head fit at all?)")
-    ap.add_argument("--head", choices=("attention", "flatten"), default="attention",
-                    help="attention = the model's VisionProbe; flatten = FlattenHead (keeps the image layout)")
+    ap.add_argument("--head", choices=("flatten", "attention"), default="flatten",
+                    help="flatten = the model's VisionProbe (keeps the image layout); attention = AttentionPoolHead")
     ap.add_argument("--loss", choices=("smooth_l1", "mse"), default="smooth_l1",
                     help="smooth_l1 = the model's VisionProbe.loss; mse weights the rare large targets more")
     a = ap.parse_args()
@@ -95,16 +94,18 @@ def main() -> None:
     held = PaiDataset(a.heldout, image_hw=hw, cameras=cfg.inputs.cameras, per="event")
     held_batches = loop.val_batches_fn(held, Collate(proc, with_prompt=True, lane_ahead=LaneAhead(held.reader)),
                                        EvalSettings(num_samples=a.eval_samples, batch_size=8))  # fmt: skip
-    if a.head == "flatten":
+    if a.head == "attention":
         from cordillera.model.modeling import PROBE_FIELDS
 
-        vla.model.vision_probe = FlattenHead(cfg.text.hidden_size, cfg.num_image_tokens, len(cfg.inputs.cameras),
-                                             cfg.inputs.frames_per_camera, len(PROBE_FIELDS))  # fmt: skip
+        vla.model.vision_probe = AttentionPoolHead(cfg.text.hidden_size, len(PROBE_FIELDS))
     head = vla.model.vision_probe
-    params = list(vla.model.vlm.model.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
+    visual = list(vla.model.vlm.model.visual.parameters())
+    rest = list(vla.model.vlm.model.language_model.parameters()) + list(head.parameters())
+    params = visual + rest
+    opt = torch.optim.AdamW([{"params": visual, "lr": a.vision_lr or a.lr}, {"params": rest, "lr": a.lr}],
+                            weight_decay=0.01)  # fmt: skip
     stream = loop.BatchStream(train, collate, a.batch, seed=a.seed)
-    print(f"{len(train)} training samples; probe-only training, {a.head} head, {a.loss} loss, lr {a.lr}, batch {a.batch}")
+    print(f"{len(train)} training samples; probe-only training, {a.head} head, {a.loss} loss, lr {a.lr} (vision tower {a.vision_lr or a.lr}), batch {a.batch}")
     print("| step | s | train loss | " + " | ".join(f"{g}: probe / zero" for g, _, _ in PROBE_GROUPS) + " |")
     print("|---:|---:|---:|" + "---|" * len(PROBE_GROUPS))
     tic, losses, first = time.perf_counter(), [], None

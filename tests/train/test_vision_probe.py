@@ -95,19 +95,25 @@ def test_probe_units_round_trip():
     assert torch.allclose(vision_probe_units(vision_probe_normalise(x)), x, atol=1e-6)
 
 
-def test_probe_pools_image_tokens_only():
+def test_probe_reads_the_last_frame_of_each_camera():
     torch.manual_seed(0)
-    probe = VisionProbe(16, num_queries=2, width=8)
-    h = torch.randn(2, 10, 16)
-    mask = torch.zeros(2, 10, dtype=torch.bool)
-    mask[:, 2:6] = True
+    probe = VisionProbe(16, cameras=2, tokens_per_frame=2, proj=4, width=8)
+    h = torch.randn(2, 12, 16)
+    mask = torch.zeros(2, 12, dtype=torch.bool)
+    mask[:, 2:10] = True  # camera 0: frames at 2-3, 4-5; camera 1: 6-7, 8-9
     out = probe(h, mask)
     h2 = h.clone()
-    h2[:, 6:] += 5.0  # text / history tokens
+    h2[:, 10:] += 5.0  # text / history tokens
+    h2[:, 2:4] += 5.0  # camera 0's older frame
+    h2[:, 6:8] += 5.0  # camera 1's older frame
     assert torch.equal(probe(h2, mask), out)
-    h2[0, 3] += 1.0  # an image token of row 0
+    h2[0, 9] += 1.0  # camera 1's last frame, row 0
     changed = probe(h2, mask)
     assert not torch.allclose(changed[0], out[0]) and torch.equal(changed[1], out[1])
+    one_token = torch.zeros(2, 12, dtype=torch.bool)
+    one_token[:, 2] = True  # not whole frames of both cameras
+    with pytest.raises(ValueError, match="image tokens per row"):
+        probe(h, one_token)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +190,7 @@ def test_stage1_loss_trains_vision_tower_and_checkpoint_round_trip(proc, tmp_pat
     from cordillera.train import loop
 
     s2 = stage2.build_model(cfg, loop.RunData(None, None))
-    assert torch.equal(s2.model.vision_probe.queries, vla.model.vision_probe.queries)
+    assert torch.equal(s2.model.vision_probe.proj.weight, vla.model.vision_probe.proj.weight)
     assert not any(p.requires_grad for p in s2.model.vision_probe.parameters())
     assert any(p.requires_grad for p in s2.model.expert.parameters())
 

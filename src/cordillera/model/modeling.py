@@ -170,25 +170,32 @@ def vision_probe_normalise(values_si: torch.Tensor) -> torch.Tensor:
 class VisionProbe(nn.Module):
     """Reads the ego's lane from the image tokens' last hidden states (cordillera-only, stage 1).
 
-    Attention pooling with `num_queries` learned queries over the row's image tokens (any number
-    of cameras and frames), then an MLP to the `PROBE_FIELDS` (lateral offset from the lane
-    centre, heading relative to the lane, bearings of the lane centre ahead). The image tokens
-    come before the history in the prompt, so what the probe reads was computed from pixels (and
-    the camera labels) only: its loss trains the vision tower to see the lane.
+    The last frame of every camera, each token projected to `proj` dims and concatenated in image
+    order (the layout — where the lane markings are — is what carries the lane's shape), then an
+    MLP to the `PROBE_FIELDS` (lateral offset from the lane centre, heading relative to the lane,
+    bearings of the lane centre ahead). The image tokens come before the history in the prompt,
+    so what the probe reads was computed from pixels (and the camera labels) only: its loss trains
+    the vision tower to see the lane. (An attention-pooling head, which starts as a mean over all
+    image tokens, did not learn at all: benchmarks/RESULTS.md ## vision_probe.)
     """
 
-    def __init__(self, hidden: int, num_queries: int = 8, width: int = 256):
+    def __init__(self, hidden: int, cameras: int, tokens_per_frame: int, proj: int = 32, width: int = 256):
         super().__init__()
-        self.queries = nn.Parameter(torch.randn(num_queries, hidden) * hidden**-0.5)
-        n_out = len(PROBE_FIELDS)
-        self.mlp = nn.Sequential(nn.Linear(num_queries * hidden, width), nn.GELU(), nn.Linear(width, n_out))
+        self.cameras, self.tokens_per_frame = cameras, tokens_per_frame
+        self.proj = nn.Linear(hidden, proj)
+        self.mlp = nn.Sequential(nn.Linear(proj * tokens_per_frame * cameras, width), nn.GELU(),
+                                 nn.Linear(width, len(PROBE_FIELDS)))  # fmt: skip
 
     def forward(self, h: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
-        """h (B, L, D), image_mask (B, L) bool → normalised predictions (B, n_out)."""
-        scores = (h @ self.queries.T.to(h.dtype)).float() / math.sqrt(h.shape[-1])  # (B, L, Q)
-        scores = scores.masked_fill(~image_mask[..., None], float("-inf"))
-        pooled = torch.einsum("blq,bld->bqd", scores.softmax(dim=1).to(h.dtype), h)  # (B, Q, D)
-        return self.mlp(pooled.flatten(1)).float()
+        """h (B, L, D), image_mask (B, L) bool → predictions (B, F) in probe units."""
+        B = h.shape[0]
+        per_camera = self.cameras * self.tokens_per_frame
+        counts = image_mask.sum(1)
+        if not bool((counts == counts[0]).all()) or int(counts[0]) % per_camera or int(counts[0]) == 0:
+            raise ValueError(f"the vision probe reads {self.cameras} cameras of frames of {self.tokens_per_frame} "
+                             f"tokens (all rows alike); got {counts.tolist()} image tokens per row")
+        x = h[image_mask].reshape(B, self.cameras, -1, self.tokens_per_frame, h.shape[-1])[:, :, -1]
+        return self.mlp(self.proj(x).flatten(1)).float()  # (B, F)
 
     def loss(self, h: torch.Tensor, image_mask: torch.Tensor, target_si: torch.Tensor,
              valid: torch.Tensor) -> torch.Tensor:  # fmt: skip
@@ -287,7 +294,9 @@ class VLAModel(nn.Module):
         self.action_in_proj = ActionInProj(cfg.expert.hidden_size, a.hidden_size, a.num_enc_layers,
                                            a.num_fourier_feats, a.max_freq)  # fmt: skip
         self.action_out_proj = nn.Linear(cfg.expert.hidden_size, 2)
-        self.vision_probe = VisionProbe(cfg.text.hidden_size) if cfg.loss.vision_probe_weight > 0 else None
+        self.vision_probe = None
+        if cfg.loss.vision_probe_weight > 0:
+            self.vision_probe = VisionProbe(cfg.text.hidden_size, len(cfg.inputs.cameras), cfg.num_image_tokens)
         ids = cfg.special_ids
         self.tfs_id = ids["<|traj_future_start|>"]
         self.tfe_id = ids["<|traj_future_end|>"]
