@@ -23,7 +23,14 @@ import torch.nn.functional as F
 
 from cordillera.data.dataset import PaiDataset
 from cordillera.model.configuration import get_preset
-from cordillera.model.modeling import LANE_AHEAD, LANE_AHEAD_VALID, CordilleraVLA, vision_probe_normalise
+from cordillera.model.modeling import (
+    LANE_AHEAD,
+    LANE_AHEAD_VALID,
+    CordilleraVLA,
+    vision_probe_normalise,
+    vision_probe_units,
+)
+from cordillera.model.processor import IMAGE_GRID_THW, INPUT_IDS, PIXEL_VALUES
 from cordillera.model.processor import VLAProcessor
 from cordillera.model.tokenizer import load_tokenizer
 from cordillera.train import loop
@@ -48,17 +55,28 @@ class AttentionPoolHead(torch.nn.Module):
         return self.mlp(torch.einsum("blq,bld->bqd", scores.softmax(dim=1), h).flatten(1)).float()
 
 
+def probe_inputs(vla, prompt, read: str):
+    """(states (B, L, D), image mask (B, L)) the head reads: the text layers' last hidden states
+    (`prompt`, as the model does) or the vision tower's merged outputs (`vision`), which skip them."""
+    if read == "prompt":
+        return vla.prompt_states(prompt)
+    out = vla.model.image_features(prompt[PIXEL_VALUES], prompt[IMAGE_GRID_THW]).pooler_output
+    B = prompt[INPUT_IDS].shape[0]
+    x = torch.cat(out).reshape(B, -1, out[0].shape[-1])  # images of a row are consecutive
+    return x, torch.ones(x.shape[:2], dtype=torch.bool)
+
+
 @torch.no_grad()
-def heldout_errors(vla, batches) -> dict[str, tuple[float, float]]:
+def heldout_errors(vla, batches, read: str = "prompt") -> dict[str, tuple[float, float]]:
     """Group → (probe MAE, zero-baseline MAE) over the held-out batches."""
     vla.eval()
     acc: dict[str, list] = {g: [[], []] for g, _, _ in PROBE_GROUPS}
     for b in batches():
-        read = vla.read_road(b[PROMPT_BATCH])
+        read_si = vision_probe_units(vla.model.vision_probe(*probe_inputs(vla, b[PROMPT_BATCH], read)))
         t, ok = b[LANE_AHEAD], b[LANE_AHEAD_VALID]
         for g, cols, unit in PROBE_GROUPS:
             v = ok[:, cols]
-            acc[g][0].append(((read[:, cols] - t[:, cols]).abs()[v] * unit).numpy())
+            acc[g][0].append(((read_si[:, cols] - t[:, cols]).abs()[v] * unit).numpy())
             acc[g][1].append((t[:, cols].abs()[v] * unit).numpy())
     vla.train()
     return {g: (float(np.concatenate(a).mean()), float(np.concatenate(z).mean())) for g, (a, z) in acc.items()}
@@ -71,6 +89,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--vision-lr", type=float, default=None, help="the vision tower's rate (default: --lr)")
+    ap.add_argument("--read", choices=("prompt", "vision"), default="prompt",
+                    help="prompt = the text layers' states at the image tokens (the model's probe); vision = the "
+                         "vision tower's outputs (the text layers are skipped and not trained)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--eval-samples", type=int, default=96)
@@ -105,14 +126,14 @@ def main() -> None:
     opt = torch.optim.AdamW([{"params": visual, "lr": a.vision_lr or a.lr}, {"params": rest, "lr": a.lr}],
                             weight_decay=0.01)  # fmt: skip
     stream = loop.BatchStream(train, collate, a.batch, seed=a.seed)
-    print(f"{len(train)} training samples; probe-only training, {a.head} head, {a.loss} loss, lr {a.lr} (vision tower {a.vision_lr or a.lr}), batch {a.batch}")
+    print(f"{len(train)} training samples; probe-only training, {a.head} head reading {a.read}, {a.loss} loss, lr {a.lr} (vision tower {a.vision_lr or a.lr}), batch {a.batch}")
     print("| step | s | train loss | " + " | ".join(f"{g}: probe / zero" for g, _, _ in PROBE_GROUPS) + " |")
     print("|---:|---:|---:|" + "---|" * len(PROBE_GROUPS))
     tic, losses, first = time.perf_counter(), [], None
     for step in range(1, a.steps + 1):
         b = first if a.overfit and step > 1 else next(stream)
         first = b if step == 1 else first
-        h, img = vla.prompt_states(b[PROMPT_BATCH])
+        h, img = probe_inputs(vla, b[PROMPT_BATCH], a.read)
         crit = F.smooth_l1_loss if a.loss == "smooth_l1" else F.mse_loss
         err = crit(head(h, img), vision_probe_normalise(b[LANE_AHEAD]), reduction="none")
         loss = err[b[LANE_AHEAD_VALID]].mean()
@@ -122,7 +143,7 @@ def main() -> None:
         opt.step()
         losses.append(loss.item())
         if step % a.eval_every == 0 or step == a.steps:
-            e = heldout_errors(vla, held_batches)
+            e = heldout_errors(vla, held_batches, a.read)
             print(f"| {step} | {time.perf_counter() - tic:.0f} | {np.mean(losses[-a.eval_every:]):.3f} | "
                   + " | ".join(f"{p:.2f} / {z:.2f}" for p, z in e.values()) + " |", flush=True)  # fmt: skip
 
