@@ -27,7 +27,7 @@ from cordillera.model.modeling import (
     LANE_AHEAD,
     LANE_AHEAD_VALID,
     CordilleraVLA,
-    vision_probe_normalise,
+    vision_probe_loss,
     vision_probe_units,
 )
 from cordillera.model.processor import IMAGE_GRID_THW, INPUT_IDS, PIXEL_VALUES
@@ -135,8 +135,7 @@ def main() -> None:
         first = b if step == 1 else first
         h, img = probe_inputs(vla, b[PROMPT_BATCH], a.read)
         crit = F.smooth_l1_loss if a.loss == "smooth_l1" else F.mse_loss
-        err = crit(head(h, img), vision_probe_normalise(b[LANE_AHEAD]), reduction="none")
-        loss = err[b[LANE_AHEAD_VALID]].mean()
+        loss = vision_probe_loss(head(h, img), b[LANE_AHEAD], b[LANE_AHEAD_VALID], crit)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -33,7 +33,7 @@ from cordillera.model.tokenizer import load_tokenizer  # noqa: E402
 from cordillera.train import loop  # noqa: E402
 from cordillera.train.config import EvalSettings  # noqa: E402
 from cordillera.train.data import CLIP_IDS, PROMPT_BATCH, Collate, LaneAhead  # noqa: E402
-from cordillera.train.evaluate import PROBE_GROUPS  # noqa: E402
+from cordillera.train.evaluate import PROBE_GROUPS, probe_group_errors  # noqa: E402
 
 CONDITIONS = ("real", "grey", "swapped", "zero")
 
@@ -60,11 +60,9 @@ def probe_errors(checkpoint: str, data_dir: str, n: int) -> tuple[dict[str, np.n
                      "grey": vla.read_road({**prompt, PIXEL_VALUES: torch.zeros_like(px)}),  # normalisation mean
                      "swapped": vla.read_road({**prompt, PIXEL_VALUES: px.roll(-(px.shape[0] // len(target)), dims=0)}),
                      "zero": torch.zeros_like(target)}  # fmt: skip
-            for g, cols, unit in PROBE_GROUPS:
-                ok = valid[:, cols]
-                for c, pred in reads.items():
-                    err = torch.where(ok, (pred[:, cols] - target[:, cols]).abs(), torch.nan).nanmean(1) * unit
-                    out[f"{g}/{c}"].append(err.numpy())
+            for c, pred in reads.items():
+                for g, err in probe_group_errors(pred, target, valid).items():
+                    out[f"{g}/{c}"].append(err)
             clips += list(b[CLIP_IDS])
     return {k: np.concatenate(v) for k, v in out.items()}, clips
 

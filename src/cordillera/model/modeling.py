@@ -55,6 +55,7 @@ __all__ = [
     "VisionProbe",
     "vision_probe_units",
     "vision_probe_normalise",
+    "vision_probe_loss",
     "PROBE_FIELDS",
     "LANE_AHEAD",
     "LANE_AHEAD_VALID",
@@ -199,9 +200,16 @@ class VisionProbe(nn.Module):
 
     def loss(self, h: torch.Tensor, image_mask: torch.Tensor, target_si: torch.Tensor,
              valid: torch.Tensor) -> torch.Tensor:  # fmt: skip
-        """Smooth-L1 in probe units, mean over the valid (B, F) entries (0 with a graph when none)."""
-        err = F.smooth_l1_loss(self(h, image_mask), vision_probe_normalise(target_si.float()), reduction="none")
-        return err[valid].mean() if valid.any() else err.sum() * 0.0
+        """`vision_probe_loss` of this head's predictions."""
+        return vision_probe_loss(self(h, image_mask), target_si, valid)
+
+
+def vision_probe_loss(pred: torch.Tensor, target_si: torch.Tensor, valid: torch.Tensor,
+                      criterion: Callable = F.smooth_l1_loss) -> torch.Tensor:  # fmt: skip
+    """`criterion` (smooth-L1) between predictions (B, F) in probe units and SI targets, mean over the
+    valid (B, F) entries (0 with a graph when none is valid)."""
+    err = criterion(pred, vision_probe_normalise(target_si.float()), reduction="none")
+    return err[valid].mean() if valid.any() else err.sum() * 0.0
 
 
 def _crop_layers(cache: DynamicCache, n_layers: int, n_tokens: int) -> None:

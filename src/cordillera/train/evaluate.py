@@ -550,16 +550,29 @@ PROBE_GROUPS = (("offset_m", slice(0, 1), 1.0), ("heading_deg", slice(1, 2), 180
                 ("bearing_deg", slice(2, None), 180 / math.pi))  # (name, PROBE_FIELDS columns, SI → unit)
 
 
+def probe_group_errors(pred_si, lane_si, valid) -> dict[str, np.ndarray]:
+    """Per-row mean absolute error (B,) of lane readings (B, F) in SI against `LaneAhead` targets, per
+    `PROBE_GROUPS` group in its unit (m, deg), over the valid columns only; NaN where none is valid."""
+    pred, lane, ok = (np.asarray(x, np.float64) for x in (pred_si, lane_si, valid))
+    out = {}
+    for name, cols, unit in PROBE_GROUPS:
+        n = ok[:, cols].sum(1)
+        err = np.where(ok[:, cols] > 0, np.abs(pred[:, cols] - lane[:, cols]), 0.0).sum(1)
+        out[name] = np.where(n > 0, err / np.maximum(n, 1), np.nan) * unit
+    return out
+
+
 def vision_probe_errors(pred_si: np.ndarray, lane_si: np.ndarray, valid: np.ndarray) -> dict:
     """Mean absolute errors of the vision probe's lane reading (`CordilleraVLA.read_road`, (F,) SI)
     against `train.data.LaneAhead` per group (offset m, heading deg, bearings deg), beside the
     no-image baseline "centred and straight" (all zeros: its error is the target's magnitude)."""
+    probe = probe_group_errors(pred_si[None], lane_si[None], valid[None])
+    zero = probe_group_errors(np.zeros_like(lane_si)[None], lane_si[None], valid[None])
     row = {}
-    for name, cols, unit in PROBE_GROUPS:
-        ok = np.asarray(valid[cols], bool)
-        if ok.any():
-            row[f"probe_{name}_err"] = float(np.abs(pred_si[cols] - lane_si[cols])[ok].mean() * unit)
-            row[f"probe_{name}_err_zero"] = float(np.abs(lane_si[cols])[ok].mean() * unit)
+    for name, _, _ in PROBE_GROUPS:
+        if np.isfinite(probe[name][0]):
+            row[f"probe_{name}_err"] = float(probe[name][0])
+            row[f"probe_{name}_err_zero"] = float(zero[name][0])
     return row
 
 
