@@ -30,7 +30,7 @@ from cordillera.model.modeling import (
     vision_probe_loss,
     vision_probe_units,
 )
-from cordillera.model.processor import IMAGE_GRID_THW, INPUT_IDS, PIXEL_VALUES
+from cordillera.model.processor import ATTENTION_MASK, IMAGE_GRID_THW, INPUT_IDS, MM_TOKEN_TYPE_IDS, PIXEL_VALUES
 from cordillera.model.processor import VLAProcessor
 from cordillera.model.tokenizer import load_tokenizer
 from cordillera.train import loop
@@ -49,21 +49,22 @@ class AttentionPoolHead(torch.nn.Module):
         self.mlp = torch.nn.Sequential(torch.nn.Linear(num_queries * hidden, width), torch.nn.GELU(),
                                        torch.nn.Linear(width, n_out))  # fmt: skip
 
-    def forward(self, h, image_mask):
-        scores = (h @ self.queries.T).float() / h.shape[-1] ** 0.5  # (B, L, Q)
-        scores = scores.masked_fill(~image_mask[..., None], float("-inf"))
-        return self.mlp(torch.einsum("blq,bld->bqd", scores.softmax(dim=1), h).flatten(1)).float()
+    def forward(self, tokens):
+        scores = (tokens @ self.queries.T).float() / tokens.shape[-1] ** 0.5  # (B, N, Q)
+        return self.mlp(torch.einsum("bnq,bnd->bqd", scores.softmax(dim=1), tokens).flatten(1)).float()
 
 
-def probe_inputs(vla, prompt, read: str):
-    """(states (B, L, D), image mask (B, L)) the head reads: the text layers' last hidden states
-    (`prompt`, as the model does) or the vision tower's merged outputs (`vision`), which skip them."""
-    if read == "prompt":
-        return vla.prompt_states(prompt)
-    out = vla.model.image_features(prompt[PIXEL_VALUES], prompt[IMAGE_GRID_THW]).pooler_output
-    B = prompt[INPUT_IDS].shape[0]
-    x = torch.cat(out).reshape(B, -1, out[0].shape[-1])  # images of a row are consecutive
-    return x, torch.ones(x.shape[:2], dtype=torch.bool)
+def probe_inputs(vla, prompt, read: str) -> torch.Tensor:
+    """The image tokens (B, N, D) the head reads: the text layers' last hidden states at the image
+    positions (`prompt`, the model's probe before session 8) or the vision tower's merged outputs
+    (`vision`, the model's probe since), which skip the text layers."""
+    if read == "vision":
+        return vla.image_tokens(prompt)
+    m = vla.model
+    ids, am, mm = prompt[INPUT_IDS], prompt[ATTENTION_MASK], prompt[MM_TOKEN_TYPE_IDS]
+    pos = m.rope_positions(ids, mm, prompt[IMAGE_GRID_THW], am)
+    h, _ = m.backbone(ids, am, pos, m.image_features(prompt[PIXEL_VALUES], prompt[IMAGE_GRID_THW]), mm)
+    return h[mm.bool()].reshape(ids.shape[0], -1, h.shape[-1])
 
 
 @torch.no_grad()
@@ -72,7 +73,7 @@ def heldout_errors(vla, batches, read: str = "prompt") -> dict[str, tuple[float,
     vla.eval()
     acc: dict[str, list] = {g: [[], []] for g, _, _ in PROBE_GROUPS}
     for b in batches():
-        read_si = vision_probe_units(vla.model.vision_probe(*probe_inputs(vla, b[PROMPT_BATCH], read)))
+        read_si = vision_probe_units(vla.model.vision_probe(probe_inputs(vla, b[PROMPT_BATCH], read)))
         t, ok = b[LANE_AHEAD], b[LANE_AHEAD_VALID]
         for g, cols, unit in PROBE_GROUPS:
             v = ok[:, cols]
@@ -90,8 +91,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--vision-lr", type=float, default=None, help="the vision tower's rate (default: --lr)")
     ap.add_argument("--read", choices=("prompt", "vision"), default="prompt",
-                    help="prompt = the text layers' states at the image tokens (the model's probe); vision = the "
-                         "vision tower's outputs (the text layers are skipped and not trained)")
+                    help="prompt = the text layers' states at the image tokens (the model's probe before session 8); "
+                         "vision = the vision tower's outputs (the model's probe now; the text layers are skipped and "
+                         "not trained)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--eval-samples", type=int, default=96)
@@ -133,9 +135,9 @@ def main() -> None:
     for step in range(1, a.steps + 1):
         b = first if a.overfit and step > 1 else next(stream)
         first = b if step == 1 else first
-        h, img = probe_inputs(vla, b[PROMPT_BATCH], a.read)
+        tokens = probe_inputs(vla, b[PROMPT_BATCH], a.read)
         crit = F.smooth_l1_loss if a.loss == "smooth_l1" else F.mse_loss
-        loss = vision_probe_loss(head(h, img), b[LANE_AHEAD], b[LANE_AHEAD_VALID], crit)
+        loss = vision_probe_loss(head(tokens), b[LANE_AHEAD], b[LANE_AHEAD_VALID], crit)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

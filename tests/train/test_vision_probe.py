@@ -1,4 +1,4 @@
-"""The vision probe (stage-1 auxiliary head): hand-derived lane targets, it reads image tokens only,
+"""The vision probe (stage-1 auxiliary head): hand-derived lane targets, it reads the vision tower's image tokens,
 its loss reaches the vision tower, and it travels through save/load and the stage-1 → 2 hand-over."""
 
 import dataclasses
@@ -27,6 +27,7 @@ from cordillera.train.data import LaneAhead  # noqa: E402
 
 torch.set_num_threads(1)
 NF = len(PROBE_FIELDS)
+STAGE1_ARGS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")
 
 
 def _probe_config(weight=1.0):
@@ -98,22 +99,17 @@ def test_probe_units_round_trip():
 def test_probe_reads_the_last_frame_of_each_camera():
     torch.manual_seed(0)
     probe = VisionProbe(16, cameras=2, tokens_per_frame=2, proj=4, width=8)
-    h = torch.randn(2, 12, 16)
-    mask = torch.zeros(2, 12, dtype=torch.bool)
-    mask[:, 2:10] = True  # camera 0: frames at 2-3, 4-5; camera 1: 6-7, 8-9
-    out = probe(h, mask)
-    h2 = h.clone()
-    h2[:, 10:] += 5.0  # text / history tokens
-    h2[:, 2:4] += 5.0  # camera 0's older frame
-    h2[:, 6:8] += 5.0  # camera 1's older frame
-    assert torch.equal(probe(h2, mask), out)
-    h2[0, 9] += 1.0  # camera 1's last frame, row 0
-    changed = probe(h2, mask)
+    tokens = torch.randn(2, 8, 16)  # camera 0: frames at 0-1, 2-3; camera 1: 4-5, 6-7
+    out = probe(tokens)
+    t2 = tokens.clone()
+    t2[:, 0:2] += 5.0  # camera 0's older frame
+    t2[:, 4:6] += 5.0  # camera 1's older frame
+    assert torch.equal(probe(t2), out)
+    t2[0, 7] += 1.0  # camera 1's last frame, row 0
+    changed = probe(t2)
     assert not torch.allclose(changed[0], out[0]) and torch.equal(changed[1], out[1])
-    one_token = torch.zeros(2, 12, dtype=torch.bool)
-    one_token[:, 2] = True  # not whole frames of both cameras
     with pytest.raises(ValueError, match="image tokens per row"):
-        probe(h, one_token)
+        probe(tokens[:, :3])  # not whole frames of both cameras
 
 
 @pytest.fixture(scope="module")
@@ -125,19 +121,17 @@ def proc():
 
 
 def test_probe_sees_pixels_not_history(proc):
-    """In the whole model, the probe's prediction depends on the images, not on the ego history
-    (the image tokens come first in the causal prompt)."""
-    from cordillera.model.processor import MM_TOKEN_TYPE_IDS
-
+    """In the whole model, the probe reads the image tokens the text layers receive: the same as
+    `image_tokens` of the prompt, dependent on the pixels and not on the ego history."""
     torch.manual_seed(0)
     vla = CordilleraVLA(_probe_config()).eval()
     samples = make_samples(2, seed=1)
 
     def predict(batch):
         m = vla.model
-        args = [batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", MM_TOKEN_TYPE_IDS)]
-        _, _, _, h = m.stage1_losses(*args, batch["labels"])
-        return m.vision_probe(h, batch[MM_TOKEN_TYPE_IDS].bool())
+        _, _, _, tokens = m.stage1_losses(*[batch[k] for k in STAGE1_ARGS], batch["labels"])
+        assert torch.equal(tokens, vla.image_tokens(batch))
+        return m.vision_probe(tokens)
 
     with torch.no_grad():
         base = predict(proc(samples))
@@ -167,15 +161,12 @@ def test_stage1_loss_trains_vision_tower_and_checkpoint_round_trip(proc, tmp_pat
     loss, logs = vla(batch, stage="stage1")
     assert logs["vision_probe"] > 0
     assert loss.item() == pytest.approx(logs["ce_traj"] + logs["ce_text"] + 0.5 * logs["vision_probe"], rel=1e-5)
-    # the probe's loss alone reaches the vision tower
-    from cordillera.model.processor import MM_TOKEN_TYPE_IDS
-
-    args = [batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", MM_TOKEN_TYPE_IDS)]
-    _, _, _, h = vla.model.stage1_losses(*args, batch["labels"])
+    # the probe's loss alone reaches the vision tower and nothing of the text layers
     vla.zero_grad()
-    vla.model.vision_probe.loss(h, batch[MM_TOKEN_TYPE_IDS].bool(), batch[LANE_AHEAD], batch[LANE_AHEAD_VALID]).backward()
+    vla.model.vision_probe.loss(vla.image_tokens(batch), batch[LANE_AHEAD], batch[LANE_AHEAD_VALID]).backward()
     vis = [p.grad for p in vla.model.vlm.model.visual.parameters() if p.grad is not None]
     assert vis and any(g.abs().sum() > 0 for g in vis)
+    assert all(p.grad is None for p in vla.model.vlm.model.language_model.parameters())
     # no probe in the config, no head and no extra loss term
     plain = CordilleraVLA(tiny_config())
     assert plain.model.vision_probe is None and "vision_probe" not in plain(batch, stage="stage1")[1]
@@ -218,9 +209,8 @@ def test_read_road_and_open_loop_probe_errors(proc):
     m = planner.model.model
     b = proc([s])
     with torch.no_grad():
-        _, _, _, h = m.stage1_losses(*[b[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw",
-                                                      "mm_token_type_ids")], b["labels"])  # fmt: skip
-        ref = vision_probe_units(m.vision_probe(h, b["mm_token_type_ids"].bool()))
+        _, _, _, tokens = m.stage1_losses(*[b[k] for k in STAGE1_ARGS], b["labels"])
+        ref = vision_probe_units(m.vision_probe(tokens))
     assert torch.allclose(read, ref, atol=1e-5)
     pred = np.array([0.1, 0.0, 0.01, 0.02, 0.03, 0.04])
     lane = np.array([0.3, 0.01, 0.0, 0.0, 0.05, 0.5])

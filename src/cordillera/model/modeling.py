@@ -169,15 +169,16 @@ def vision_probe_normalise(values_si: torch.Tensor) -> torch.Tensor:
 
 
 class VisionProbe(nn.Module):
-    """Reads the ego's lane from the image tokens' last hidden states (cordillera-only, stage 1).
+    """Reads the ego's lane from the vision tower's outputs (cordillera-only, stage 1).
 
-    The last frame of every camera, each token projected to `proj` dims and concatenated in image
-    order (the layout — where the lane markings are — is what carries the lane's shape), then an
-    MLP to the `PROBE_FIELDS` (lateral offset from the lane centre, heading relative to the lane,
-    bearings of the lane centre ahead). The image tokens come before the history in the prompt,
-    so what the probe reads was computed from pixels (and the camera labels) only: its loss trains
-    the vision tower to see the lane. (An attention-pooling head, which starts as a mean over all
-    image tokens, did not learn at all: benchmarks/RESULTS.md ## vision_probe.)
+    The last frame of every camera, each merged image token projected to `proj` dims and
+    concatenated in image order (the layout — where the lane markings are — is what carries the
+    lane's shape), then an MLP to the `PROBE_FIELDS` (lateral offset from the lane centre, heading
+    relative to the lane, bearings of the lane centre ahead). It reads the image tokens the text
+    layers receive, before those layers, so its loss trains the vision tower to put the lane into
+    them and leaves the text layers to the token losses. (Reading the text layers' last states at
+    the image positions instead did not learn at the recipe's text rate, nor did an
+    attention-pooling head: benchmarks/RESULTS.md ## vision_probe.)
     """
 
     def __init__(self, hidden: int, cameras: int, tokens_per_frame: int, proj: int = 32, width: int = 256):
@@ -187,21 +188,20 @@ class VisionProbe(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(proj * tokens_per_frame * cameras, width), nn.GELU(),
                                  nn.Linear(width, len(PROBE_FIELDS)))  # fmt: skip
 
-    def forward(self, h: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
-        """h (B, L, D), image_mask (B, L) bool → predictions (B, F) in probe units."""
-        B = h.shape[0]
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, N, D): a row's image tokens in prompt order (camera-major, then frame) →
+        predictions (B, F) in probe units."""
+        B, N, D = tokens.shape
         per_camera = self.cameras * self.tokens_per_frame
-        counts = image_mask.sum(1)
-        if not bool((counts == counts[0]).all()) or int(counts[0]) % per_camera or int(counts[0]) == 0:
+        if N == 0 or N % per_camera:
             raise ValueError(f"the vision probe reads {self.cameras} cameras of frames of {self.tokens_per_frame} "
-                             f"tokens (all rows alike); got {counts.tolist()} image tokens per row")
-        x = h[image_mask].reshape(B, self.cameras, -1, self.tokens_per_frame, h.shape[-1])[:, :, -1]
+                             f"tokens; got {N} image tokens per row")
+        x = tokens.reshape(B, self.cameras, -1, self.tokens_per_frame, D)[:, :, -1]
         return self.mlp(self.proj(x).flatten(1)).float()  # (B, F)
 
-    def loss(self, h: torch.Tensor, image_mask: torch.Tensor, target_si: torch.Tensor,
-             valid: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def loss(self, tokens: torch.Tensor, target_si: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """`vision_probe_loss` of this head's predictions."""
-        return vision_probe_loss(self(h, image_mask), target_si, valid)
+        return vision_probe_loss(self(tokens), target_si, valid)
 
 
 def vision_probe_loss(pred: torch.Tensor, target_si: torch.Tensor, valid: torch.Tensor,
@@ -320,6 +320,15 @@ class VLAModel(nn.Module):
     def image_features(self, pixel_values, image_grid_thw):
         return self.vlm.model.get_image_features(pixel_values, image_grid_thw, return_dict=True)
 
+    @staticmethod
+    def image_tokens(feats, batch_size: int) -> torch.Tensor:
+        """The merged image tokens of `image_features` as (B, N, D) rows (a row's images are
+        consecutive in `image_grid_thw`; every row must hold as many)."""
+        x = torch.cat(feats.pooler_output)
+        if x.shape[0] % batch_size:
+            raise ValueError(f"{x.shape[0]} image tokens do not split evenly over {batch_size} rows")
+        return x.reshape(batch_size, -1, x.shape[-1])
+
     def image_features_cached(self, pixel_values, image_grid_thw, keys: list, store: dict):
         """`image_features` encoding only the images whose key is not in `store` yet.
 
@@ -402,7 +411,7 @@ class VLAModel(nn.Module):
     # ---- losses ----
     def stage1_losses(self, input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids, labels):
         """Per-token next-token CE (B, L-1), the masks of trajectory and text targets, and the
-        last hidden states (B, L, D)."""
+        image tokens (B, N, D) the text layers received (what the vision probe reads)."""
         pos = self.rope_positions(input_ids, mm_token_type_ids, image_grid_thw, attention_mask)
         feats = self.image_features(pixel_values, image_grid_thw)
         h, _ = self.backbone(input_ids, attention_mask, pos, feats, mm_token_type_ids)  # (B, L, D)
@@ -413,7 +422,7 @@ class VLAModel(nn.Module):
         ce[sel] = F.cross_entropy(logits, tgt[sel], reduction="none")
         t0 = self.cfg.traj_token_start_id
         is_traj = ((tgt >= t0) & (tgt < t0 + self.cfg.tokenizer.future_num_bins)) | (tgt == self.tfs_id) | (tgt == self.tfe_id)
-        return ce, sel & is_traj, sel & ~is_traj, h
+        return ce, sel & is_traj, sel & ~is_traj, self.image_tokens(feats, input_ids.shape[0])
 
     def stage2_losses(self, input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids,
                       actions, noise, t):  # fmt: skip
@@ -482,7 +491,7 @@ class CordilleraVLA(nn.Module):
         args = (batch[INPUT_IDS], batch[ATTENTION_MASK], batch[PIXEL_VALUES], batch[IMAGE_GRID_THW],
                 batch[MM_TOKEN_TYPE_IDS])  # fmt: skip
         if stage == "stage1":
-            ce, traj, text, h = m.stage1_losses(*args, batch[LABELS])
+            ce, traj, text, image_tokens = m.stage1_losses(*args, batch[LABELS])
             loss_traj = ce[traj].mean() if traj.any() else ce.new_zeros(())
             loss_text = ce[text].mean() if text.any() else ce.new_zeros(())
             w = self.cfg.loss
@@ -490,8 +499,7 @@ class CordilleraVLA(nn.Module):
             logs = {"ce_traj": loss_traj.item(), "ce_text": loss_text.item(),
                     "n_traj_tokens": int(traj.sum()), "n_text_tokens": int(text.sum())}  # fmt: skip
             if m.vision_probe is not None and batch.get(LANE_AHEAD) is not None:
-                probe = m.vision_probe.loss(h, batch[MM_TOKEN_TYPE_IDS].bool(), batch[LANE_AHEAD],
-                                            batch[LANE_AHEAD_VALID])  # fmt: skip
+                probe = m.vision_probe.loss(image_tokens, batch[LANE_AHEAD], batch[LANE_AHEAD_VALID])
                 loss = loss + w.vision_probe_weight * probe
                 logs["vision_probe"] = probe.item()
             return loss, {"loss": loss.item(), **logs}
@@ -784,16 +792,14 @@ class CordilleraVLA(nn.Module):
         `PROBE_FIELDS` order (offset m, heading rad, bearings ahead rad); None without a probe."""
         if self.model.vision_probe is None:
             return None
-        return vision_probe_units(self.model.vision_probe(*self.prompt_states(batch)))
+        return vision_probe_units(self.model.vision_probe(self.image_tokens(batch)))
 
-    def prompt_states(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Last hidden states (B, L, D) of a prompt batch and its image-token mask (B, L) bool: what
-        the vision probe reads (with gradients unless the caller disables them)."""
+    def image_tokens(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The vision tower's merged image tokens (B, N, D) of a prompt batch, in prompt order: what
+        the vision probe reads (with gradients unless the caller disables them). The text layers
+        are not run."""
         m = self.model
-        ids, am, mm = batch[INPUT_IDS], batch[ATTENTION_MASK], batch[MM_TOKEN_TYPE_IDS]
-        pos = m.rope_positions(ids, mm, batch[IMAGE_GRID_THW], am)
-        h, _ = m.backbone(ids, am, pos, m.image_features(batch[PIXEL_VALUES], batch[IMAGE_GRID_THW]), mm)
-        return h, mm.bool()
+        return m.image_tokens(m.image_features(batch[PIXEL_VALUES], batch[IMAGE_GRID_THW]), batch[INPUT_IDS].shape[0])
 
     @torch.no_grad()
     def generate_text(self, batch: dict[str, Any], max_new_tokens: int = 64, temperature: float = 0.6,

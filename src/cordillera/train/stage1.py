@@ -10,7 +10,7 @@ both token-means in fp32 (`CordilleraVLA.forward(stage="stage1")`, weights 1:1 f
 does not exist in this stage (spec), so it and its projections stay frozen. Action normalisation
 statistics are fitted on the training split and stored in the model config before training.
 With `use_coc: false` (trajectory-only ablation) the targets carry an empty CoC. With
-`vision_probe_weight > 0` the `VisionProbe` head's loss (road ahead from the image tokens alone)
+`vision_probe_weight > 0` the `VisionProbe` head's loss (road ahead from the vision tower's image tokens)
 is added; the head is saved with the model and frozen in stage 2.
 """
 
