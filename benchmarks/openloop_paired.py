@@ -29,6 +29,7 @@ from cordillera.model.tokenizer import load_tokenizer
 from cordillera.train import loop
 from cordillera.train.config import NanoConfig, load_train_config
 from cordillera.train.data import CLIP_IDS, PROMPT_BATCH, Collate
+from cordillera.train.evaluate import sample_mean_difference_ci
 
 
 def per_sample_min_ade(checkpoint: str, data_dir: str, n: int, seed: int = 1234, all_clips: bool = False,
@@ -67,18 +68,6 @@ def per_sample_min_ade(checkpoint: str, data_dir: str, n: int, seed: int = 1234,
     return np.concatenate(out), clips
 
 
-def clip_bootstrap(x: np.ndarray, y: np.ndarray, clips: list[str], resamples: int = 10_000,
-                   seed: int = 0) -> tuple[float, float]:  # fmt: skip
-    """95 % percentile interval of mean(y − x) resampling whole clips."""
-    ids = sorted(set(clips))
-    rows = [np.flatnonzero(np.asarray(clips) == c) for c in ids]
-    sums = np.array([(y[r] - x[r]).sum() for r in rows])
-    counts = np.array([len(r) for r in rows])
-    pick = np.random.default_rng(seed).integers(0, len(ids), (resamples, len(ids)))
-    d = sums[pick].sum(1) / counts[pick].sum(1)
-    return float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("a")
@@ -103,7 +92,7 @@ def main(argv=None) -> int:
     if clips[0] != clips[1]:
         raise SystemExit("the two checkpoints saw different samples (different splits?) — nothing to pair")
     x, y = vals
-    lo, hi = clip_bootstrap(x, y, clips[0])
+    lo, hi = sample_mean_difference_ci(x, y, clips[0])
     print(f"\n{runs[1][2]} − {a.a}: {y.mean() - x.mean():+.3f} m [{lo:+.3f}, {hi:+.3f}] "
           f"(95 % bootstrap over clips), {100 * (y.mean() / x.mean() - 1):+.1f} %")
     return 0

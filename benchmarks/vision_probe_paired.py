@@ -16,24 +16,19 @@ Usage: PYTHONPATH=src .venv/bin/python benchmarks/vision_probe_paired.py CKPT --
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from openloop_paired import clip_bootstrap  # noqa: E402
-
-from cordillera.data.dataset import PaiDataset  # noqa: E402
-from cordillera.model.modeling import LANE_AHEAD, LANE_AHEAD_VALID, CordilleraVLA  # noqa: E402
-from cordillera.model.processor import PIXEL_VALUES, VLAProcessor  # noqa: E402
-from cordillera.model.tokenizer import load_tokenizer  # noqa: E402
-from cordillera.train import loop  # noqa: E402
-from cordillera.train.config import EvalSettings  # noqa: E402
-from cordillera.train.data import CLIP_IDS, PROMPT_BATCH, Collate, LaneAhead  # noqa: E402
-from cordillera.train.evaluate import PROBE_GROUPS, probe_group_errors  # noqa: E402
+from cordillera.data.dataset import PaiDataset
+from cordillera.model.modeling import LANE_AHEAD, LANE_AHEAD_VALID, CordilleraVLA
+from cordillera.model.processor import PIXEL_VALUES, VLAProcessor
+from cordillera.model.tokenizer import load_tokenizer
+from cordillera.train import loop
+from cordillera.train.config import EvalSettings
+from cordillera.train.data import CLIP_IDS, PROMPT_BATCH, Collate, LaneAhead
+from cordillera.train.evaluate import PROBE_GROUPS, probe_group_errors, sample_mean_difference_ci
 
 CONDITIONS = ("real", "grey", "swapped", "zero")
 
@@ -89,7 +84,7 @@ def main() -> None:
         cells = []
         for c in ("grey", "swapped"):
             ctl = r[f"{g}/{c}"][keep]
-            lo, hi = clip_bootstrap(real[keep], ctl, kept)
+            lo, hi = sample_mean_difference_ci(real[keep], ctl, kept)
             cells.append(f"{ctl.mean():.2f}: {(ctl - real[keep]).mean():+.2f} [{lo:+.2f}, {hi:+.2f}]")
         print(f"| {g} (n={int(keep.sum())}) | {real[keep].mean():.2f} | " + " | ".join(cells)
               + f" | {r[f'{g}/zero'][keep].mean():.2f} |")  # fmt: skip

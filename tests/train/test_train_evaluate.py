@@ -265,3 +265,20 @@ def test_closed_loop_families_filter_the_suite():
     assert {s.family for s in scs} == {"merge_on_ramp", "pass_blocked"} and all(s.duration_us == 3_000_000 for s in scs)
     with pytest.raises(ValueError, match=r"not in suite 'long_tail'.*jaywalker"):
         _scenarios_for("long_tail", None, ("merge_on_ramp",))
+
+
+def test_sample_mean_difference_ci_resamples_whole_groups():
+    """One group holds every difference: any resample that draws it moves the mean; a group
+    bootstrap of identical groups has a zero-width interval at their difference."""
+    from cordillera.train.evaluate import sample_mean_difference_ci
+
+    x = np.zeros(6)
+    y = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    lo, hi = sample_mean_difference_ci(x, y, ["a", "a", "b", "b", "c", "c"], resamples=200)
+    assert lo == pytest.approx(1.0) and hi == pytest.approx(1.0)
+    y2 = np.array([3.0, 3.0, 0.0, 0.0, 0.0, 0.0])  # mean difference 1, all of it in group "a"
+    lo, hi = sample_mean_difference_ci(x, y2, ["a", "a", "b", "b", "c", "c"], resamples=2000)
+    # a draw of 3 groups holding k copies of "a" has mean k; P(k=0) = 8/27 and P(k=3) = 1/27 > 2.5 %
+    assert lo == pytest.approx(0.0) and hi == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="group labels"):
+        sample_mean_difference_ci(x, y, ["a"])

@@ -45,7 +45,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
-    "RENDER_HW", "CLOSED_LOOP_METRICS", "TRAJ_ONLY_CHECKPOINT", "t_interval", "mean_ci", "paired_difference",
+    "RENDER_HW", "CLOSED_LOOP_METRICS", "TRAJ_ONLY_CHECKPOINT", "t_interval", "mean_ci", "group_bootstrap",
+    "sample_mean_difference_ci", "paired_difference",
     "RendererFactory", "run_without_cameras_for_reference", "rollout_consistency", "collect_closed_loop",
     "compare", "decision_accuracy", "vla_run_setup", "main_sim_run_vla", "main_closed_loop", "evaluate_open_loop", "main_open_loop",
 ]
@@ -118,6 +119,33 @@ def mean_ci(values, groups=None, confidence: float = CONFIDENCE) -> dict:
     return out
 
 
+def group_bootstrap(stat, n_groups: int, confidence: float = CONFIDENCE, resamples: int = BOOTSTRAP_RESAMPLES,
+                    seed: int = 0) -> tuple[float, float]:  # fmt: skip
+    """Percentile interval of ``stat(idx)`` over resamples of ``n_groups`` whole groups (clusters)
+    drawn with replacement; ``idx`` (n_groups,) indexes the groups. Non-finite draws are dropped."""
+    rng = np.random.default_rng(seed)
+    boot = np.array([stat(rng.integers(0, n_groups, n_groups)) for _ in range(resamples)], dtype=np.float64)
+    boot = boot[np.isfinite(boot)]
+    if not len(boot):
+        return math.nan, math.nan
+    q = (1 - confidence) / 2
+    return float(np.quantile(boot, q)), float(np.quantile(boot, 1 - q))
+
+
+def sample_mean_difference_ci(x, y, groups, confidence: float = CONFIDENCE, resamples: int = 10_000,
+                              seed: int = 0) -> tuple[float, float]:  # fmt: skip
+    """Interval of mean(y − x) over paired samples, resampling whole groups (e.g. the clips the
+    samples come from, whose samples are correlated); each draw weights groups by their samples."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    g = np.asarray(groups)
+    if not (len(x) == len(y) == len(g)):
+        raise ValueError(f"{len(x)} / {len(y)} values but {len(g)} group labels")
+    rows = [np.flatnonzero(g == k) for k in sorted(set(g.tolist()))]
+    sums = np.array([(y[r] - x[r]).sum() for r in rows])
+    counts = np.array([len(r) for r in rows])
+    return group_bootstrap(lambda idx: sums[idx].sum() / counts[idx].sum(), len(rows), confidence, resamples, seed)
+
+
 def paired_difference(a: dict, b: dict, confidence: float = CONFIDENCE, resamples: int = BOOTSTRAP_RESAMPLES,
                       seed: int = 0) -> dict:
     """a − b paired on the keys ``(scenario, seed)`` present (and finite) in both.
@@ -140,15 +168,10 @@ def paired_difference(a: dict, b: dict, confidence: float = CONFIDENCE, resample
         return (ma - mb) / abs(mb) if mb != 0 else math.nan
 
     point = rel(np.arange(len(scen)))
-    if len(scen) < 2 or not np.isfinite(point):
-        relative = {"mean": point, "lo": math.nan, "hi": math.nan}
-    else:
-        rng = np.random.default_rng(seed)
-        boot = np.array([rel(rng.integers(0, len(scen), len(scen))) for _ in range(resamples)])
-        boot = boot[np.isfinite(boot)]
-        q = (1 - confidence) / 2
-        relative = {"mean": point, "lo": float(np.quantile(boot, q)) if len(boot) else math.nan,
-                    "hi": float(np.quantile(boot, 1 - q)) if len(boot) else math.nan}
+    lo = hi = math.nan
+    if len(scen) >= 2 and np.isfinite(point):
+        lo, hi = group_bootstrap(rel, len(scen), confidence, resamples, seed)
+    relative = {"mean": point, "lo": lo, "hi": hi}
     return {"diff": diff, "relative": relative, "n_pairs": len(keys)}
 
 
