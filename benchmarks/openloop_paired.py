@@ -10,8 +10,9 @@ was trained on (e.g. clips of the held-out ``standard`` suite). The bootstrap re
 (samples of one clip are correlated).
 
 Usage: PYTHONPATH=src .venv/bin/python benchmarks/openloop_paired.py CKPT_A CKPT_B --data DIR
-       [--all] [--blind-b] [--samples 200] [--threads 2]
-       (CKPT_A = CKPT_B with --blind-b: the model with real vs flat-grey camera images)
+       [--all] [--blind-b | --swap-b] [--samples 200] [--threads 2]
+       (CKPT_A = CKPT_B with --blind-b / --swap-b: the model with real vs flat-grey / another clip's
+       camera images)
 """
 
 from __future__ import annotations
@@ -32,10 +33,28 @@ from cordillera.train.data import CLIP_IDS, PROMPT_BATCH, Collate
 from cordillera.train.evaluate import sample_mean_difference_ci
 
 
+CAMERA_CONDITIONS = ("real", "grey", "swapped")
+
+
+def swapped_cameras(pixel_values: torch.Tensor, clip_ids: list[str]) -> tuple[torch.Tensor, int]:
+    """Every sample of a batch gets the camera images of another sample, from another clip where
+    the batch allows: the rows are rolled by the smallest whole-sample shift that moves every sample
+    to a different clip (samples of one clip sit next to each other), else by half the batch.
+    Returns (pixel values, number of samples that still see their own clip's images)."""
+    n = len(clip_ids)
+    rows = pixel_values.shape[0] // n  # every sample has the same cameras and frames
+    shift = next((k for k in range(1, n) if all(clip_ids[i] != clip_ids[(i + k) % n] for i in range(n))), n // 2)
+    same = sum(clip_ids[i] == clip_ids[(i + shift) % n] for i in range(n)) if n > 1 else n
+    return pixel_values.roll(-shift * rows, dims=0), same
+
+
 def per_sample_min_ade(checkpoint: str, data_dir: str, n: int, seed: int = 1234, all_clips: bool = False,
-                       blind: bool = False) -> tuple[np.ndarray, list[str]]:  # fmt: skip
+                       cameras: str = "real") -> tuple[np.ndarray, list[str]]:  # fmt: skip
     """(minADE₆ per sample, clip id per sample) on `n` samples spread over the held-out set;
-    `blind`: every camera image replaced by flat grey (pixel values at the normalisation mean)."""
+    `cameras`: "real", "grey" (every image flat grey, the normalisation mean) or "swapped"
+    (`swapped_cameras`: another clip's images)."""
+    if cameras not in CAMERA_CONDITIONS:
+        raise ValueError(f"cameras must be one of {CAMERA_CONDITIONS}, got {cameras!r}")
     cfg = load_train_config("train_nano", NanoConfig, [])
     s2 = cfg.stage2.model_copy(update={"use_coc": True, "data": cfg.stage2.data.model_copy(
         update={"dir": data_dir, "val_fraction": cfg.val_fraction})})
@@ -54,17 +73,23 @@ def per_sample_min_ade(checkpoint: str, data_dir: str, n: int, seed: int = 1234,
                       with_prompt=True)
     batches = loop.val_batches_fn(held_out, collate, ev)
     g = torch.Generator().manual_seed(seed)
-    out, clips = [], []
+    out, clips, own = [], [], 0
     with torch.no_grad():
         for b in batches():
             prompt = b[PROMPT_BATCH]
-            if blind:
+            if cameras == "grey":
                 prompt = {**prompt, PIXEL_VALUES: torch.zeros_like(prompt[PIXEL_VALUES])}
+            elif cameras == "swapped":
+                px, same = swapped_cameras(prompt[PIXEL_VALUES], list(b[CLIP_IDS]))
+                prompt = {**prompt, PIXEL_VALUES: px}
+                own += same
             s = vla.sample_trajectories(prompt, num_samples=ev.k, temperature=ev.temperature, top_p=ev.top_p,
                                         flow_steps=ev.flow_steps, fast=not vla.cfg.inputs.use_coc,
                                         max_new_tokens=ev.max_new_tokens, generator=g)
             out.append(min_ade(s.xyz, b[EGO_FUTURE_XYZ], reduce=False)["min_ade"].numpy())
             clips += list(b[CLIP_IDS])
+    if own:
+        print(f"  ({own} of {len(clips)} samples kept their own clip's images: batches of one clip)")
     return np.concatenate(out), clips
 
 
@@ -78,14 +103,20 @@ def main(argv=None) -> int:
     ap.add_argument("--all", action="store_true", help="every sample of DATA (a set neither model trained on)")
     ap.add_argument("--blind-b", action="store_true",
                     help="B sees flat grey cameras (with B = A: does the model use its images at all?)")
+    ap.add_argument("--swap-b", action="store_true",
+                    help="B sees another clip's cameras (with B = A: does it use *this* scene's images? grey "
+                         "images are out of distribution for a vision tower that learned features)")
     a = ap.parse_args(argv)
+    if a.blind_b and a.swap_b:
+        ap.error("--blind-b and --swap-b exclude each other")
     torch.set_num_threads(a.threads)
-    runs = [(a.a, False, a.a), (a.b, a.blind_b, a.b + (" (grey cameras)" if a.blind_b else ""))]
+    b_cams = "grey" if a.blind_b else "swapped" if a.swap_b else "real"
+    runs = [(a.a, "real", a.a), (a.b, b_cams, a.b + ("" if b_cams == "real" else f" ({b_cams} cameras)"))]
     vals, clips = [], []
     print("| checkpoint | minADE₆ [m] | samples | clips | seconds |\n|---|---:|---:|---:|---:|")
-    for ck, blind, name in runs:
+    for ck, cams, name in runs:
         t = time.time()
-        v, c = per_sample_min_ade(ck, a.data, a.samples, all_clips=a.all, blind=blind)
+        v, c = per_sample_min_ade(ck, a.data, a.samples, all_clips=a.all, cameras=cams)
         vals.append(v)
         clips.append(c)
         print(f"| {name} | {v.mean():.3f} | {len(v)} | {len(set(c))} | {time.time() - t:.0f} |", flush=True)

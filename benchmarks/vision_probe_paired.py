@@ -5,8 +5,8 @@ lane (`train.data.LaneAhead`: lateral offset from the lane centre [m], heading r
 and the no-image baseline "centred and straight" (all zeros).
 
 Controls: flat grey images (out of distribution, so they overstate the use of the pixels) and
-"swapped" images (each sample gets the cameras of the next sample in its batch, another clip: a
-probe that only learned the average road scores the same with them). The control − real
+"swapped" images (each sample gets the cameras of another sample of its batch from another clip,
+`openloop_paired.swapped_cameras`: a probe that only learned the average road scores the same with them). The control − real
 differences carry 95 % bootstrap intervals over clips (samples of one clip are correlated).
 
 Usage: PYTHONPATH=src .venv/bin/python benchmarks/vision_probe_paired.py CKPT --data DIR [--samples 300]
@@ -16,19 +16,24 @@ Usage: PYTHONPATH=src .venv/bin/python benchmarks/vision_probe_paired.py CKPT --
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from cordillera.data.dataset import PaiDataset
-from cordillera.model.modeling import LANE_AHEAD, LANE_AHEAD_VALID, CordilleraVLA
-from cordillera.model.processor import PIXEL_VALUES, VLAProcessor
-from cordillera.model.tokenizer import load_tokenizer
-from cordillera.train import loop
-from cordillera.train.config import EvalSettings
-from cordillera.train.data import CLIP_IDS, PROMPT_BATCH, Collate, LaneAhead
-from cordillera.train.evaluate import PROBE_GROUPS, probe_group_errors, sample_mean_difference_ci
+sys.path.insert(0, str(Path(__file__).parent))
+from openloop_paired import swapped_cameras  # noqa: E402
+
+from cordillera.data.dataset import PaiDataset  # noqa: E402
+from cordillera.model.modeling import LANE_AHEAD, LANE_AHEAD_VALID, CordilleraVLA  # noqa: E402
+from cordillera.model.processor import PIXEL_VALUES, VLAProcessor  # noqa: E402
+from cordillera.model.tokenizer import load_tokenizer  # noqa: E402
+from cordillera.train import loop  # noqa: E402
+from cordillera.train.config import EvalSettings  # noqa: E402
+from cordillera.train.data import CLIP_IDS, PROMPT_BATCH, Collate, LaneAhead  # noqa: E402
+from cordillera.train.evaluate import PROBE_GROUPS, probe_group_errors, sample_mean_difference_ci  # noqa: E402
 
 CONDITIONS = ("real", "grey", "swapped", "zero")
 
@@ -50,10 +55,10 @@ def probe_errors(checkpoint: str, data_dir: str, n: int) -> tuple[dict[str, np.n
         for b in batches():
             target, valid = b[LANE_AHEAD], b[LANE_AHEAD_VALID]
             prompt = b[PROMPT_BATCH]
-            px = prompt[PIXEL_VALUES]  # (B · rows per sample, patch): every sample has the same cameras
+            px = prompt[PIXEL_VALUES]
             reads = {"real": vla.read_road(prompt),
                      "grey": vla.read_road({**prompt, PIXEL_VALUES: torch.zeros_like(px)}),  # normalisation mean
-                     "swapped": vla.read_road({**prompt, PIXEL_VALUES: px.roll(-(px.shape[0] // len(target)), dims=0)}),
+                     "swapped": vla.read_road({**prompt, PIXEL_VALUES: swapped_cameras(px, list(b[CLIP_IDS]))[0]}),
                      "zero": torch.zeros_like(target)}  # fmt: skip
             for c, pred in reads.items():
                 for g, err in probe_group_errors(pred, target, valid).items():

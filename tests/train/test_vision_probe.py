@@ -239,3 +239,18 @@ def test_collate_adds_lane_targets(proc):
     assert LANE_AHEAD not in Collate(proc)(samples)
     torch.manual_seed(0)
     assert "vision_probe" in CordilleraVLA(_probe_config())(batch, stage="stage1")[1]
+
+
+def test_swapped_cameras_take_another_clips_images():
+    """The benchmarks' "swapped" control: each sample gets whole-sample rows of another clip when the
+    batch allows (samples of one clip sit next to each other), and says how many could not."""
+    sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
+    from openloop_paired import swapped_cameras
+
+    rows = 3  # image rows per sample
+    px = torch.arange(4 * rows, dtype=torch.float32)[:, None].repeat(1, 2)  # sample i owns rows 3i..3i+2
+    out, same = swapped_cameras(px, ["a", "a", "b", "c"])
+    # shift 1 would leave sample 0 with "a"; shift 2 moves every sample to another clip
+    assert same == 0 and torch.equal(out[:, 0], torch.tensor([6, 7, 8, 9, 10, 11, 0, 1, 2, 3, 4, 5.0]))
+    out, same = swapped_cameras(px, ["a", "a", "a", "b"])  # no shift works: half the batch
+    assert same == 2 and torch.equal(out, px.roll(-2 * rows, dims=0))
