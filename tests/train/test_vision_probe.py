@@ -23,7 +23,7 @@ from cordillera.model.modeling import (  # noqa: E402
     vision_probe_normalise,
     vision_probe_units,
 )
-from cordillera.train.data import LaneAhead  # noqa: E402
+from cordillera.train.data import LaneAhead, lane_ahead  # noqa: E402
 
 torch.set_num_threads(1)
 NF = len(PROBE_FIELDS)
@@ -89,6 +89,11 @@ def test_lane_ahead_hand_values():
     assert not _lane_ahead(_map(), 10.0, 0.0, math.pi)[1].any()
     la = LaneAhead(SimpleNamespace(metadata=lambda c: {}))
     assert not la("clip", 0)[1].any()
+    # the map-pose function (closed loop) gives the clip's values for the same pose: map (20, 0.5), 0.02 rad
+    sc = SimpleNamespace(map=_map(), ego=SimpleNamespace(route_lane_ids=("a", "b")))
+    direct, ok = lane_ahead(sc, (20.0, 0.5), 0.02)
+    values, valid = _lane_ahead(_map(), 10.0, 0.5, 0.02)
+    assert np.array_equal(ok, valid) and np.allclose(direct, values, atol=1e-12)
 
 
 def test_probe_units_round_trip():

@@ -173,36 +173,44 @@ class LaneAhead:
     def __call__(self, clip_id: str, t0_us: int) -> tuple[np.ndarray, np.ndarray]:
         """(values (F,) in m / rad, valid (F,) bool)."""
         from cordillera.geometry.pose import quat_to_matrix
-        from cordillera.model.modeling import PROBE_AHEAD_M, PROBE_FIELDS
+        from cordillera.model.modeling import PROBE_FIELDS
 
-        values, valid = np.zeros(len(PROBE_FIELDS)), np.zeros(len(PROBE_FIELDS), dtype=bool)
         sc = self._scenario(clip_id)
         if sc is None:
-            return values, valid
+            return np.zeros(len(PROBE_FIELDS)), np.zeros(len(PROBE_FIELDS), dtype=bool)
         xyz, q = self.reader.egomotion(clip_id).poses(np.asarray([int(t0_us)], np.int64))
         R = quat_to_matrix(q[0])
         e = sc.ego
         c0, s0 = math.cos(e.yaw_rad), math.sin(e.yaw_rad)
         p = np.array([e.x_m + c0 * xyz[0, 0] - s0 * xyz[0, 1], e.y_m + s0 * xyz[0, 0] + c0 * xyz[0, 1]])
-        yaw = e.yaw_rad + math.atan2(R[1, 0], R[0, 0])
-        lanes = sc.map.lanes
-        found = None
-        for lane_id, s_m, r_m, _ in sc.map.nearest_lanes(p, max_dist_m=self.MAX_OFFSET_M):
-            dh = _wrap_rad(yaw - float(lanes[lane_id].heading_at(s_m)))
-            if abs(dh) <= self.MAX_HEADING_RAD:
-                found = (lanes[lane_id], s_m, r_m, dh)
-                break
-        if found is None:
-            return values, valid
-        lane, s_m, r_m, dh = found
-        values[:2], valid[:2] = (r_m, dh), True
-        cy, sy = math.cos(yaw), math.sin(yaw)
-        for j, d_m in enumerate(PROBE_AHEAD_M, start=2):
-            pt = _along(lanes, lane, s_m + d_m, e.route_lane_ids)
-            if pt is not None:
-                dx, dy = pt - p
-                values[j], valid[j] = math.atan2(-sy * dx + cy * dy, cy * dx + sy * dy), True
+        return lane_ahead(sc, p, e.yaw_rad + math.atan2(R[1, 0], R[0, 0]))
+
+
+def lane_ahead(scenario, xy_m, yaw_rad: float) -> tuple[np.ndarray, np.ndarray]:
+    """`LaneAhead`'s targets for an ego at map position `xy_m` (2,) heading `yaw_rad` in `scenario`'s
+    map: (values (F,) in m / rad, valid (F,) bool)."""
+    from cordillera.model.modeling import PROBE_AHEAD_M, PROBE_FIELDS
+
+    values, valid = np.zeros(len(PROBE_FIELDS)), np.zeros(len(PROBE_FIELDS), dtype=bool)
+    p = np.asarray(xy_m, dtype=np.float64)
+    lanes = scenario.map.lanes
+    found = None
+    for lane_id, s_m, r_m, _ in scenario.map.nearest_lanes(p, max_dist_m=LaneAhead.MAX_OFFSET_M):
+        dh = _wrap_rad(yaw_rad - float(lanes[lane_id].heading_at(s_m)))
+        if abs(dh) <= LaneAhead.MAX_HEADING_RAD:
+            found = (lanes[lane_id], s_m, r_m, dh)
+            break
+    if found is None:
         return values, valid
+    lane, s_m, r_m, dh = found
+    values[:2], valid[:2] = (r_m, dh), True
+    cy, sy = math.cos(yaw_rad), math.sin(yaw_rad)
+    for j, d_m in enumerate(PROBE_AHEAD_M, start=2):
+        pt = _along(lanes, lane, s_m + d_m, scenario.ego.route_lane_ids)
+        if pt is not None:
+            dx, dy = pt - p
+            values[j], valid[j] = math.atan2(-sy * dx + cy * dy, cy * dx + sy * dy), True
+    return values, valid
 
 
 def _wrap_rad(a: float) -> float:
