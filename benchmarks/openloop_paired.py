@@ -49,8 +49,10 @@ def swapped_cameras(pixel_values: torch.Tensor, clip_ids: list[str]) -> tuple[to
 
 
 def per_sample_min_ade(checkpoint: str, data_dir: str, n: int, seed: int = 1234, all_clips: bool = False,
-                       cameras: str = "real") -> tuple[np.ndarray, list[str]]:  # fmt: skip
-    """(minADE₆ per sample, clip id per sample) on `n` samples spread over the held-out set;
+                       cameras: str = "real") -> tuple[np.ndarray, np.ndarray, list[str]]:  # fmt: skip
+    """(minADE₆ per sample, lateral end bias per sample, clip id per sample) on `n` samples spread over
+    the held-out set; the bias is the K samples' mean y(6.4 s) − GT y(6.4 s) in the t0 rig frame
+    [m, left +] — a model that steers one way in closed loop shows it here first;
     `cameras`: "real", "grey" (every image flat grey, the normalisation mean) or "swapped"
     (`swapped_cameras`: another clip's images)."""
     if cameras not in CAMERA_CONDITIONS:
@@ -73,7 +75,7 @@ def per_sample_min_ade(checkpoint: str, data_dir: str, n: int, seed: int = 1234,
                       with_prompt=True)
     batches = loop.val_batches_fn(held_out, collate, ev)
     g = torch.Generator().manual_seed(seed)
-    out, clips, own = [], [], 0
+    out, lateral, clips, own = [], [], [], 0
     with torch.no_grad():
         for b in batches():
             prompt = b[PROMPT_BATCH]
@@ -87,10 +89,11 @@ def per_sample_min_ade(checkpoint: str, data_dir: str, n: int, seed: int = 1234,
                                         flow_steps=ev.flow_steps, fast=not vla.cfg.inputs.use_coc,
                                         max_new_tokens=ev.max_new_tokens, generator=g)
             out.append(min_ade(s.xyz, b[EGO_FUTURE_XYZ], reduce=False)["min_ade"].numpy())
+            lateral.append((s.xyz[:, :, -1, 1] - b[EGO_FUTURE_XYZ][:, None, -1, 1]).mean(1).double().numpy())
             clips += list(b[CLIP_IDS])
     if own:
         print(f"  ({own} of {len(clips)} samples kept their own clip's images: batches of one clip)")
-    return np.concatenate(out), clips
+    return np.concatenate(out), np.concatenate(lateral), clips
 
 
 def main(argv=None) -> int:
@@ -113,13 +116,16 @@ def main(argv=None) -> int:
     b_cams = "grey" if a.blind_b else "swapped" if a.swap_b else "real"
     runs = [(a.a, "real", a.a), (a.b, b_cams, a.b + ("" if b_cams == "real" else f" ({b_cams} cameras)"))]
     vals, clips = [], []
-    print("| checkpoint | minADE₆ [m] | samples | clips | seconds |\n|---|---:|---:|---:|---:|")
+    print("| checkpoint | minADE₆ [m] | lateral end bias [m, left +] [95 % CI, clips] | samples | clips | seconds |\n"
+          "|---|---:|---|---:|---:|---:|")
     for ck, cams, name in runs:
         t = time.time()
-        v, c = per_sample_min_ade(ck, a.data, a.samples, all_clips=a.all, cameras=cams)
+        v, lat, c = per_sample_min_ade(ck, a.data, a.samples, all_clips=a.all, cameras=cams)
         vals.append(v)
         clips.append(c)
-        print(f"| {name} | {v.mean():.3f} | {len(v)} | {len(set(c))} | {time.time() - t:.0f} |", flush=True)
+        lo, hi = sample_mean_difference_ci(np.zeros_like(lat), lat, c)
+        print(f"| {name} | {v.mean():.3f} | {lat.mean():+.3f} [{lo:+.3f}, {hi:+.3f}] | {len(v)} | {len(set(c))} | "
+              f"{time.time() - t:.0f} |", flush=True)  # fmt: skip
     if clips[0] != clips[1]:
         raise SystemExit("the two checkpoints saw different samples (different splits?) — nothing to pair")
     x, y = vals
