@@ -34,9 +34,9 @@ class ProbingPolicy(VLAPolicy):
         self.readings: list[tuple[int, np.ndarray]] = []  # (t0 µs, probe reading (F,) SI)
 
     def plan(self, observation, t_now_us: int, t_query_us: int):
-        before = getattr(self, "last_inputs", None)
+        before = self.last_inputs
         plan = super().plan(observation, t_now_us, t_query_us)
-        sample = getattr(self, "last_inputs", None)
+        sample = self.last_inputs  # a new dict only when the model ran (not while a plan is held)
         if sample is not None and sample is not before:
             with torch.inference_mode():
                 read = self.model.read_road(self.processor(sample))

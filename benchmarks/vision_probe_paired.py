@@ -6,7 +6,8 @@ and the no-image baseline "centred and straight" (all zeros).
 
 Controls: flat grey images (out of distribution, so they overstate the use of the pixels) and
 "swapped" images (each sample gets the cameras of another sample of its batch from another clip,
-`openloop_paired.swapped_cameras`: a probe that only learned the average road scores the same with them). The control − real
+`openloop_paired.swapped_cameras`: a probe that only learned the average road scores the same with
+them). The control − real
 differences carry 95 % bootstrap intervals over clips (samples of one clip are correlated).
 
 Usage: PYTHONPATH=src .venv/bin/python benchmarks/vision_probe_paired.py CKPT --data DIR [--samples 300]
