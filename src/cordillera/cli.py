@@ -277,12 +277,15 @@ def eval_closed_loop(
     select: str = typer.Option("first", help="'first' (sample 0 drives) or 'consistent' (the sample whose own CoC "
                                              "agrees best with its trajectory; needs --samples >= 2)."),
     families: Optional[str] = typer.Option(None, help="Comma-separated families: run only these of the suite."),
+    noise_temperature: Optional[float] = typer.Option(
+        None, min=0.0, help="Scale of the action expert's initial flow noise (default: the checkpoint's, 1.0; "
+                            "0 = the flow from the mean noise, least lateral scatter)."),
 ):
     """Run the VLA and baselines closed loop and print a comparison table with 95% CIs."""
     fn = _entry("cordillera.train.evaluate", "main_closed_loop", "cordillera eval closed-loop")
     fn(checkpoint=checkpoint, suite=suite, out=out, seeds=seeds, baselines=baselines, workers=workers,
        duration_s=duration, max_new_tokens=max_new_tokens, replan_every_s=replan_every, render_hw=_hw(render_hw),
-       num_samples=samples, select=select, families=families,
+       num_samples=samples, select=select, families=families, noise_temperature=noise_temperature,
        traj_only="auto" if traj_only is None else (None if str(traj_only).lower() == "none" else traj_only))
 
 

@@ -281,3 +281,18 @@ def test_select_consistent_orders_samples_by_their_own_coc_trajectory_agreement(
     trajs = lambda p: sorted(tuple(np.round(x[0][:, :2], 9).ravel()) for x in [(p.xyz_rig,), *p.alternatives])  # noqa: E731
     assert trajs(first) == trajs(chosen) and len(chosen.alternatives) == 2
     assert isinstance(chosen.coc, str) and "select" in chosen.timing_ms
+
+
+def test_noise_temperature_zero_gives_one_trajectory_per_input(nano_model):
+    """x0 = ε · 0 = 0 for every sample: the fast path's K samples (same prefix) coincide, and the
+    session seed no longer matters; temperature 1 is the model default (independent samples)."""
+    cold = VLAPolicy(nano_model, num_samples=2, fast=True, threads=1, noise_temperature=0.0)
+    a, b = feed(cold, 500_000, seed=3)[-1], feed(cold, 500_000, seed=4)[-1]
+    np.testing.assert_allclose(a.alternatives[0][0], a.xyz_rig, atol=1e-5)
+    np.testing.assert_allclose(a.xyz_rig, b.xyz_rig, atol=1e-5)
+    warm = feed(VLAPolicy(nano_model, num_samples=2, fast=True, threads=1, noise_temperature=1.0), 500_000, seed=3)[-1]
+    default = feed(VLAPolicy(nano_model, num_samples=2, fast=True, threads=1), 500_000, seed=3)[-1]
+    np.testing.assert_array_equal(warm.xyz_rig, default.xyz_rig)
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="noise_temperature"):
+            VLAPolicy(nano_model, noise_temperature=bad)

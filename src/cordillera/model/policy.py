@@ -173,17 +173,23 @@ class VLAPolicy:
         select: which of the K samples drives: "first" (sample 0, as the Alpamayo driver) or
             "consistent" (the sample whose own CoC agrees best with its own trajectory,
             ``reasoning.consistency``; needs K ≥ 2 and CoC decoding; ties keep the lower index).
+        noise_temperature: scale of the flow's initial noise x0 = ε · temperature (spec A1.5); None =
+            the model's ``flow.noise_temperature`` (1.0). Below 1 the expert's samples move towards
+            the trajectory its velocity field maps the mean noise to: less lateral scatter from
+            step to step in closed loop, less diversity among K samples.
     """
 
     def __init__(self, checkpoint: str | Path | CordilleraVLA, num_samples: int = 1, temperature: float = 0.6,
                  top_p: float = 0.98, flow_steps: int = 10, fast: bool = False, cameras=None, seed: int = 0,
                  device: str = "cpu", threads: int | None = 2, max_new_tokens: int | None = None,
                  use_nav: bool = True, name: str = "vla", cache_vision: bool = True, replan_every_s: float = 0.0,
-                 dtype: str = "float32", select: str = "first"):
+                 dtype: str = "float32", select: str = "first", noise_temperature: float | None = None):
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         if flow_steps < 1:
             raise ValueError(f"flow_steps must be >= 1, got {flow_steps}")
+        if noise_temperature is not None and not (np.isfinite(noise_temperature) and noise_temperature >= 0.0):
+            raise ValueError(f"noise_temperature must be a finite number >= 0, got {noise_temperature}")
         if not 0.0 <= replan_every_s <= MAX_REPLAN_EVERY_S:
             raise ValueError(f"replan_every_s must be in [0, {MAX_REPLAN_EVERY_S}] s, got {replan_every_s}")
         want = parse_dtype(dtype)  # ValueError on an unknown dtype
@@ -204,6 +210,7 @@ class VLAPolicy:
         self.num_samples, self.temperature, self.top_p = int(num_samples), float(temperature), float(top_p)
         self.flow_steps, self.fast = int(flow_steps), bool(fast) or not getattr(cfg.inputs, "use_coc", True)
         self.select = check_select(select, self.num_samples, self.fast)
+        self.noise_temperature = None if noise_temperature is None else float(noise_temperature)
         self.seed, self.device, self.threads = int(seed), device, threads
         self.max_new_tokens, self.use_nav, self.name = max_new_tokens, bool(use_nav), name
         self._session: SessionInfo | None = None
@@ -267,7 +274,7 @@ class VLAPolicy:
             out = self.model.sample_trajectories(
                 batch, num_samples=self.num_samples, temperature=self.temperature, top_p=self.top_p,
                 flow_steps=self.flow_steps, fast=self.fast, max_new_tokens=self.max_new_tokens, generator=gen,
-                image_keys=self._image_keys, image_store=store)
+                noise_temperature=self.noise_temperature, image_keys=self._image_keys, image_store=store)
             if store is not None:  # keep only frames a later step can still use
                 self._vision_store = {k: store[k] for k in self._image_keys}
             cocs = []

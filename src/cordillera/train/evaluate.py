@@ -383,7 +383,7 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
                      max_new_tokens: int | None = None, render_hw: tuple[int, int] = RENDER_HW,
                      duration_s: float | None = None, scenarios=None, progress: bool = True,
                      render_backend: str = "auto", replan_every_s: float = 0.0, select: str = "first",
-                     families: str | tuple | None = None) -> dict:  # fmt: skip
+                     families: str | tuple | None = None, noise_temperature: float | None = None) -> dict:  # fmt: skip
     """``cordillera eval closed-loop``: VLA + baselines (+ trajectory-only model) on one suite with
     ``seeds`` rollouts per scenario; writes ``out/<policy>/`` and ``out/comparison.json`` and
     returns the comparison dict. ``traj_only="auto"`` uses ``checkpoints/nano-traj-only`` when it
@@ -391,7 +391,9 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     ``duration_s`` shortens every scenario;
     ``replan_every_s`` > 0 runs the models only that often (``VLAPolicy``), re-anchoring in between;
     ``select="consistent"`` lets the CoC model drive its most self-consistent of ``num_samples``
-    samples (the trajectory-only model, which has no CoC to check, keeps one sample)."""
+    samples (the trajectory-only model, which has no CoC to check, keeps one sample);
+    ``noise_temperature`` scales the flow's initial noise of both models (``VLAPolicy``; None = the
+    checkpoint's, 1.0)."""
     from cordillera.config import REPO_ROOT
     from cordillera.model.policy import check_select
     from cordillera.sim.batch import POLICY_NAMES, PolicyFactory, run_batch
@@ -424,6 +426,8 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     base_kw = {"num_samples": num_samples, "fast": fast, "max_new_tokens": max_new_tokens, "threads": 1}
     if replan_every_s:  # only when set, so default runs keep their policy fingerprint (resume)
         base_kw["replan_every_s"] = float(replan_every_s)
+    if noise_temperature is not None:  # likewise
+        base_kw["noise_temperature"] = float(noise_temperature)
     vla_kw = dict(base_kw)
     if select != "first":
         vla_kw["select"] = select
@@ -449,7 +453,7 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
                       "wall_time_s": res.wall_time_s}
     comp = compare(records)
     comp.update({"suite": suite, "families": families, "seeds": seeds, "checkpoint": str(ckpt), "replan_every_s": float(replan_every_s),
-                 "num_samples": num_samples, "select": select,
+                 "noise_temperature": noise_temperature, "num_samples": num_samples, "select": select,
                  "traj_only_checkpoint": None if traj_only is None else str(traj_only), "runs": runs,
                  "statistics": "per-scenario means over seeds, Student t over scenarios; paired differences on "
                                "(scenario, seed); relative difference by paired bootstrap over scenarios",
