@@ -196,8 +196,57 @@ def test_train_config_sets_the_probe_weight():
     from cordillera.train.config import TrainConfig
 
     cfg = loop.model_config(TrainConfig(vision_probe_weight=0.25), base=tiny_config())
-    assert cfg.loss.vision_probe_weight == 0.25
+    assert cfg.loss.vision_probe_weight == 0.25 and not cfg.loss.vision_probe_lead
     assert loop.model_config(TrainConfig(), base=tiny_config()).loss.vision_probe_weight == 0.0
+    assert loop.model_config(TrainConfig(vision_probe_weight=1.0, vision_probe_lead=True),
+                             base=tiny_config()).loss.vision_probe_lead
+
+
+def _obstacles(rows):
+    import pandas as pd
+
+    cols = ["timestamp", "track_id", "x", "y", "length", "width"]
+    return pd.DataFrame(rows, columns=cols) if rows else pd.DataFrame({c: [] for c in cols})
+
+
+def test_lead_gap_hand_values():
+    from cordillera.model.modeling import LEAD_CLEAR_M
+    from cordillera.train.data import lead_gap_m
+
+    # ego at anchor (10, 0) heading +x; boxes: in path 30 m ahead (rear at 40 − 2 − 10 = 28 m), beside the
+    # corridor (|y| − w/2 = 3.5 − 1 = 2.5 m), behind, and a wide truck whose box reaches the corridor
+    rows = [(0, "lead", 40.0, 0.5, 4.0, 2.0), (0, "side", 20.0, 3.5, 4.0, 2.0), (0, "behind", 5.0, 0.0, 4.0, 2.0),
+            (100_000, "lead", 41.0, 0.5, 4.0, 2.0), (100_000, "truck", 33.0, -2.2, 6.0, 2.6)]
+    obs = _obstacles(rows)
+    assert lead_gap_m(obs, 0, (10.0, 0.0), 0.0) == pytest.approx(28.0)
+    # t0 between samples: the latest at or before t0 (the truck's rear 33 − 3 − 10 = 20 m, |y| − 1.3 = 0.9 m)
+    assert lead_gap_m(obs, 150_000, (10.0, 0.0), 0.0) == pytest.approx(20.0)
+    # rotated ego at (33, −30) heading +y: the lead is 8 m to the right (out), the truck 27.8 m ahead
+    assert lead_gap_m(obs, 100_000, (33.0, -30.0), math.pi / 2) == pytest.approx(27.8 - 3.0)
+    # nothing in the corridor: clear; no sample up to 100 ms before t0 (or none at all): unknown
+    assert lead_gap_m(obs, 0, (10.0, 20.0), 0.0) == LEAD_CLEAR_M
+    assert lead_gap_m(obs, 200_001, (10.0, 0.0), 0.0) is None
+    assert lead_gap_m(_obstacles([]), 0, (10.0, 0.0), 0.0) is None
+    assert lead_gap_m(obs, 0, (10.0, 0.0), 0.0) == lead_gap_m(obs, 50_000, (10.0, 0.0), 0.0)  # nothing after t0
+
+
+def test_probe_with_lead_has_the_gap_field_and_old_configs_load_without_it(tmp_path):
+    from cordillera.model.modeling import LEAD_FIELDS, probe_fields
+
+    cfg = _probe_config()
+    lead_cfg = cfg.replace(loss=dataclasses.replace(cfg.loss, vision_probe_lead=True))
+    vla = CordilleraVLA(lead_cfg)
+    assert vla.model.vision_probe.fields == PROBE_FIELDS + LEAD_FIELDS == probe_fields(True)
+    assert vla.model.vision_probe.mlp[-1].out_features == NF + 1
+    x = torch.zeros(NF + 1)
+    x[-1] = 10.0  # 10 m in units of 2 m
+    assert vision_probe_normalise(x)[-1].item() == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="fields"):
+        vision_probe_units(torch.zeros(NF + 2))
+    # a checkpoint written before the flag existed (no key in its loss config) is a lane-only probe
+    d = cfg.to_dict() if hasattr(cfg, "to_dict") else dataclasses.asdict(cfg)
+    d["loss"].pop("vision_probe_lead")
+    assert type(cfg).from_dict(d).loss.vision_probe_lead is False
 
 
 def test_read_road_and_open_loop_probe_errors(proc):

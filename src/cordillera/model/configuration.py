@@ -256,6 +256,8 @@ class LossConfig:
     # ego's lane (offset, heading, bearings ahead) from the image tokens' hidden states alone (they
     # precede the history in the causal prompt), so the vision tower must learn to see the road.
     vision_probe_weight: float = 0.0
+    # the probe also reads the gap to the nearest object ahead in the ego's corridor (`LEAD_FIELDS`)
+    vision_probe_lead: bool = False
 
 
 # --- top level ----------------------------------------------------------------------------------

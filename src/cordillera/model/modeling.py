@@ -56,6 +56,9 @@ __all__ = [
     "vision_probe_units",
     "vision_probe_normalise",
     "vision_probe_loss",
+    "probe_fields",
+    "LEAD_FIELDS",
+    "LEAD_CLEAR_M",
     "PROBE_FIELDS",
     "LANE_AHEAD",
     "LANE_AHEAD_VALID",
@@ -156,16 +159,34 @@ PROBE_FIELDS = ("offset_m", "heading_rad", *(f"bearing_{int(d)}m_rad" for d in P
 # Units the head predicts in (typical errors of a few units; a too-large unit leaves smooth-L1 in
 # its flat quadratic zone — the first, path-based probe learned nothing that way, session 7).
 PROBE_SCALES = (0.25, 0.02, *(0.02 for _ in PROBE_AHEAD_M))
+# Optional (`LossConfig.vision_probe_lead`): the gap to the nearest object in the ego's corridor
+# ahead at t0 (`train.data.lead_gap_m`), `LEAD_CLEAR_M` when there is none — what a following or
+# braking decision turns on, read from the same last frames.
+LEAD_FIELDS, LEAD_SCALES = ("lead_gap_m",), (2.0,)
+LEAD_CLEAR_M = 60.0  # [m] "nothing ahead" (the tele camera still resolves a car at this range)
+
+
+def probe_fields(lead: bool) -> tuple[str, ...]:
+    """The probe's output fields: the lane's, then the lead gap when `lead`."""
+    return PROBE_FIELDS + (LEAD_FIELDS if lead else ())
+
+
+def _probe_scales(values: torch.Tensor) -> torch.Tensor:
+    scales = (PROBE_SCALES + LEAD_SCALES)[: values.shape[-1]]
+    if len(scales) != values.shape[-1]:
+        raise ValueError(f"a vision probe reading has {len(PROBE_SCALES)} or {len(PROBE_SCALES) + len(LEAD_SCALES)} "
+                         f"fields, got {values.shape[-1]}")
+    return torch.tensor(scales, dtype=values.dtype, device=values.device)
 
 
 def vision_probe_units(values: torch.Tensor) -> torch.Tensor:
-    """Head outputs (..., F) in probe units → SI (m, rad) in `PROBE_FIELDS` order."""
-    return values * torch.tensor(PROBE_SCALES, dtype=values.dtype, device=values.device)
+    """Head outputs (..., F) in probe units → SI (m, rad) in `probe_fields` order."""
+    return values * _probe_scales(values)
 
 
 def vision_probe_normalise(values_si: torch.Tensor) -> torch.Tensor:
     """SI (..., F) → probe units (the inverse of `vision_probe_units`)."""
-    return values_si / torch.tensor(PROBE_SCALES, dtype=values_si.dtype, device=values_si.device)
+    return values_si / _probe_scales(values_si)
 
 
 class VisionProbe(nn.Module):
@@ -174,19 +195,21 @@ class VisionProbe(nn.Module):
     The last frame of every camera, each merged image token projected to `proj` dims and
     concatenated in image order (the layout — where the lane markings are — is what carries the
     lane's shape), then an MLP to the `PROBE_FIELDS` (lateral offset from the lane centre, heading
-    relative to the lane, bearings of the lane centre ahead). It reads the image tokens the text
+    relative to the lane, bearings of the lane centre ahead) and, with `lead`, the `LEAD_FIELDS`. It reads the image tokens the text
     layers receive, before those layers, so its loss trains the vision tower to put the lane into
     them and leaves the text layers to the token losses. (Reading the text layers' last states at
     the image positions instead did not learn at the recipe's text rate, nor did an
     attention-pooling head: benchmarks/RESULTS.md ## vision_probe.)
     """
 
-    def __init__(self, hidden: int, cameras: int, tokens_per_frame: int, proj: int = 32, width: int = 256):
+    def __init__(self, hidden: int, cameras: int, tokens_per_frame: int, proj: int = 32, width: int = 256,
+                 lead: bool = False):
         super().__init__()
         self.cameras, self.tokens_per_frame = cameras, tokens_per_frame
+        self.fields = probe_fields(lead)
         self.proj = nn.Linear(hidden, proj)
         self.mlp = nn.Sequential(nn.Linear(proj * tokens_per_frame * cameras, width), nn.GELU(),
-                                 nn.Linear(width, len(PROBE_FIELDS)))  # fmt: skip
+                                 nn.Linear(width, len(self.fields)))  # fmt: skip
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, N, D): a row's image tokens in prompt order (camera-major, then frame) →
@@ -304,7 +327,8 @@ class VLAModel(nn.Module):
         self.action_out_proj = nn.Linear(cfg.expert.hidden_size, 2)
         self.vision_probe = None
         if cfg.loss.vision_probe_weight > 0:
-            self.vision_probe = VisionProbe(cfg.text.hidden_size, len(cfg.inputs.cameras), cfg.num_image_tokens)
+            self.vision_probe = VisionProbe(cfg.text.hidden_size, len(cfg.inputs.cameras), cfg.num_image_tokens,
+                                            lead=cfg.loss.vision_probe_lead)
         ids = cfg.special_ids
         self.tfs_id = ids["<|traj_future_start|>"]
         self.tfe_id = ids["<|traj_future_end|>"]

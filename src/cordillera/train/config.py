@@ -118,6 +118,7 @@ class TrainConfig(StrictModel):
     use_coc: bool = True  # False = trajectory-only ablation (no reasoning tokens anywhere)
     # stage 1: weight of the vision-probe loss (`model.modeling.VisionProbe`; 0 = no probe head)
     vision_probe_weight: float = Field(0.0, ge=0.0)
+    vision_probe_lead: bool = False  # the probe also reads the gap to the nearest object ahead
     seed: int = 42  # [s] spec §2 misc.seed_everything(42)
     num_threads: int | None = Field(2, ge=1)  # torch.set_num_threads
     log_every: int = Field(10, ge=1)

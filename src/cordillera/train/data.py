@@ -22,7 +22,7 @@ from torch.utils.data import Dataset, Subset
 from cordillera.data import keys as K
 
 __all__ = ["scenario_key", "split_by_scenario", "split_clips", "open_splits", "ego_window", "fit_action_stats", "Collate",
-           "SampleCache", "COT_TEXT", "PROMPT_BATCH", "nav_text_at", "LaneAhead"]  # fmt: skip
+           "SampleCache", "COT_TEXT", "PROMPT_BATCH", "nav_text_at", "LaneAhead", "lane_ahead", "lead_gap_m"]  # fmt: skip
 
 COT_TEXT = "cot_text"  # batch key: the label CoC strings (list[str]) next to the processor tensors
 CLIP_IDS = "clip_ids"
@@ -151,15 +151,20 @@ class LaneAhead:
     scenario's ego start. The lane is followed through single successors, or the one on the
     ego's route; a point past an intersection connector (which way the road goes there is the
     route's choice, not something the cameras show), past a fork off the route or past the map
-    is invalid. Clips without a (family, seed) — real data — give no valid target.
+    is invalid. Clips without a (family, seed) — real data — give no valid lane target.
+
+    With ``lead=True`` (a probe with `LossConfig.vision_probe_lead`) the gap to the nearest object
+    ahead follows (`lead_gap_m`, from the clip's obstacle table: real clips have one too).
     """
 
     MAX_OFFSET_M = 3.0  # the ego must be within this of a lane centre…
     MAX_HEADING_RAD = math.radians(45)  # …heading along it
 
-    def __init__(self, reader):
+    def __init__(self, reader, lead: bool = False):
         self.reader = reader
+        self.lead = bool(lead)
         self._scenarios: dict[str, object] = {}
+        self._obstacles: dict[str, object] = {}
 
     def _scenario(self, clip_id: str):
         if clip_id not in self._scenarios:
@@ -176,14 +181,49 @@ class LaneAhead:
         from cordillera.model.modeling import PROBE_FIELDS
 
         sc = self._scenario(clip_id)
-        if sc is None:
-            return np.zeros(len(PROBE_FIELDS)), np.zeros(len(PROBE_FIELDS), dtype=bool)
+        values, valid = np.zeros(len(PROBE_FIELDS)), np.zeros(len(PROBE_FIELDS), dtype=bool)
+        if sc is None and not self.lead:
+            return values, valid
         xyz, q = self.reader.egomotion(clip_id).poses(np.asarray([int(t0_us)], np.int64))
         R = quat_to_matrix(q[0])
-        e = sc.ego
-        c0, s0 = math.cos(e.yaw_rad), math.sin(e.yaw_rad)
-        p = np.array([e.x_m + c0 * xyz[0, 0] - s0 * xyz[0, 1], e.y_m + s0 * xyz[0, 0] + c0 * xyz[0, 1]])
-        return lane_ahead(sc, p, e.yaw_rad + math.atan2(R[1, 0], R[0, 0]))
+        yaw_anchor = math.atan2(R[1, 0], R[0, 0])
+        if sc is not None:
+            e = sc.ego
+            c0, s0 = math.cos(e.yaw_rad), math.sin(e.yaw_rad)
+            p = np.array([e.x_m + c0 * xyz[0, 0] - s0 * xyz[0, 1], e.y_m + s0 * xyz[0, 0] + c0 * xyz[0, 1]])
+            values, valid = lane_ahead(sc, p, e.yaw_rad + yaw_anchor)
+        if not self.lead:
+            return values, valid
+        if clip_id not in self._obstacles:
+            self._obstacles[clip_id] = self.reader.obstacles(clip_id)
+        gap = lead_gap_m(self._obstacles[clip_id], int(t0_us), xyz[0, :2], yaw_anchor)
+        return np.append(values, 0.0 if gap is None else gap), np.append(valid, gap is not None)
+
+
+LEAD_HALF_CORRIDOR_M = 1.0  # [m] an object whose box reaches this close to the ego's centre line is in its path
+OBSTACLE_MAX_AGE_US = 100_000  # [µs] the obstacle table's sample used for t0 is at most one 10 Hz step older
+
+
+def lead_gap_m(obstacles, t0_us: int, ego_xy, ego_yaw_rad: float) -> float | None:
+    """Longitudinal gap [m] from the rig origin to the rear of the nearest object whose box reaches
+    into the ego's corridor (|y| − width/2 < `LEAD_HALF_CORRIDOR_M`) ahead, in the rig frame at t0
+    (the ego at `ego_xy`, `ego_yaw_rad` in the table's anchor frame); `LEAD_CLEAR_M` when none is
+    within it; None when the table has no sample at or up to `OBSTACLE_MAX_AGE_US` before t0. Only
+    the latest sample at or before t0 is used: nothing after t0."""
+    from cordillera.data import keys as DK
+    from cordillera.model.modeling import LEAD_CLEAR_M
+
+    t = obstacles[DK.TIMESTAMP].to_numpy(np.int64) if len(obstacles) else np.zeros(0, np.int64)
+    past = t[t <= int(t0_us)]
+    if len(past) == 0 or int(t0_us) - past.max() > OBSTACLE_MAX_AGE_US:
+        return None
+    rows = obstacles[t == past.max()]
+    c, s = math.cos(ego_yaw_rad), math.sin(ego_yaw_rad)
+    dx, dy = rows["x"].to_numpy() - ego_xy[0], rows["y"].to_numpy() - ego_xy[1]
+    x, y = c * dx + s * dy, -s * dx + c * dy
+    rear = x - rows["length"].to_numpy() / 2
+    ahead = (x > 0) & (np.abs(y) - rows["width"].to_numpy() / 2 < LEAD_HALF_CORRIDOR_M) & (rear < LEAD_CLEAR_M)
+    return float(np.clip(rear[ahead].min(), 0.0, LEAD_CLEAR_M)) if ahead.any() else LEAD_CLEAR_M
 
 
 def lane_ahead(scenario, xy_m, yaw_rad: float) -> tuple[np.ndarray, np.ndarray]:

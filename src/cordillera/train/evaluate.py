@@ -574,7 +574,8 @@ def decision_accuracy(pred_coc: str, label_coc: str) -> dict:
 
 
 PROBE_GROUPS = (("offset_m", slice(0, 1), 1.0), ("heading_deg", slice(1, 2), 180 / math.pi),
-                ("bearing_deg", slice(2, None), 180 / math.pi))  # (name, PROBE_FIELDS columns, SI → unit)
+                ("bearing_deg", slice(2, 6), 180 / math.pi),
+                ("lead_gap_m", slice(6, 7), 1.0))  # (name, `probe_fields` columns, SI → unit)
 
 
 def probe_group_errors(pred_si, lane_si, valid) -> dict[str, np.ndarray]:
@@ -623,7 +624,7 @@ def evaluate_open_loop(planner, dataset, num_samples: int = OPEN_LOOP_SAMPLES, s
         from cordillera.model.infer_cli import model_inputs
         from cordillera.train.data import LaneAhead
 
-        lanes = LaneAhead(dataset.reader)
+        lanes = LaneAhead(dataset.reader, lead=planner.model.cfg.loss.vision_probe_lead)
     rows = []
     for i in range(n):
         s = dataset.sample_numpy(i)

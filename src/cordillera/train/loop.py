@@ -782,7 +782,8 @@ def model_config(cfg, base=None):
     vc = base if base is not None else get_preset(cfg.model)
     name = vc.name if cfg.use_coc or vc.name.endswith("-traj-only") else f"{vc.name}-traj-only"
     return vc.replace(name=name, inputs=dataclasses.replace(vc.inputs, use_coc=cfg.use_coc),
-                      loss=dataclasses.replace(vc.loss, vision_probe_weight=cfg.vision_probe_weight))
+                      loss=dataclasses.replace(vc.loss, vision_probe_weight=cfg.vision_probe_weight,
+                                               vision_probe_lead=cfg.vision_probe_lead))
 
 
 def with_action_stats(vla_cfg, stats: dict):
@@ -841,7 +842,7 @@ def run_stage(cfg, vla, data: RunData, loss_fn: Callable, freeze_eval: Callable 
     if vla.model.vision_probe is not None and cfg.stage != "stage2" and reader is not None:
         from cordillera.train.data import LaneAhead
 
-        lanes = LaneAhead(reader)
+        lanes = LaneAhead(reader, lead=vla.cfg.loss.vision_probe_lead)
     collate = Collate(processor, use_coc=cfg.use_coc, nav_dropout=nav_dropout, lane_ahead=lanes)
     val_collate = Collate(processor, use_coc=cfg.use_coc, nav_dropout=nav_dropout, with_prompt=True, lane_ahead=lanes)
     return fit(cfg, vla, tokenizer, data.train, collate, loss_fn, val_batches_fn(data.val, val_collate, cfg.eval),
