@@ -48,15 +48,10 @@ def swapped_cameras(pixel_values: torch.Tensor, clip_ids: list[str]) -> tuple[to
     return pixel_values.roll(-shift * rows, dims=0), same
 
 
-def per_sample_min_ade(checkpoint: str, data_dir: str, n: int, seed: int = 1234, all_clips: bool = False,
-                       cameras: str = "real") -> tuple[np.ndarray, np.ndarray, list[str]]:  # fmt: skip
-    """(minADE₆ per sample, lateral end bias per sample, clip id per sample) on `n` samples spread over
-    the held-out set; the bias is the K samples' mean y(6.4 s) − GT y(6.4 s) in the t0 rig frame
-    [m, left +] — a model that steers one way in closed loop shows it here first;
-    `cameras`: "real", "grey" (every image flat grey, the normalisation mean) or "swapped"
-    (`swapped_cameras`: another clip's images)."""
-    if cameras not in CAMERA_CONDITIONS:
-        raise ValueError(f"cameras must be one of {CAMERA_CONDITIONS}, got {cameras!r}")
+def heldout_batches(checkpoint: str, data_dir: str, n: int, all_clips: bool = False):
+    """(model in eval mode, the recipe's stage-2 evaluation settings for `n` samples, a callable
+    yielding the same held-out batches each time): the validation split of `data_dir` as the
+    recipe splits it, or with `all_clips` every sample of it."""
     cfg = load_train_config("train_nano", NanoConfig, [])
     s2 = cfg.stage2.model_copy(update={"use_coc": True, "data": cfg.stage2.data.model_copy(
         update={"dir": data_dir, "val_fraction": cfg.val_fraction})})
@@ -73,7 +68,19 @@ def per_sample_min_ade(checkpoint: str, data_dir: str, n: int, seed: int = 1234,
         held_out = loop.open_data(s2, vla.cfg).val
     collate = Collate(VLAProcessor(vla.cfg, tok), vla.cfg.inputs.use_coc, nav_dropout=0.0 if s2.data.nav else 1.0,
                       with_prompt=True)
-    batches = loop.val_batches_fn(held_out, collate, ev)
+    return vla, ev, loop.val_batches_fn(held_out, collate, ev)
+
+
+def per_sample_min_ade(checkpoint: str, data_dir: str, n: int, seed: int = 1234, all_clips: bool = False,
+                       cameras: str = "real") -> tuple[np.ndarray, np.ndarray, list[str]]:  # fmt: skip
+    """(minADE₆ per sample, lateral end bias per sample, clip id per sample) on `n` samples spread over
+    the held-out set; the bias is the K samples' mean y(6.4 s) − GT y(6.4 s) in the t0 rig frame
+    [m, left +] — a model that steers one way in closed loop shows it here first;
+    `cameras`: "real", "grey" (every image flat grey, the normalisation mean) or "swapped"
+    (`swapped_cameras`: another clip's images)."""
+    if cameras not in CAMERA_CONDITIONS:
+        raise ValueError(f"cameras must be one of {CAMERA_CONDITIONS}, got {cameras!r}")
+    vla, ev, batches = heldout_batches(checkpoint, data_dir, n, all_clips)
     g = torch.Generator().manual_seed(seed)
     out, lateral, clips, own = [], [], [], 0
     with torch.no_grad():

@@ -48,7 +48,7 @@ def probe_errors(checkpoint: str, data_dir: str, n: int) -> tuple[dict[str, np.n
     inp = vla.cfg.inputs
     ds = PaiDataset(data_dir, image_hw=(inp.image_height, inp.image_width), cameras=inp.cameras, per="event")
     collate = Collate(VLAProcessor(vla.cfg, load_tokenizer(vla.cfg, checkpoint)), inp.use_coc, with_prompt=True,
-                      lane_ahead=LaneAhead(ds.reader))  # fmt: skip
+                      lane_ahead=LaneAhead(ds.reader, lead=vla.cfg.loss.vision_probe_lead))  # fmt: skip
     batches = loop.val_batches_fn(ds, collate, EvalSettings(num_samples=n, batch_size=8))
     out: dict[str, list] = {f"{g}/{c}": [] for g, _, _ in PROBE_GROUPS for c in CONDITIONS}
     clips: list[str] = []

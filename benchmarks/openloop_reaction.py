@@ -1,0 +1,100 @@
+"""Does the planner react to what it sees, or continue its own history? Open loop on held-out samples:
+how far behind (or ahead of) constant velocity the model puts the ego at 3 s, against the ground truth,
+split by whether the ego history already shows the change.
+
+Per sample: v0 = the ego's speed at t0 and a0 = v0 − its speed 1 s earlier (both from the 16-pose
+history the model reads); Δx = x(3 s) − 3 s · v0 in the t0 rig frame — negative when the ego slows.
+The model's Δx is the mean over its K samples (the recipe's evaluation settings: K = 6, CoC at
+temperature 0.6). A planner that copies its history slows only when the history already slows
+(a0 ≤ −0.5 m/s over the last second); one that reads the scene also slows, before its history does,
+for the lead car, the red light or the pedestrian it sees. The slope of the model's Δx on the
+ground truth's over the steady-history samples (a0 > −0.5) says which: ≈ 1 reads the scene, ≈ 0 copies;
+its 95 % interval resamples clips.
+
+Usage: PYTHONPATH=src .venv/bin/python benchmarks/openloop_reaction.py CKPT [CKPT ...] --data DIR
+       [--all] [--samples 200] [--threads 2]   (--all: every sample of DIR, a set the models never saw)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from openloop_paired import heldout_batches  # noqa: E402
+
+from cordillera.model.processor import EGO_FUTURE_XYZ, EGO_HISTORY_XYZ  # noqa: E402
+from cordillera.train.data import CLIP_IDS, PROMPT_BATCH  # noqa: E402
+from cordillera.train.evaluate import group_bootstrap  # noqa: E402
+
+HORIZON_IDX = 29  # 3.0 s: the 30th future pose (10 Hz)
+HORIZON_S = 3.0
+SLOWING_MPS = -0.5  # [m/s] a0 at or below this: the history already slows
+GT_SLOWS_M = -3.0  # [m] Δx at or below this: the ground truth slows clearly within 3 s
+
+
+def per_sample_reaction(checkpoint: str, data_dir: str, n: int, all_clips: bool, seed: int = 1234) -> dict:
+    """Arrays over samples: "gt" and "model" Δx [m], "a0" [m/s], "clip" ids."""
+    vla, ev, batches = heldout_batches(checkpoint, data_dir, n, all_clips)
+    g = torch.Generator().manual_seed(seed)
+    out: dict[str, list] = {"gt": [], "model": [], "a0": [], "clip": []}
+    with torch.no_grad():
+        for b in batches():
+            h = b[EGO_HISTORY_XYZ][..., :2].double()  # (B, 16, 2), 10 Hz, t0 last
+            v0 = (h[:, -1] - h[:, -2]).norm(dim=-1) / 0.1
+            v_1s = (h[:, -11] - h[:, -12]).norm(dim=-1) / 0.1
+            s = vla.sample_trajectories(b[PROMPT_BATCH], num_samples=ev.k, temperature=ev.temperature,
+                                        top_p=ev.top_p, flow_steps=ev.flow_steps, fast=not vla.cfg.inputs.use_coc,
+                                        max_new_tokens=ev.max_new_tokens, generator=g)  # fmt: skip
+            cv = v0 * HORIZON_S
+            out["gt"].append((b[EGO_FUTURE_XYZ][:, HORIZON_IDX, 0].double() - cv).numpy())
+            out["model"].append((s.xyz[:, :, HORIZON_IDX, 0].double().mean(1) - cv).numpy())
+            out["a0"].append((v0 - v_1s).numpy())
+            out["clip"] += list(b[CLIP_IDS])
+    return {k: (np.concatenate(v) if k != "clip" else np.asarray(v)) for k, v in out.items()}
+
+
+def slope_ci(x: np.ndarray, y: np.ndarray, clips: np.ndarray) -> tuple[float, float, float]:
+    """(least-squares slope of y on x, its 95 % interval resampling whole clips)."""
+    groups = [np.flatnonzero(clips == c) for c in sorted(set(clips.tolist()))]
+
+    def slope(idx) -> float:
+        rows = np.concatenate([groups[i] for i in idx])
+        return float(np.polyfit(x[rows], y[rows], 1)[0]) if np.ptp(x[rows]) > 0 else float("nan")
+
+    return slope(range(len(groups))), *group_bootstrap(slope, len(groups), resamples=2000)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoints", nargs="+")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--samples", type=int, default=200)
+    ap.add_argument("--all", action="store_true", help="every sample of DATA (a set no model trained on)")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    print("| checkpoint | n | GT slows, history slowing: GT / model Δx(3 s) [m] | GT slows, history steady: "
+          "GT / model Δx(3 s) [m] | steady history: slope model on GT [95 % CI, clips] | seconds |\n"
+          "|---|---:|---|---|---|---:|")
+    for ck in a.checkpoints:
+        tic = time.perf_counter()
+        r = per_sample_reaction(ck, a.data, a.samples, a.all)
+        slows = r["gt"] <= GT_SLOWS_M
+        cells = []
+        for m in (slows & (r["a0"] <= SLOWING_MPS), slows & (r["a0"] > SLOWING_MPS)):
+            cells.append(f"n={int(m.sum())}: {r['gt'][m].mean():+.2f} / {r['model'][m].mean():+.2f}" if m.any() else "–")
+        steady = r["a0"] > SLOWING_MPS
+        sl, lo, hi = slope_ci(r["gt"][steady], r["model"][steady], r["clip"][steady])
+        print(f"| {ck} | {len(r['gt'])} | {cells[0]} | {cells[1]} | {sl:+.2f} [{lo:+.2f}, {hi:+.2f}] (n={int(steady.sum())}) "
+              f"| {time.perf_counter() - tic:.0f} |", flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
