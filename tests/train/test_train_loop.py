@@ -339,3 +339,36 @@ def test_nav_text_from_driven_route_and_dropout(proc):
     assert 3 <= kept.count(None) <= 20
     batch = full(samples[:2])
     assert "<|route_start|>Turn left in 30m<|route_end|>" in proc.tokenizer.decode(batch["input_ids"][0].tolist())
+
+
+def test_history_dropout_gives_a_constant_velocity_history_to_a_fixed_share(proc):
+    import numpy as np
+
+    from cordillera.data import keys as K
+    from cordillera.train.data import Collate, constant_velocity_history
+
+    # any driven history (here slowing through a left curve) whose last 0.1 s step is 0.9 m long →
+    # 16 poses 0.9 m apart straight along +x, ending at the origin
+    t = np.arange(16)
+    hist = np.stack([-(15 - t) * 1.2, 0.02 * (15 - t) ** 2, np.zeros(16)], -1)
+    hist[-2] = [-0.9, 0.01, 0.0]
+    xyz, rot = constant_velocity_history(hist)
+    assert np.allclose(xyz[:, 0], -np.hypot(0.9, 0.01) * (15 - t), atol=1e-5) and np.all(xyz[:, 1:] == 0)
+    assert xyz.dtype == np.float32 and np.array_equal(rot, np.broadcast_to(np.eye(3), (16, 3, 3)))
+    samples = make_samples(40)
+    for i, s in enumerate(samples):
+        s[K.T0_US] = 2_000_000 + 100_000 * i
+    keep = Collate(proc)
+    assert all(keep._history(s)[0] is s[K.EGO_HISTORY_XYZ] for s in samples)
+    part = Collate(proc, history_dropout=0.5)
+    dropped = [part._history(s)[0] is not s[K.EGO_HISTORY_XYZ] for s in samples]
+    assert dropped == [part._history(s)[0] is not s[K.EGO_HISTORY_XYZ] for s in samples]  # fixed per (clip, t0)
+    assert 8 <= sum(dropped) <= 32
+    # a dropped sample's prompt holds the constant-velocity history's tokens, the others their own
+    i = dropped.index(True)
+    got = part([samples[i]])["input_ids"][0]
+    cv = keep([{**samples[i], K.EGO_HISTORY_XYZ: constant_velocity_history(samples[i][K.EGO_HISTORY_XYZ])[0],
+                K.EGO_HISTORY_ROT: constant_velocity_history(samples[i][K.EGO_HISTORY_XYZ])[1]}])["input_ids"][0]
+    assert torch.equal(got, cv)
+    j = dropped.index(False)
+    assert torch.equal(part([samples[j]])["input_ids"][0], keep([samples[j]])["input_ids"][0])

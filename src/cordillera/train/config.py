@@ -53,6 +53,10 @@ class DataSettings(StrictModel):
     # fixed hashed share of samples so the route-free prompt (guidance's unconditional branch) is learned too
     nav: bool = True
     nav_dropout: float = Field(0.2, ge=0.0, le=1.0)
+    # against the copycat planner (benchmarks/openloop_reaction.py): this hashed share of the training
+    # samples sees a constant-velocity history at the current speed instead of the driven one, so a
+    # change of speed or heading must be read from the cameras (validation keeps the real history)
+    history_dropout: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class OptimSettings(StrictModel):

@@ -22,7 +22,8 @@ from torch.utils.data import Dataset, Subset
 from cordillera.data import keys as K
 
 __all__ = ["scenario_key", "split_by_scenario", "split_clips", "open_splits", "ego_window", "fit_action_stats", "Collate",
-           "SampleCache", "COT_TEXT", "PROMPT_BATCH", "nav_text_at", "LaneAhead", "lane_ahead", "lead_gap_m"]  # fmt: skip
+           "SampleCache", "COT_TEXT", "PROMPT_BATCH", "nav_text_at", "LaneAhead", "lane_ahead", "lead_gap_m",
+           "constant_velocity_history"]  # fmt: skip
 
 COT_TEXT = "cot_text"  # batch key: the label CoC strings (list[str]) next to the processor tensors
 CLIP_IDS = "clip_ids"
@@ -288,26 +289,36 @@ class Collate:
     is dropped (trajectory-only ablation)."""
 
     def __init__(self, processor, use_coc: bool = True, nav_dropout: float = 0.0, with_prompt: bool = False,
-                 lane_ahead: LaneAhead | None = None):  # fmt: skip
+                 lane_ahead: LaneAhead | None = None, history_dropout: float = 0.0):  # fmt: skip
         self.processor = processor
         self.use_coc = use_coc
         self.lane_ahead = lane_ahead  # adds the vision probe's targets (model.modeling.LANE_AHEAD) to the batch
         self.nav_dropout = float(nav_dropout)
+        self.history_dropout = float(history_dropout)
         # Validation batches also carry the rows without their targets: sampling must start from the
         # prompt (ending with <|cot_start|>), never continue a teacher-forced CoC + trajectory tokens.
         self.with_prompt = bool(with_prompt)
 
+    @staticmethod
+    def _hashed(s: dict, share: float, salt: str = "") -> bool:
+        """Whether sample `s` is in a fixed, hashed `share` of the samples (resume stays exact)."""
+        import zlib
+
+        return zlib.crc32(f"{salt}{s.get(K.CLIP_ID_KEY)}:{s.get(K.T0_US)}".encode()) % 10_000 < share * 10_000
+
     def _nav(self, s: dict) -> str | None:
         # Dropped for a fixed, hashed subset of samples: the model also learns the route-free
-        # prompt (what guidance's unconditional branch uses), and resume stays exact.
+        # prompt (what guidance's unconditional branch uses).
         nav = s.get("nav_text")
-        if nav and self.nav_dropout > 0:
-            import zlib
+        return None if nav and self.nav_dropout > 0 and self._hashed(s, self.nav_dropout) else nav
 
-            h = zlib.crc32(f"{s.get(K.CLIP_ID_KEY)}:{s.get(K.T0_US)}".encode()) % 10_000
-            if h < self.nav_dropout * 10_000:
-                return None
-        return nav
+    def _history(self, s: dict) -> tuple:
+        """(xyz, rot) the model reads: the driven history, or for the `history_dropout` share a
+        constant-velocity one (`constant_velocity_history`); a different hash from the nav's."""
+        xyz, rot = s[K.EGO_HISTORY_XYZ], s[K.EGO_HISTORY_ROT]
+        if self.history_dropout > 0 and self._hashed(s, self.history_dropout, salt="history:"):
+            return constant_velocity_history(xyz)
+        return xyz, rot
 
     def __call__(self, samples: list[dict]) -> dict:
         items = []
@@ -315,7 +326,7 @@ class Collate:
             items.append({
                 K.IMAGE_FRAMES: torch.as_tensor(s[K.IMAGE_FRAMES]),
                 K.CAMERA_INDICES: s[K.CAMERA_INDICES],
-                K.EGO_HISTORY_XYZ: s[K.EGO_HISTORY_XYZ], K.EGO_HISTORY_ROT: s[K.EGO_HISTORY_ROT],
+                **dict(zip((K.EGO_HISTORY_XYZ, K.EGO_HISTORY_ROT), self._history(s))),
                 K.EGO_FUTURE_XYZ: s[K.EGO_FUTURE_XYZ], K.EGO_FUTURE_ROT: s[K.EGO_FUTURE_ROT],
                 K.COT_KEY: s.get(K.COT_KEY) if self.use_coc else None,
                 "nav_text": self._nav(s),
@@ -333,6 +344,17 @@ class Collate:
         batch[COT_TEXT] = [s.get(K.COT_KEY) or "" for s in samples]
         batch[CLIP_IDS] = [s.get(K.CLIP_ID_KEY) for s in samples]
         return batch
+
+
+def constant_velocity_history(xyz) -> tuple[np.ndarray, np.ndarray]:
+    """A history (H, 3) in the t0 rig frame → the same number of poses driven straight along +x at the
+    last step's speed, ending at the origin, with identity rotations: the current speed stays, its
+    trend and the heading's do not. (xyz (H, 3), rot (H, 3, 3)), float32."""
+    xyz = np.asarray(xyz, dtype=np.float64)
+    step_m = float(np.linalg.norm(xyz[-1, :2] - xyz[-2, :2]))
+    out = np.zeros_like(xyz)
+    out[:, 0] = -step_m * np.arange(len(xyz) - 1, -1, -1)
+    return out.astype(np.float32), np.broadcast_to(np.eye(3, dtype=np.float32), (len(xyz), 3, 3)).copy()
 
 
 # ----------------------------------------------------------------------------------------------
