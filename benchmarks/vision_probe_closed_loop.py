@@ -80,12 +80,14 @@ def main(argv=None) -> int:
                 print(f"| {t_us / 1e6:.1f} | off the lanes | {math.degrees(read[heading]):+.1f} | – | {read[0]:+.2f} |")
     truth = np.stack([r[2] for r in rows])
     valid = np.stack([r[3] for r in rows])
-    read = np.stack([r[4] for r in rows])
+    read = np.stack([r[4] for r in rows])[:, : truth.shape[1]]  # a lead reading has no closed-loop truth here
     print(f"\nall scenarios, {len(rows)} inferences:")
     print("| lane quantity | n | probe MAE | centred and straight MAE | correlation probe vs truth |")
     print("|---|---:|---:|---:|---:|")
     for g, cols, unit in PROBE_GROUPS:
         v = valid[:, cols]
+        if v.size == 0:
+            continue
         t, r = truth[:, cols][v], read[:, cols][v]
         corr = float(np.corrcoef(t, r)[0, 1]) if len(t) > 2 and t.std() > 0 and r.std() > 0 else math.nan
         print(f"| {g} | {len(t)} | {np.abs(r - t).mean() * unit:.2f} | {np.abs(t).mean() * unit:.2f} | {corr:+.2f} |")
