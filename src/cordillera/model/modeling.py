@@ -195,7 +195,8 @@ class VisionProbe(nn.Module):
     The last frame of every camera, each merged image token projected to `proj` dims and
     concatenated in image order (the layout — where the lane markings are — is what carries the
     lane's shape), then an MLP to the `PROBE_FIELDS` (lateral offset from the lane centre, heading
-    relative to the lane, bearings of the lane centre ahead) and, with `lead`, the `LEAD_FIELDS`. It reads the image tokens the text
+    relative to the lane, bearings of the lane centre ahead) and, with `lead`, the `LEAD_FIELDS`.
+    It reads the image tokens the text
     layers receive, before those layers, so its loss trains the vision tower to put the lane into
     them and leaves the text layers to the token losses. (Reading the text layers' last states at
     the image positions instead did not learn at the recipe's text rate, nor did an
