@@ -244,7 +244,7 @@ def test_probe_with_lead_has_the_gap_field_and_old_configs_load_without_it(tmp_p
     with pytest.raises(ValueError, match="fields"):
         vision_probe_units(torch.zeros(NF + 2))
     # a checkpoint written before the flag existed (no key in its loss config) is a lane-only probe
-    d = cfg.to_dict() if hasattr(cfg, "to_dict") else dataclasses.asdict(cfg)
+    d = cfg.to_dict()
     d["loss"].pop("vision_probe_lead")
     assert type(cfg).from_dict(d).loss.vision_probe_lead is False
 

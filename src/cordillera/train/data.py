@@ -211,10 +211,9 @@ def lead_gap_m(obstacles, t0_us: int, ego_xy, ego_yaw_rad: float) -> float | Non
     (the ego at `ego_xy`, `ego_yaw_rad` in the table's anchor frame); `LEAD_CLEAR_M` when none is
     within it; None when the table has no sample at or up to `OBSTACLE_MAX_AGE_US` before t0. Only
     the latest sample at or before t0 is used: nothing after t0."""
-    from cordillera.data import keys as DK
     from cordillera.model.modeling import LEAD_CLEAR_M
 
-    t = obstacles[DK.TIMESTAMP].to_numpy(np.int64) if len(obstacles) else np.zeros(0, np.int64)
+    t = obstacles[K.TIMESTAMP].to_numpy(np.int64) if len(obstacles) else np.zeros(0, np.int64)
     past = t[t <= int(t0_us)]
     if len(past) == 0 or int(t0_us) - past.max() > OBSTACLE_MAX_AGE_US:
         return None
@@ -323,10 +322,11 @@ class Collate:
     def __call__(self, samples: list[dict]) -> dict:
         items = []
         for s in samples:
+            hist_xyz, hist_rot = self._history(s)
             items.append({
                 K.IMAGE_FRAMES: torch.as_tensor(s[K.IMAGE_FRAMES]),
                 K.CAMERA_INDICES: s[K.CAMERA_INDICES],
-                **dict(zip((K.EGO_HISTORY_XYZ, K.EGO_HISTORY_ROT), self._history(s))),
+                K.EGO_HISTORY_XYZ: hist_xyz, K.EGO_HISTORY_ROT: hist_rot,
                 K.EGO_FUTURE_XYZ: s[K.EGO_FUTURE_XYZ], K.EGO_FUTURE_ROT: s[K.EGO_FUTURE_ROT],
                 K.COT_KEY: s.get(K.COT_KEY) if self.use_coc else None,
                 "nav_text": self._nav(s),
