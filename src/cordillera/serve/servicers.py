@@ -190,6 +190,24 @@ def _check_scene(scene_id: str) -> None:
     scenario_for_scene(scene_id)
 
 
+class _Rpcs:
+    """RPC bodies several services share; listed first among the bases so that they override the
+    generated servicers' UNIMPLEMENTED stubs."""
+
+    @_guard
+    def get_version(self, request, context):
+        return version_id()
+
+    @_guard
+    def get_available_scenes(self, request, context):  # procedural scenes: any scene id is served
+        return common_pb2.AvailableScenesReturn(scene_ids=["*"])
+
+    @_guard
+    def close_session(self, request, context):
+        self.sessions.pop(_session_id(request))
+        return common_pb2.Empty()
+
+
 # ----------------------------------------------------------------------------------------------
 # Driver
 # ----------------------------------------------------------------------------------------------
@@ -216,7 +234,7 @@ def _nav_text_for_scene(scene_id: str) -> str | None:
         return None
 
 
-class EgodriverService(egodriver_pb2_grpc.EgodriverServiceServicer):
+class EgodriverService(_Rpcs, egodriver_pb2_grpc.EgodriverServiceServicer):
     """``egodriver.EgodriverService`` serving any cordillera :class:`~cordillera.sim.types.Policy`.
 
     ``policy_factory()`` builds one policy per session (policies keep per-session memory). The
@@ -235,10 +253,6 @@ class EgodriverService(egodriver_pb2_grpc.EgodriverServiceServicer):
         self.history_poses = int(history_poses)
         self.nav_text_lookup = nav_text_lookup
         self.sessions = _Sessions("driver")
-
-    @_guard
-    def get_version(self, request, context):
-        return version_id()
 
     @_guard
     def start_session(self, request, context):
@@ -410,7 +424,7 @@ def _same_camera(a, b) -> bool:
             and len(a.bw_poly) == len(b.bw_poly) and close(a.bw_poly, b.bw_poly))
 
 
-class SensorsimService(sensorsim_pb2_grpc.SensorsimServiceServicer):
+class SensorsimService(_Rpcs, sensorsim_pb2_grpc.SensorsimServiceServicer):
     """``SensorsimService`` over :func:`cordillera.render.make_renderer`.
 
     The scene is a cordillera scenario id; cameras are ``rig``'s (default: the PhysicalAI-AV rig,
@@ -433,14 +447,6 @@ class SensorsimService(sensorsim_pb2_grpc.SensorsimServiceServicer):
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-    @_guard
-    def get_version(self, request, context):
-        return version_id()
-
-    @_guard
-    def get_available_scenes(self, request, context):
-        return common_pb2.AvailableScenesReturn(scene_ids=["*"])
 
     @_guard
     def get_loaded_scenes(self, request, context):
@@ -584,7 +590,7 @@ def _wire_equal(a, pose: Pose, s12: np.ndarray) -> bool:
             and abs(dyaw) < _WIRE_ANG_TOL_RAD and bool(np.all(np.abs(d - s12) < _WIRE_RATE_TOL)))
 
 
-class VDCService(controller_pb2_grpc.VDCServiceServicer):
+class VDCService(_Rpcs, controller_pb2_grpc.VDCServiceServicer):
     """``controller.VDCService``: our tracking controller + AlpaSim bicycle (``sim.controller.track``).
 
     Per session: the last state (full precision), its timestamp and the controller memory. A
@@ -601,19 +607,10 @@ class VDCService(controller_pb2_grpc.VDCServiceServicer):
         self.sessions = _Sessions("controller")
 
     @_guard
-    def get_version(self, request, context):
-        return version_id()
-
-    @_guard
     def start_session(self, request, context):
         if self.sessions.put(_session_id(request), _VdcSession()) is not None:
             log.warning("controller session %s restarted", request.session_uuid)
         return common_pb2.SessionRequestStatus()
-
-    @_guard
-    def close_session(self, request, context):
-        self.sessions.pop(_session_id(request))
-        return common_pb2.Empty()
 
     @_guard
     def run_controller_and_vehicle(self, request, context):
@@ -673,17 +670,9 @@ class VDCService(controller_pb2_grpc.VDCServiceServicer):
 # ----------------------------------------------------------------------------------------------
 # Physics
 # ----------------------------------------------------------------------------------------------
-class PhysicsService(physics_pb2_grpc.PhysicsServiceServicer):
+class PhysicsService(_Rpcs, physics_pb2_grpc.PhysicsServiceServicer):
     """``physics.PhysicsService`` for flat-ground scenes: every pose comes back unchanged with
     ``SUCCESSFUL_UPDATE``, in request order, with the request's timestamps."""
-
-    @_guard
-    def get_version(self, request, context):
-        return version_id()
-
-    @_guard
-    def get_available_scenes(self, request, context):
-        return common_pb2.AvailableScenesReturn(scene_ids=["*"])
 
     @_guard
     def ground_intersection(self, request, context):
@@ -733,7 +722,7 @@ def _reference_from_logs(objs) -> object | None:
     return Rollout("log", "log", "log", 0, steps=[StepRecord(t, ego0, rows[t], {}) for t in sorted(rows)])
 
 
-class TrafficService(traffic_pb2_grpc.TrafficServiceServicer):
+class TrafficService(_Rpcs, traffic_pb2_grpc.TrafficServiceServicer):
     """``traffic.TrafficService`` over ``sim.traffic`` (IDM/MOBIL, walkers, scripts, log replay).
 
     ``start_session`` builds the scenario of ``scene_id`` and ``init_traffic`` (log-replay scenes
@@ -751,10 +740,6 @@ class TrafficService(traffic_pb2_grpc.TrafficServiceServicer):
         return traffic_pb2.TrafficModuleMetadata(version_id=version_id(), minimum_history_length_us=0)
 
     @_guard
-    def get_available_scenes(self, request, context):
-        return common_pb2.AvailableScenesReturn(scene_ids=["*"])
-
-    @_guard
     def start_session(self, request, context):
         from cordillera.sim.traffic import init_traffic
 
@@ -770,11 +755,6 @@ class TrafficService(traffic_pb2_grpc.TrafficServiceServicer):
         if self.sessions.put(sid, sess) is not None:
             log.warning("traffic session %s restarted", sid)
         return common_pb2.SessionRequestStatus()
-
-    @_guard
-    def close_session(self, request, context):
-        self.sessions.pop(_session_id(request))
-        return common_pb2.Empty()
 
     @_guard
     def simulate(self, request, context):
