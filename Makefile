@@ -36,10 +36,10 @@ train-nano: install
 	$(PY) -m cordillera train nano $(if $(ABLATION),--ablation,)
 
 bench: install
-	# *_paired.py compare given checkpoints (or one with real vs grey images) on given data and
-	# vision_probe_capacity.py trains on given data, vision_probe_closed_loop.py drives a given
+	# *_paired.py, openloop_reaction.py and openloop_oracle_coc.py compare given checkpoints on given
+	# data, vision_probe_capacity.py trains on given data, vision_probe_closed_loop.py drives a given
 	# probe-trained checkpoint: they need arguments, run them by hand
-	for b in benchmarks/*.py; do case $$b in *_paired.py|*/vision_probe_capacity.py|*/vision_probe_closed_loop.py) continue;; esac; echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in benchmarks/*.py; do case $$b in *_paired.py|*/openloop_reaction.py|*/openloop_oracle_coc.py|*/vision_probe_capacity.py|*/vision_probe_closed_loop.py) continue;; esac; echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV)
