@@ -13,7 +13,6 @@ Usage: PYTHONPATH=src .venv/bin/python benchmarks/openloop_oracle_coc.py CKPT [C
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections import Counter
@@ -24,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from openloop_paired import heldout_batches  # noqa: E402
-from openloop_reaction import GT_SLOWS_M, HORIZON_IDX, HORIZON_S, SLOWING_MPS, slope_ci  # noqa: E402
+from openloop_reaction import GT_SLOWS_M, HORIZON_IDX, HORIZON_S, SLOWING_MPS, parse_args, slope_ci  # noqa: E402
 
 from cordillera.model.processor import EGO_FUTURE_XYZ, EGO_HISTORY_XYZ  # noqa: E402
 from cordillera.model.tokenizer import load_tokenizer  # noqa: E402
@@ -77,14 +76,7 @@ def per_sample(checkpoint: str, data_dir: str, n: int, all_clips: bool, seed: in
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("checkpoints", nargs="+")
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--samples", type=int, default=200)
-    ap.add_argument("--all", action="store_true", help="every sample of DATA (a set no model trained on)")
-    ap.add_argument("--threads", type=int, default=2)
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    a = parse_args(__doc__)
     print("| checkpoint | CoC | GT slows, history steady: GT / model Δx(3 s) [m] | steady history: slope model on GT "
           "[95 % CI, clips] | own CoC states the label's longitudinal decision |\n|---|---|---|---|---:|")
     for ck in a.checkpoints:

@@ -70,8 +70,9 @@ def slope_ci(x: np.ndarray, y: np.ndarray, clips: np.ndarray) -> tuple[float, fl
     return slope(range(len(groups))), *group_bootstrap(slope, len(groups), resamples=2000)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(doc: str) -> argparse.Namespace:
+    """CKPT [CKPT ...] --data DIR [--samples N] [--all] [--threads N] (sets torch's thread count)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("checkpoints", nargs="+")
     ap.add_argument("--data", required=True)
     ap.add_argument("--samples", type=int, default=200)
@@ -79,6 +80,11 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    return a
+
+
+def main() -> int:
+    a = parse_args(__doc__)
     print("| checkpoint | n | GT slows, history slowing: GT / model Δx(3 s) [m] | GT slows, history steady: "
           "GT / model Δx(3 s) [m] | steady history: slope model on GT [95 % CI, clips] | seconds |\n"
           "|---|---:|---|---|---|---:|")
