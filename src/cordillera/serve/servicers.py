@@ -192,7 +192,8 @@ def _check_scene(scene_id: str) -> None:
 
 class _Rpcs:
     """RPC bodies several services share; listed first among the bases so that they override the
-    generated servicers' UNIMPLEMENTED stubs."""
+    generated servicers' UNIMPLEMENTED stubs. gRPC registers only the RPCs a service's proto
+    declares, so a body its proto lacks (e.g. ``close_session`` for physics) is never served."""
 
     @_guard
     def get_version(self, request, context):
