@@ -11,6 +11,7 @@ Usage: PYTHONPATH=src .venv/bin/python benchmarks/openloop_oracle_coc.py CKPT [C
        [--all] [--samples 200] [--threads 2]
 """
 
+# make bench: skip — needs checkpoints or data given as arguments (see Usage above)
 from __future__ import annotations
 
 import sys

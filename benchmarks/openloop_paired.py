@@ -15,6 +15,7 @@ Usage: PYTHONPATH=src .venv/bin/python benchmarks/openloop_paired.py CKPT_A CKPT
        camera images)
 """
 
+# make bench: skip — needs checkpoints or data given as arguments (see Usage above)
 from __future__ import annotations
 
 import argparse

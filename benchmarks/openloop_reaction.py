@@ -15,6 +15,7 @@ Usage: PYTHONPATH=src .venv/bin/python benchmarks/openloop_reaction.py CKPT [CKP
        [--all] [--samples 200] [--threads 2]   (--all: every sample of DIR, a set the models never saw)
 """
 
+# make bench: skip — needs checkpoints or data given as arguments (see Usage above)
 from __future__ import annotations
 
 import argparse

@@ -11,6 +11,7 @@ Usage: PYTHONPATH=src .venv/bin/python benchmarks/vision_probe_capacity.py --dat
        [--steps 300] [--lr 1e-3] [--batch 8] [--eval-every 100] [--eval-samples 96] [--threads 2]
 """
 
+# make bench: skip — needs checkpoints or data given as arguments (see Usage above)
 from __future__ import annotations
 
 import argparse

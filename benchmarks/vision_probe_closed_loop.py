@@ -9,6 +9,7 @@ Usage: PYTHONPATH=src .venv/bin/python benchmarks/vision_probe_closed_loop.py CK
        [--scenarios car_following-01006,road_following-01002,...] [--replan-every 0.5] [--render-hw 160x288]
 """
 
+# make bench: skip — needs checkpoints or data given as arguments (see Usage above)
 from __future__ import annotations
 
 import argparse

@@ -14,6 +14,7 @@ Usage: PYTHONPATH=src .venv/bin/python benchmarks/vision_probe_paired.py CKPT --
        [--threads 2]   (DIR: simulated clips the model was not trained on, e.g. held-out `standard` clips)
 """
 
+# make bench: skip — needs checkpoints or data given as arguments (see Usage above)
 from __future__ import annotations
 
 import argparse

@@ -1,0 +1,103 @@
+"""How much of the CoC's longitudinal decision does the backbone hold before it writes the CoC?
+
+A linear probe (multinomial logistic regression, L2, LBFGS on standardised features) on the backbone's last
+hidden state at the prompt's end (`<|cot_start|>`: the state the first CoC token is decoded from), fitted on
+the samples of TRAIN_DIR and scored on every sample of HELD_OUT_DIR, against always answering the training
+set's most common decision. Compare with how often the model's decoded CoC states the label's decision
+(`openloop_oracle_coc.py`): the probe bounds what the representation holds, decoding may lose some of it.
+
+Usage: PYTHONPATH=src .venv/bin/python benchmarks/decision_probe.py CKPT --train TRAIN_DIR --held-out DIR
+       [--train-samples N] [--l2 1e-3] [--threads 2]
+"""
+
+# make bench: skip — needs checkpoints or data given as arguments (see Usage above)
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from openloop_paired import heldout_batches  # noqa: E402
+
+from cordillera.model.processor import (  # noqa: E402
+    ATTENTION_MASK,
+    IMAGE_GRID_THW,
+    INPUT_IDS,
+    MM_TOKEN_TYPE_IDS,
+    PIXEL_VALUES,
+)
+from cordillera.reasoning.schema import parse  # noqa: E402
+from cordillera.train.data import COT_TEXT, PROMPT_BATCH  # noqa: E402
+
+
+def prompt_states(checkpoint: str, data_dir: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hidden state at the prompt's last position (N, D), the label's longitudinal decision (N,))."""
+    vla, _, batches = heldout_batches(checkpoint, data_dir, n, all_clips=True)
+    m = vla.model
+    states, decisions = [], []
+    tic = time.perf_counter()
+    with torch.no_grad():
+        for b in batches():
+            p = b[PROMPT_BATCH]  # left-padded: the last column is every row's `<|cot_start|>`
+            ids, am, mm = p[INPUT_IDS], p[ATTENTION_MASK], p[MM_TOKEN_TYPE_IDS]
+            pos = m.rope_positions(ids, mm, p[IMAGE_GRID_THW], am)
+            h, _ = m.backbone(ids, am, pos, m.image_features(p[PIXEL_VALUES], p[IMAGE_GRID_THW]), mm)
+            states.append(h[:, -1].float().numpy())
+            decisions += [parse(c).longitudinal for c in b[COT_TEXT]]
+    print(f"{data_dir}: {len(decisions)} samples in {time.perf_counter() - tic:.0f} s", file=sys.stderr)
+    return np.concatenate(states), np.asarray(decisions, dtype=object)
+
+
+def fit_linear_probe(x: np.ndarray, y: np.ndarray, l2: float) -> torch.nn.Linear:
+    """Multinomial logistic regression of class indices y on x (already standardised)."""
+    xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+    probe = torch.nn.Linear(x.shape[1], int(y.max()) + 1)
+    opt = torch.optim.LBFGS(probe.parameters(), max_iter=300, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(probe(xt), yt) + l2 * probe.weight.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return probe
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoint")
+    ap.add_argument("--train", required=True, help="data dir the probe is fitted on (e.g. the model's own training data)")
+    ap.add_argument("--held-out", required=True, help="data dir it is scored on (every sample)")
+    ap.add_argument("--train-samples", type=int, default=100_000)
+    ap.add_argument("--l2", type=float, default=1e-3)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    x_tr, d_tr = prompt_states(a.checkpoint, a.train, a.train_samples)
+    x_te, d_te = prompt_states(a.checkpoint, a.held_out, 100_000)
+    classes = sorted(set(d_tr.tolist()) | set(d_te.tolist()), key=str)
+    index = {c: i for i, c in enumerate(classes)}
+    mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-6
+    y_tr, y_te = (np.array([index[c] for c in d]) for d in (d_tr, d_te))
+    probe = fit_linear_probe((x_tr - mu) / sd, y_tr, a.l2)
+    with torch.no_grad():
+        pred_tr = probe(torch.tensor((x_tr - mu) / sd, dtype=torch.float32)).argmax(1).numpy()
+        pred_te = probe(torch.tensor((x_te - mu) / sd, dtype=torch.float32)).argmax(1).numpy()
+    majority = Counter(d_tr.tolist()).most_common(1)[0][0]
+    print("| checkpoint | train / held-out samples | probe accuracy train | probe accuracy held-out | "
+          "always the most common decision, held-out |\n|---|---|---:|---:|---:|")
+    print(f"| {a.checkpoint} | {len(d_tr)} / {len(d_te)} | {np.mean(pred_tr == y_tr):.1%} | {np.mean(pred_te == y_te):.1%} "
+          f"| {np.mean(d_te == majority):.1%} ({majority}) |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
