@@ -86,11 +86,11 @@ def main() -> int:
     classes = sorted(set(d_tr.tolist()) | set(d_te.tolist()), key=str)
     index = {c: i for i, c in enumerate(classes)}
     mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-6
+    z_tr, z_te = (x_tr - mu) / sd, (x_te - mu) / sd
     y_tr, y_te = (np.array([index[c] for c in d]) for d in (d_tr, d_te))
-    probe = fit_linear_probe((x_tr - mu) / sd, y_tr, a.l2)
+    probe = fit_linear_probe(z_tr, y_tr, a.l2)
     with torch.no_grad():
-        pred_tr = probe(torch.tensor((x_tr - mu) / sd, dtype=torch.float32)).argmax(1).numpy()
-        pred_te = probe(torch.tensor((x_te - mu) / sd, dtype=torch.float32)).argmax(1).numpy()
+        pred_tr, pred_te = (probe(torch.tensor(z, dtype=torch.float32)).argmax(1).numpy() for z in (z_tr, z_te))
     majority = Counter(d_tr.tolist()).most_common(1)[0][0]
     print("| checkpoint | train / held-out samples | probe accuracy train | probe accuracy held-out | "
           "always the most common decision, held-out |\n|---|---|---:|---:|---:|")

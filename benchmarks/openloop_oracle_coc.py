@@ -24,9 +24,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from openloop_paired import heldout_batches  # noqa: E402
-from openloop_reaction import GT_SLOWS_M, HORIZON_IDX, HORIZON_S, SLOWING_MPS, parse_args, slope_ci  # noqa: E402
+from openloop_reaction import (  # noqa: E402
+    GT_SLOWS_M,
+    HORIZON_IDX,
+    SLOWING_MPS,
+    delta_x,
+    history_speed,
+    parse_args,
+    slope_ci,
+)
 
-from cordillera.model.processor import EGO_FUTURE_XYZ, EGO_HISTORY_XYZ  # noqa: E402
+from cordillera.model.processor import EGO_FUTURE_XYZ  # noqa: E402
 from cordillera.model.tokenizer import load_tokenizer  # noqa: E402
 from cordillera.reasoning.schema import parse  # noqa: E402
 from cordillera.train.data import CLIP_IDS, COT_TEXT, PROMPT_BATCH  # noqa: E402
@@ -49,9 +57,7 @@ def per_sample(checkpoint: str, data_dir: str, n: int, all_clips: bool, seed: in
     out: dict[str, list] = {k: [] for k in ("gt", "own", "oracle", "a0", "clip", "own_lon", "label_lon")}
     with torch.no_grad():
         for b in batches():
-            h = b[EGO_HISTORY_XYZ][..., :2].double()  # (B, 16, 2), 10 Hz, t0 last
-            v0 = (h[:, -1] - h[:, -2]).norm(dim=-1) / 0.1
-            cv = v0 * HORIZON_S
+            v0, a0 = history_speed(b)
             labels = list(b[COT_TEXT])
             seqs = [tok.encode(c, add_special_tokens=False) + [cot_end, tfs] for c in labels]
             L = max(map(len, seqs))
@@ -64,10 +70,10 @@ def per_sample(checkpoint: str, data_dir: str, n: int, all_clips: bool, seed: in
                                           **common)  # fmt: skip
             for i, seq in enumerate(seqs):  # the forced CoC is the label's, token for token
                 assert orc.coc_token_ids[i, 0, :len(seq)].tolist() == seq, (labels[i], orc.coc_token_ids[i, 0])
-            out["gt"].append((b[EGO_FUTURE_XYZ][:, HORIZON_IDX, 0].double() - cv).numpy())
-            out["own"].append((own.xyz[:, :, HORIZON_IDX, 0].double().mean(1) - cv).numpy())
-            out["oracle"].append((orc.xyz[:, :, HORIZON_IDX, 0].double().mean(1) - cv).numpy())
-            out["a0"].append((v0 - (h[:, -11] - h[:, -12]).norm(dim=-1) / 0.1).numpy())
+            out["gt"].append(delta_x(b[EGO_FUTURE_XYZ][:, HORIZON_IDX, 0], v0))
+            out["own"].append(delta_x(own.xyz[:, :, HORIZON_IDX, 0].double().mean(1), v0))
+            out["oracle"].append(delta_x(orc.xyz[:, :, HORIZON_IDX, 0].double().mean(1), v0))
+            out["a0"].append(a0.numpy())
             out["clip"] += list(b[CLIP_IDS])
             texts = tok.batch_decode(own.coc_token_ids[:, 0].tolist(), skip_special_tokens=True)
             out["own_lon"] += [parse(t).longitudinal for t in texts]

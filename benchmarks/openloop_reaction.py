@@ -39,6 +39,19 @@ SLOWING_MPS = -0.5  # [m/s] a0 at or below this: the history already slows
 GT_SLOWS_M = -3.0  # [m] Δx at or below this: the ground truth slows clearly within 3 s
 
 
+def history_speed(batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(v0, a0) [m/s] per sample from the 16-pose history the model reads (10 Hz, t0 last): the speed at t0
+    and its change over the last second."""
+    h = batch[EGO_HISTORY_XYZ][..., :2].double()  # (B, 16, 2)
+    v0 = (h[:, -1] - h[:, -2]).norm(dim=-1) / 0.1
+    return v0, v0 - (h[:, -11] - h[:, -12]).norm(dim=-1) / 0.1
+
+
+def delta_x(x_m: torch.Tensor, v0: torch.Tensor) -> np.ndarray:
+    """Δx = x(3 s) − 3 s · v0 [m] (negative: the ego slows) from the forward positions x(3 s) (B,)."""
+    return (x_m.double() - v0 * HORIZON_S).numpy()
+
+
 def per_sample_reaction(checkpoint: str, data_dir: str, n: int, all_clips: bool, seed: int = 1234) -> dict:
     """Arrays over samples: "gt" and "model" Δx [m], "a0" [m/s], "clip" ids."""
     vla, ev, batches = heldout_batches(checkpoint, data_dir, n, all_clips)
@@ -46,16 +59,13 @@ def per_sample_reaction(checkpoint: str, data_dir: str, n: int, all_clips: bool,
     out: dict[str, list] = {"gt": [], "model": [], "a0": [], "clip": []}
     with torch.no_grad():
         for b in batches():
-            h = b[EGO_HISTORY_XYZ][..., :2].double()  # (B, 16, 2), 10 Hz, t0 last
-            v0 = (h[:, -1] - h[:, -2]).norm(dim=-1) / 0.1
-            v_1s = (h[:, -11] - h[:, -12]).norm(dim=-1) / 0.1
+            v0, a0 = history_speed(b)
             s = vla.sample_trajectories(b[PROMPT_BATCH], num_samples=ev.k, temperature=ev.temperature,
                                         top_p=ev.top_p, flow_steps=ev.flow_steps, fast=not vla.cfg.inputs.use_coc,
                                         max_new_tokens=ev.max_new_tokens, generator=g)  # fmt: skip
-            cv = v0 * HORIZON_S
-            out["gt"].append((b[EGO_FUTURE_XYZ][:, HORIZON_IDX, 0].double() - cv).numpy())
-            out["model"].append((s.xyz[:, :, HORIZON_IDX, 0].double().mean(1) - cv).numpy())
-            out["a0"].append((v0 - v_1s).numpy())
+            out["gt"].append(delta_x(b[EGO_FUTURE_XYZ][:, HORIZON_IDX, 0], v0))
+            out["model"].append(delta_x(s.xyz[:, :, HORIZON_IDX, 0].double().mean(1), v0))
+            out["a0"].append(a0.numpy())
             out["clip"] += list(b[CLIP_IDS])
     return {k: (np.concatenate(v) if k != "clip" else np.asarray(v)) for k, v in out.items()}
 

@@ -196,11 +196,10 @@ class VisionProbe(nn.Module):
     concatenated in image order (the layout — where the lane markings are — is what carries the
     lane's shape), then an MLP to the `PROBE_FIELDS` (lateral offset from the lane centre, heading
     relative to the lane, bearings of the lane centre ahead) and, with `lead`, the `LEAD_FIELDS`.
-    It reads the image tokens the text
-    layers receive, before those layers, so its loss trains the vision tower to put the lane into
-    them and leaves the text layers to the token losses. (Reading the text layers' last states at
-    the image positions instead did not learn at the recipe's text rate, nor did an
-    attention-pooling head: benchmarks/RESULTS.md ## vision_probe.)
+    It reads the image tokens the text layers receive, before those layers, so its loss trains the
+    vision tower to put the lane into them and leaves the text layers to the token losses. (Reading
+    the text layers' last states at the image positions instead did not learn at the recipe's text
+    rate, nor did an attention-pooling head: benchmarks/RESULTS.md ## vision_probe.)
     """
 
     def __init__(self, hidden: int, cameras: int, tokens_per_frame: int, proj: int = 32, width: int = 256,
