@@ -5,6 +5,7 @@ hidden state at the prompt's end (`<|cot_start|>`: the state the first CoC token
 the samples of TRAIN_DIR and scored on every sample of HELD_OUT_DIR, against always answering the training
 set's most common decision. Compare with how often the model's decoded CoC states the label's decision
 (`openloop_oracle_coc.py`): the probe bounds what the representation holds, decoding may lose some of it.
+A model trained with a decision head (`decision_head_weight > 0`) also reports that head's own answers.
 
 Usage: PYTHONPATH=src .venv/bin/python benchmarks/decision_probe.py CKPT --train TRAIN_DIR --held-out DIR
        [--train-samples N] [--l2 1e-3] [--threads 2]
@@ -25,33 +26,28 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from openloop_paired import heldout_batches  # noqa: E402
 
-from cordillera.model.processor import (  # noqa: E402
-    ATTENTION_MASK,
-    IMAGE_GRID_THW,
-    INPUT_IDS,
-    MM_TOKEN_TYPE_IDS,
-    PIXEL_VALUES,
-)
-from cordillera.reasoning.schema import parse  # noqa: E402
-from cordillera.train.data import COT_TEXT, PROMPT_BATCH  # noqa: E402
+from cordillera.model.processor import COT_TEXT  # noqa: E402
+from cordillera.reasoning.schema import LONGITUDINAL_CLASSES, parse  # noqa: E402
+from cordillera.train.data import PROMPT_BATCH  # noqa: E402
 
 
-def prompt_states(checkpoint: str, data_dir: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(hidden state at the prompt's last position (N, D), the label's longitudinal decision (N,))."""
+def prompt_states(checkpoint: str, data_dir: str, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(hidden state at the prompt's last position (N, D), the label's longitudinal decision (N,),
+    the model's own decision head's longitudinal answer (N,), None without a head)."""
     vla, _, batches = heldout_batches(checkpoint, data_dir, n, all_clips=True)
-    m = vla.model
-    states, decisions = [], []
+    head = vla.model.decision_head
+    states, decisions, answers = [], [], []
     tic = time.perf_counter()
-    with torch.no_grad():
-        for b in batches():
-            p = b[PROMPT_BATCH]  # left-padded: the last column is every row's `<|cot_start|>`
-            ids, am, mm = p[INPUT_IDS], p[ATTENTION_MASK], p[MM_TOKEN_TYPE_IDS]
-            pos = m.rope_positions(ids, mm, p[IMAGE_GRID_THW], am)
-            h, _ = m.backbone(ids, am, pos, m.image_features(p[PIXEL_VALUES], p[IMAGE_GRID_THW]), mm)
-            states.append(h[:, -1].float().numpy())
-            decisions += [parse(c).longitudinal for c in b[COT_TEXT]]
+    for b in batches():
+        state = vla.prompt_state(b[PROMPT_BATCH])  # prompts end at `<|cot_start|>`
+        states.append(state.float().numpy())
+        decisions += [parse(c).longitudinal for c in b[COT_TEXT]]
+        if head is not None:
+            with torch.no_grad():
+                answers += [LONGITUDINAL_CLASSES[i] for i in head(state)[0].argmax(1).tolist()]
     print(f"{data_dir}: {len(decisions)} samples in {time.perf_counter() - tic:.0f} s", file=sys.stderr)
-    return np.concatenate(states), np.asarray(decisions, dtype=object)
+    return (np.concatenate(states), np.asarray(decisions, dtype=object),
+            np.asarray(answers, dtype=object) if head is not None else None)  # fmt: skip
 
 
 def fit_linear_probe(x: np.ndarray, y: np.ndarray, l2: float) -> torch.nn.Linear:
@@ -81,8 +77,8 @@ def main() -> int:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    x_tr, d_tr = prompt_states(a.checkpoint, a.train, a.train_samples)
-    x_te, d_te = prompt_states(a.checkpoint, a.held_out, 100_000)
+    x_tr, d_tr, head_tr = prompt_states(a.checkpoint, a.train, a.train_samples)
+    x_te, d_te, head_te = prompt_states(a.checkpoint, a.held_out, 100_000)
     classes = sorted(set(d_tr.tolist()) | set(d_te.tolist()), key=str)
     index = {c: i for i, c in enumerate(classes)}
     mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-6
@@ -92,10 +88,12 @@ def main() -> int:
     with torch.no_grad():
         pred_tr, pred_te = (probe(torch.tensor(z, dtype=torch.float32)).argmax(1).numpy() for z in (z_tr, z_te))
     majority = Counter(d_tr.tolist()).most_common(1)[0][0]
+    head = "–" if head_te is None else f"{np.mean(head_tr == d_tr):.1%} / {np.mean(head_te == d_te):.1%}"
     print("| checkpoint | train / held-out samples | probe accuracy train | probe accuracy held-out | "
-          "always the most common decision, held-out |\n|---|---|---:|---:|---:|")
+          "the model's decision head, train / held-out | always the most common decision, held-out |\n"
+          "|---|---|---:|---:|---:|---:|")
     print(f"| {a.checkpoint} | {len(d_tr)} / {len(d_te)} | {np.mean(pred_tr == y_tr):.1%} | {np.mean(pred_te == y_te):.1%} "
-          f"| {np.mean(d_te == majority):.1%} ({majority}) |")
+          f"| {head} | {np.mean(d_te == majority):.1%} ({majority}) |")
     return 0
 
 

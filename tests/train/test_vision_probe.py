@@ -134,7 +134,7 @@ def test_probe_sees_pixels_not_history(proc):
 
     def predict(batch):
         m = vla.model
-        _, _, _, tokens = m.stage1_losses(*[batch[k] for k in STAGE1_ARGS], batch["labels"])
+        _, _, _, tokens, _ = m.stage1_losses(*[batch[k] for k in STAGE1_ARGS], batch["labels"])
         assert torch.equal(tokens, vla.image_tokens(batch))
         return m.vision_probe(tokens)
 
@@ -263,7 +263,7 @@ def test_read_road_and_open_loop_probe_errors(proc):
     m = planner.model.model
     b = proc([s])
     with torch.no_grad():
-        _, _, _, tokens = m.stage1_losses(*[b[k] for k in STAGE1_ARGS], b["labels"])
+        _, _, _, tokens, _ = m.stage1_losses(*[b[k] for k in STAGE1_ARGS], b["labels"])
         ref = vision_probe_units(m.vision_probe(tokens))
     assert torch.allclose(read, ref, atol=1e-5)
     pred = np.array([0.1, 0.0, 0.01, 0.02, 0.03, 0.04])

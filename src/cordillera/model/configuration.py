@@ -258,6 +258,10 @@ class LossConfig:
     vision_probe_weight: float = 0.0
     # the probe also reads the gap to the nearest object ahead in the ego's corridor (`LEAD_FIELDS`)
     vision_probe_lead: bool = False
+    # stage 1, cordillera-only: > 0 adds the `decision_head`, a linear classifier of the CoC's
+    # decisions (longitudinal; lateral with direction) from the backbone's state at `<|cot_start|>`,
+    # the state the CoC is decoded from; its CE (mean of the two) is added with this weight.
+    decision_head_weight: float = 0.0
 
 
 # --- top level ----------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from cordillera.model.hf_config import CordilleraVLAConfig, expert_text_config, 
 from cordillera.model.processor import (
     ACTIONS,
     ATTENTION_MASK,
+    COT_TEXT,
     EGO_HISTORY_ROT,
     EGO_HISTORY_XYZ,
     IGNORE_INDEX,
@@ -85,7 +86,7 @@ DROPPED_ORIGINAL_PREFIXES = ("action_space.",)
 # Batch keys of the vision probe's targets (SI, `PROBE_FIELDS` order) and their validity (B, F).
 LANE_AHEAD, LANE_AHEAD_VALID = "lane_ahead", "lane_ahead_valid"
 # cordillera-only heads (no counterpart in an original checkpoint), kept as they are on load.
-OWN_PREFIXES = ("vision_probe.",)
+OWN_PREFIXES = ("vision_probe.", "decision_head.")
 # Opt-in reduced-precision inference (issue #7): the weights are cast, buffers stay fp32. fp32 is
 # the default everywhere (DESIGN: SDPA/fp32 on CPU); bf16 uses AMX/AVX512-BF16 matmuls.
 INFERENCE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -235,6 +236,41 @@ def vision_probe_loss(pred: torch.Tensor, target_si: torch.Tensor, valid: torch.
     return err[valid].mean() if valid.any() else err.sum() * 0.0
 
 
+class DecisionHead(nn.Module):
+    """The CoC's decisions read linearly from the backbone's last state at `<|cot_start|>`
+    (cordillera-only, stage 1): logits over `reasoning.schema.LONGITUDINAL_CLASSES` and
+    `LATERAL_CLASSES`. Its CE reaches the text layers and the vision tower through that one state,
+    which otherwise learns the decision only as one of the CoC's many tokens, wherever the
+    paraphrase puts it (benchmarks/RESULTS.md ## openloop_reaction, decision probe)."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        from cordillera.reasoning.schema import LATERAL_CLASSES, LONGITUDINAL_CLASSES
+
+        self.n_lon = len(LONGITUDINAL_CLASSES)
+        self.linear = nn.Linear(hidden, self.n_lon + len(LATERAL_CLASSES))
+
+    def forward(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """state (B, D) → (longitudinal logits (B, n_lon), lateral logits (B, n_lat)), fp32."""
+        logits = self.linear(state).float()
+        return logits[:, : self.n_lon], logits[:, self.n_lon :]
+
+    def loss(self, state: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Mean of the longitudinal and lateral CE against class indices `target` (B, 2), and the
+        accuracies of each (logs)."""
+        lon, lat = self(state)
+        loss = 0.5 * (F.cross_entropy(lon, target[:, 0]) + F.cross_entropy(lat, target[:, 1]))
+        return loss, {"decision_acc_lon": (lon.argmax(1) == target[:, 0]).float().mean().item(),
+                      "decision_acc_lat": (lat.argmax(1) == target[:, 1]).float().mean().item()}  # fmt: skip
+
+
+def decision_targets(cot_texts: list[str], device=None) -> torch.Tensor:
+    """The label CoCs' decision classes (B, 2) (`reasoning.schema.decision_classes` of each parse)."""
+    from cordillera.reasoning.schema import decision_classes, parse
+
+    return torch.tensor([decision_classes(parse(t)) for t in cot_texts], dtype=torch.long, device=device)
+
+
 def _crop_layers(cache: DynamicCache, n_layers: int, n_tokens: int) -> None:
     """Remove the last `n_tokens` from the first `n_layers` layers (the ones the expert extended)."""
     for layer in cache.layers[:n_layers]:
@@ -329,10 +365,18 @@ class VLAModel(nn.Module):
         if cfg.loss.vision_probe_weight > 0:
             self.vision_probe = VisionProbe(cfg.text.hidden_size, len(cfg.inputs.cameras), cfg.num_image_tokens,
                                             lead=cfg.loss.vision_probe_lead)
+        self.decision_head = DecisionHead(cfg.text.hidden_size) if cfg.loss.decision_head_weight > 0 else None
         ids = cfg.special_ids
+        self.cot_start_id = ids["<|cot_start|>"]
         self.tfs_id = ids["<|traj_future_start|>"]
         self.tfe_id = ids["<|traj_future_end|>"]
         self.T = cfg.inputs.future_steps
+
+    def stage1_heads(self) -> dict[str, nn.Module]:
+        """The cordillera-only auxiliary heads this model has (`OWN_PREFIXES` name → module): they
+        train in stage 1 with the backbone and are frozen after it."""
+        heads = {p.rstrip("."): getattr(self, p.rstrip(".")) for p in OWN_PREFIXES}
+        return {name: h for name, h in heads.items() if h is not None}
 
     # ---- backbone helpers ----
     def rope_positions(self, input_ids, mm_token_type_ids, image_grid_thw, attention_mask):
@@ -434,8 +478,10 @@ class VLAModel(nn.Module):
 
     # ---- losses ----
     def stage1_losses(self, input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids, labels):
-        """Per-token next-token CE (B, L-1), the masks of trajectory and text targets, and the
-        image tokens (B, N, D) the text layers received (what the vision probe reads)."""
+        """Per-token next-token CE (B, L-1), the masks of trajectory and text targets, the image
+        tokens (B, N, D) the text layers received (what the vision probe reads) and the last state
+        at each row's first `<|cot_start|>` (B, D) (what the decision head reads; None in a row
+        without one)."""
         pos = self.rope_positions(input_ids, mm_token_type_ids, image_grid_thw, attention_mask)
         feats = self.image_features(pixel_values, image_grid_thw)
         h, _ = self.backbone(input_ids, attention_mask, pos, feats, mm_token_type_ids)  # (B, L, D)
@@ -446,7 +492,9 @@ class VLAModel(nn.Module):
         ce[sel] = F.cross_entropy(logits, tgt[sel], reduction="none")
         t0 = self.cfg.traj_token_start_id
         is_traj = ((tgt >= t0) & (tgt < t0 + self.cfg.tokenizer.future_num_bins)) | (tgt == self.tfs_id) | (tgt == self.tfe_id)
-        return ce, sel & is_traj, sel & ~is_traj, self.image_tokens(feats, input_ids.shape[0])
+        is_cot = input_ids == self.cot_start_id
+        cot_state = h[torch.arange(h.shape[0], device=h.device), is_cot.int().argmax(1)] if is_cot.any(1).all() else None
+        return ce, sel & is_traj, sel & ~is_traj, self.image_tokens(feats, input_ids.shape[0]), cot_state
 
     def stage2_losses(self, input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids,
                       actions, noise, t):  # fmt: skip
@@ -515,7 +563,7 @@ class CordilleraVLA(nn.Module):
         args = (batch[INPUT_IDS], batch[ATTENTION_MASK], batch[PIXEL_VALUES], batch[IMAGE_GRID_THW],
                 batch[MM_TOKEN_TYPE_IDS])  # fmt: skip
         if stage == "stage1":
-            ce, traj, text, image_tokens = m.stage1_losses(*args, batch[LABELS])
+            ce, traj, text, image_tokens, cot_state = m.stage1_losses(*args, batch[LABELS])
             loss_traj = ce[traj].mean() if traj.any() else ce.new_zeros(())
             loss_text = ce[text].mean() if text.any() else ce.new_zeros(())
             w = self.cfg.loss
@@ -526,6 +574,12 @@ class CordilleraVLA(nn.Module):
                 probe = m.vision_probe.loss(image_tokens, batch[LANE_AHEAD], batch[LANE_AHEAD_VALID])
                 loss = loss + w.vision_probe_weight * probe
                 logs["vision_probe"] = probe.item()
+            if m.decision_head is not None:
+                if cot_state is None:
+                    raise ValueError("the decision head needs <|cot_start|> in every row (a CoC model's stage-1 batch)")
+                dec, dec_logs = m.decision_head.loss(cot_state, decision_targets(batch[COT_TEXT], cot_state.device))
+                loss = loss + w.decision_head_weight * dec
+                logs.update(decision_ce=dec.item(), **dec_logs)
             return loss, {"loss": loss.item(), **logs}
         if stage == "stage2":
             x1 = batch[ACTIONS].float()  # (B, T, 2)
@@ -542,19 +596,31 @@ class CordilleraVLA(nn.Module):
         raise ValueError(f"stage must be 'stage1' or 'stage2', got {stage!r}")
 
     # ---- decoding primitives ----
-    def _prefill(self, batch, prefix: str = "", image_feats=None):
-        """Run the prompt once. Returns (last logits (B, V), cache, next positions (B,), mask (B, C), feats)."""
+    def _prompt_forward(self, batch, prefix: str = "", image_feats=None, cache=None):
+        """The backbone over a (left-padded) prompt batch: (last hidden states (B, L, D), mRoPE
+        positions (3, B, L), image features), filling `cache` when given."""
         m = self.model
         ids, am = batch[prefix + INPUT_IDS], batch[prefix + ATTENTION_MASK]
         mm = batch[prefix + MM_TOKEN_TYPE_IDS]
         pos = m.rope_positions(ids, mm, batch[IMAGE_GRID_THW], am)  # (3, B, L)
         if image_feats is None:
             image_feats = m.image_features(batch[PIXEL_VALUES], batch[IMAGE_GRID_THW])
-        cache = DynamicCache(config=m.vlm.config.text_config)
         h, _ = m.backbone(ids, am, pos, image_feats, mm, past_key_values=cache)
-        logits = m.vlm.lm_head(h[:, -1]).float()  # (B, V) only the last position is needed
+        return h, pos, image_feats
+
+    @torch.no_grad()
+    def prompt_state(self, batch) -> torch.Tensor:
+        """The backbone's last state at the prompt's end (B, D): for a CoC prompt the state at
+        `<|cot_start|>`, which the first CoC token and the decision head are read from."""
+        return self._prompt_forward(batch)[0][:, -1]
+
+    def _prefill(self, batch, prefix: str = "", image_feats=None):
+        """Run the prompt once. Returns (last logits (B, V), cache, next positions (B,), mask (B, C), feats)."""
+        cache = DynamicCache(config=self.model.vlm.config.text_config)
+        h, pos, image_feats = self._prompt_forward(batch, prefix, image_feats, cache)
+        logits = self.model.vlm.lm_head(h[:, -1]).float()  # (B, V) only the last position is needed
         next_pos = pos.amax(dim=(0, 2)) + 1  # (B,) text position of the next token
-        return logits, cache, next_pos, am.bool(), image_feats
+        return logits, cache, next_pos, batch[prefix + ATTENTION_MASK].bool(), image_feats
 
     def _step(self, tokens: torch.Tensor, cache, next_pos: torch.Tensor, mask: torch.Tensor):
         """Feed tokens (B, n) after the cache. Returns (last logits (B, V), new mask (B, C+n))."""

@@ -56,6 +56,7 @@ EGO_HISTORY_XYZ = "ego_history_xyz"
 EGO_HISTORY_ROT = "ego_history_rot"
 EGO_FUTURE_XYZ = "ego_future_xyz"
 EGO_FUTURE_ROT = "ego_future_rot"
+COT_TEXT = "cot_text"  # training batches: the label CoC strings (list[str]) next to the tensors
 UNCOND_PREFIX = "uncond_"  # prompt with the route span removed (guidance), same keys with this prefix
 
 

@@ -461,9 +461,29 @@ def _default_cause(record: CocRecord) -> str:
     return "the road ahead is clear"
 
 
+# The decision classes of a CoC, the targets of an auxiliary classifier (model.modeling.DecisionHead):
+# each longitudinal decision, then none; each (lateral decision, direction) `parse` can return, then none.
+LONGITUDINAL_CLASSES: tuple[str | None, ...] = (*LONGITUDINAL, None)
+LATERAL_CLASSES: tuple[tuple[str | None, str | None], ...] = (
+    *((lat, d) for lat in DIRECTED_LATERAL for d in DIRECTIONS),
+    *((lat, d) for lat in ("Merge", "Split") for d in (None, *DIRECTIONS)),
+    ("Keep Lane", None),
+    (None, None),
+)
+
+
+def decision_classes(record: CocRecord) -> tuple[int, int]:
+    """(index in `LONGITUDINAL_CLASSES`, index in `LATERAL_CLASSES`) of a record's decisions."""
+    lateral = (record.lateral, record.lateral_direction)
+    if lateral not in LATERAL_CLASSES:
+        raise ValueError(f"lateral decision {lateral} is not one of LATERAL_CLASSES (a directed decision needs its direction)")
+    return LONGITUDINAL_CLASSES.index(record.longitudinal), LATERAL_CLASSES.index(lateral)
+
+
 __all__ = [
     "LONGITUDINAL", "LATERAL", "DIRECTIONS", "DIRECTED_LATERAL", "INTERESTING_LONGITUDINAL", "INTERESTING_LATERAL",
     "SIGNAL_COLOURS", "OBJECT_KINDS", "VEHICLE_KINDS", "ROAD_EVENTS", "CriticalObject", "SignalCue", "CocRecord",
     "LONGITUDINAL_PATTERNS", "LATERAL_PATTERNS", "LON_PHRASES", "LAT_PHRASES", "parse", "compose", "action_phrase",
-    "structured_tail", "lateral_phrase", "longitudinal_phrase",
+    "structured_tail", "lateral_phrase", "longitudinal_phrase", "LONGITUDINAL_CLASSES", "LATERAL_CLASSES",
+    "decision_classes",
 ]

@@ -123,6 +123,8 @@ class TrainConfig(StrictModel):
     # stage 1: weight of the vision-probe loss (`model.modeling.VisionProbe`; 0 = no probe head)
     vision_probe_weight: float = Field(0.0, ge=0.0)
     vision_probe_lead: bool = False  # the probe also reads the gap to the nearest object ahead
+    # stage 1: weight of the decision head's CE (`model.modeling.DecisionHead`; 0 = no head; CoC models only)
+    decision_head_weight: float = Field(0.0, ge=0.0)
     seed: int = 42  # [s] spec §2 misc.seed_everything(42)
     num_threads: int | None = Field(2, ge=1)  # torch.set_num_threads
     log_every: int = Field(10, ge=1)
@@ -136,6 +138,8 @@ class TrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self):
+        if self.decision_head_weight > 0 and not self.use_coc:
+            raise ValueError("decision_head_weight > 0 with use_coc false: the head's targets are the CoC's decisions")
         if self.stage == "stage2" and self.lora.enabled:
             raise ValueError("lora.enabled with stage 'stage2': the backbone is frozen in stage 2")
         return self

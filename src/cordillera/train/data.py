@@ -20,12 +20,12 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from cordillera.data import keys as K
+from cordillera.model.processor import COT_TEXT
 
 __all__ = ["scenario_key", "split_by_scenario", "split_clips", "open_splits", "ego_window", "fit_action_stats", "Collate",
            "SampleCache", "COT_TEXT", "PROMPT_BATCH", "nav_text_at", "LaneAhead", "lane_ahead", "lead_gap_m",
            "constant_velocity_history"]  # fmt: skip
 
-COT_TEXT = "cot_text"  # batch key: the label CoC strings (list[str]) next to the processor tensors
 CLIP_IDS = "clip_ids"
 PROMPT_BATCH = "prompt_batch"  # batch key: the same rows as a prompt-only processor batch (for sampling)
 

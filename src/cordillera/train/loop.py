@@ -773,7 +773,7 @@ class RunData:
 
 
 def model_config(cfg, base=None):
-    """The preset (or `base`) with the run's CoC flag and vision-probe weight; trajectory-only
+    """The preset (or `base`) with the run's CoC flag and auxiliary-head weights; trajectory-only
     models carry the flag in their name."""
     import dataclasses
 
@@ -783,7 +783,8 @@ def model_config(cfg, base=None):
     name = vc.name if cfg.use_coc or vc.name.endswith("-traj-only") else f"{vc.name}-traj-only"
     return vc.replace(name=name, inputs=dataclasses.replace(vc.inputs, use_coc=cfg.use_coc),
                       loss=dataclasses.replace(vc.loss, vision_probe_weight=cfg.vision_probe_weight,
-                                               vision_probe_lead=cfg.vision_probe_lead))
+                                               vision_probe_lead=cfg.vision_probe_lead,
+                                               decision_head_weight=cfg.decision_head_weight))
 
 
 def with_action_stats(vla_cfg, stats: dict):

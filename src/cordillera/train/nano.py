@@ -112,7 +112,9 @@ def train_variant(cfg: NanoConfig, data_dir: Path, use_coc: bool) -> dict:
     tag = "coc" if use_coc else "traj-only"
     run = Path(cfg.work_dir) / tag
     s1 = cfg.stage1
-    s1 = _with(s1, use_coc=use_coc, data=_with(s1.data, dir=str(data_dir), val_fraction=cfg.val_fraction),
+    # the ablation has no CoC, so no decisions for a decision head to read
+    s1 = _with(s1, use_coc=use_coc, decision_head_weight=s1.decision_head_weight if use_coc else 0.0,
+               data=_with(s1.data, dir=str(data_dir), val_fraction=cfg.val_fraction),
                checkpoint=_with(s1.checkpoint, out_dir=str(run / "stage1")))  # fmt: skip
     if cfg.stage1_from:  # reuse a trained backbone: only the expert trains (stage2.build_model checks use_coc)
         if not (Path(cfg.stage1_from) / "config.json").is_file():

@@ -11,7 +11,8 @@ does not exist in this stage (spec), so it and its projections stay frozen. Acti
 statistics are fitted on the training split and stored in the model config before training.
 With `use_coc: false` (trajectory-only ablation) the targets carry an empty CoC. With
 `vision_probe_weight > 0` the `VisionProbe` head's loss (road ahead from the vision tower's image tokens)
-is added; the head is saved with the model and frozen in stage 2.
+is added, with `decision_head_weight > 0` the `DecisionHead`'s (the CoC's decisions from the state at
+`<|cot_start|>`); the heads are saved with the model and frozen in stage 2.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def build_model(cfg: TrainConfig, data: loop.RunData):
         vla = CordilleraVLA(vla_cfg)
     vla.model.requires_grad_(False)
     vla.model.vlm.requires_grad_(True)
-    if vla.model.vision_probe is not None:
-        vla.model.vision_probe.requires_grad_(True)
+    for head in vla.model.stage1_heads().values():
+        head.requires_grad_(True)
     if cfg.lora.enabled:
         loop.apply_lora(vla, cfg.lora)
     return vla

@@ -39,7 +39,7 @@ def joint_loss_fn(model, batch, generator=None):
 
 @torch.no_grad()
 def load_stage1_backbone(vla, directory: str | Path) -> int:
-    """Copy the stage-1 checkpoint's `vlm.*` (and `vision_probe.*`, when the model has the probe)
+    """Copy the stage-1 checkpoint's `vlm.*` (and the auxiliary heads the model has, `stage1_heads`)
     tensors into `vla.model` (every key and shape checked, device and dtype kept). Returns the
     number of tensors loaded."""
     from safetensors.torch import load_file
@@ -49,7 +49,7 @@ def load_stage1_backbone(vla, directory: str | Path) -> int:
     path = Path(directory) / WEIGHTS_NAME
     if not path.exists():
         raise FileNotFoundError(f"{path} not found (stage 1 checkpoint directory expected)")
-    prefixes = ("vlm.",) + (("vision_probe.",) if vla.model.vision_probe is not None else ())
+    prefixes = ("vlm.",) + tuple(f"{name}." for name in vla.model.stage1_heads())
     state = {k: v for k, v in load_file(str(path)).items() if k.startswith(prefixes)}
     own = {k: v for k, v in vla.model.state_dict().items() if k.startswith(prefixes)}
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
@@ -87,8 +87,8 @@ def build_model(cfg: TrainConfig, data: loop.RunData):
     vla.model.requires_grad_(True)
     if cfg.stage == "stage2":
         vla.model.vlm.requires_grad_(False)
-        if vla.model.vision_probe is not None:  # a stage-1 head; stage 2 has no loss for it
-            vla.model.vision_probe.requires_grad_(False)
+        for head in vla.model.stage1_heads().values():  # stage-1 heads; stage 2 has no loss for them
+            head.requires_grad_(False)
     elif cfg.lora.enabled:
         loop.apply_lora(vla, cfg.lora)
     return vla
