@@ -120,3 +120,17 @@ def test_train_config_sets_the_weight_and_refuses_it_without_coc():
     assert loop.model_config(TrainConfig(), base=tiny_config()).loss.decision_head_weight == 0.0
     with pytest.raises(ValueError, match="use_coc"):
         TrainConfig(decision_head_weight=1.0, use_coc=False)
+
+
+def test_prompt_state_is_the_state_the_coc_is_decoded_from(proc):
+    """`prompt_state` of a prompt batch (ending at <|cot_start|>) gives `_prefill`'s first-token logits
+    through lm_head: the decision head at inference reads exactly what CoC decoding starts from."""
+    torch.manual_seed(0)
+    vla = CordilleraVLA(_head_config()).eval()
+    prompts = proc([{k: v for k, v in s.items() if k not in ("cot", "ego_future_xyz", "ego_future_rot")}
+                    for s in make_samples(2, seed=3)])  # fmt: skip
+    assert (prompts["input_ids"][:, -1] == vla.model.cot_start_id).all()
+    with torch.no_grad():
+        logits = vla._prefill(prompts)[0]
+        state = vla.prompt_state(prompts)
+        assert torch.allclose(vla.model.vlm.lm_head(state).float(), logits, atol=1e-5)
