@@ -96,3 +96,28 @@ def test_eval_closed_loop_bad_render_size_is_one_line():
     r = run_cli("eval", "closed-loop", "--checkpoint", ".", "--render-hw", "3x")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "expected HxW like 320x576, got '3x'" in r.stderr
+
+
+def test_data_generate_options_reach_the_generator(monkeypatch, tmp_path):
+    """--seeds-per-family picks the first seeds of every family; --image-hw the render size; without
+    --clips `train` gives 100 clips and another suite all of its scenarios."""
+    import cordillera.data.generate as gen
+    from cordillera.world.generator import first_per_family, suite
+
+    calls = []
+
+    def fake_generate(scenarios, clips, out, **kw):
+        calls.append((scenarios, clips, kw))
+        return {"written": [], "skipped": [], "failed": [], "clips_total": 0, "wall_s": 0.0}
+
+    monkeypatch.setattr(gen, "generate", fake_generate)
+    out = str(tmp_path / "ds")
+    for args in (["--suite", "standard", "--seeds-per-family", "3", "--image-hw", "160x288"], ["--suite", "long_tail"],
+                 []):
+        main(["data", "generate", "--out", out, *args])
+    (held, n_held, kw_held), (lt, n_lt, kw_lt), (train, n_train, _) = calls
+    assert held == first_per_family(suite("standard"), 3) and n_held is None and kw_held["image_hw"] == (160, 288)
+    assert (lt, n_lt, kw_lt["image_hw"]) == ("long_tail", None, (320, 576))
+    assert (train, n_train) == ("train", 100)
+    r = run_cli("data", "generate", "--out", out, "--image-hw", "160by288")
+    assert r.returncode == 2 and "HxW" in r.stderr and "Traceback" not in r.stderr

@@ -129,16 +129,22 @@ app.add_typer(data_app, name="data")
 @data_app.command("generate")
 def data_generate(
     suite: str = typer.Option("train", help="Scenario suite to generate clips from."),
-    clips: int = typer.Option(100, min=1, help="Number of 20 s clips."),
+    clips: Optional[int] = typer.Option(None, min=1, help="Number of 20 s clips (default: 100 of `train`, every "
+                                        "scenario of another suite)."),
     out: Path = typer.Option(..., help="Output dataset directory."),
     workers: Optional[int] = typer.Option(None, min=1),
     address: Optional[str] = typer.Option(None),
     perturb_fraction: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training clips driven with a "
                                            "DART disturbance (the expert pushed off its line, then recovering)."),
+    image_hw: str = typer.Option("320x576", "--image-hw", help="Camera image size HxW (the nano training data "
+                                 "and held-out sets are 160x288)."),
+    seeds_per_family: Optional[int] = typer.Option(None, min=1, help="Only the first N scenario seeds of each "
+                                                   "family (a small set that covers every family)."),
 ):
     """Generate clips in the PhysicalAI-AV layout from expert rollouts."""
     fn = _entry("cordillera.data.generate", "main_generate", "cordillera data generate")
-    fn(suite=suite, clips=clips, out=out, workers=workers, address=address, perturb_fraction=perturb_fraction)
+    fn(suite=suite, clips=clips, out=out, workers=workers, address=address, perturb_fraction=perturb_fraction,
+       image_hw=_hw(image_hw), seeds_per_family=seeds_per_family)
 
 
 @data_app.command("inspect")
@@ -179,6 +185,11 @@ def label(
     overwrite: bool = typer.Option(False, "--overwrite", help="Relabel clips that already have events."),
     seed: int = typer.Option(None, "--seed", help="Rollout/phrasing seed for clips whose metadata has none "
                                                   "(default 0, as `data generate`)."),
+    every: Optional[float] = typer.Option(None, "--every", help="Also label a t0 every this many seconds (dense "
+                                          "labels: every sample gets a CoC, as `cordillera train nano` trains on)."),
+    start: Optional[float] = typer.Option(None, "--start", help="First t0 of the --every grid in seconds "
+                                          "(default 1.6, the shortest history; never inside the force-GT warm-up)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes re-driving clips in parallel."),
 ):
     if args[0] == "check":
         if len(args) != 2:
@@ -189,7 +200,7 @@ def label(
         if len(args) != 1:
             raise typer.BadParameter("usage: cordillera label DIR")
         fn = _entry("cordillera.reasoning.cli", "main_label", "cordillera label")
-        rep = fn(path=Path(args[0]), overwrite=overwrite, seed=seed)
+        rep = fn(path=Path(args[0]), overwrite=overwrite, seed=seed, every_s=every, start_s=start, workers=workers)
         if rep["failed"]:
             raise typer.Exit(1)
 

@@ -111,7 +111,7 @@ def test_perturbation_draw_is_seeded_train_only_and_checked():
 def test_perturbed_clip_stores_its_push_and_labels_only_clean_futures(tmp_path):
     from cordillera.data.generate import clip_perturbation, perturbation_for, redrive, redrive_drift_m
     from cordillera.sim.policies.perturbed import label_window_ok
-    from cordillera.train.nano import densify_coc
+    from cordillera.reasoning.cli import label_dataset
 
     fam, seed = "road_following", 1005  # a training clip; pushed at 2.9–3.5 s
     rep = generate([(fam, seed)], None, tmp_path, workers=1, cameras=CAMS, image_hw=(64, 112),
@@ -131,8 +131,8 @@ def test_perturbed_clip_stores_its_push_and_labels_only_clean_futures(tmp_path):
     _, without = redrive(fam, seed, 14_000_000, 0, None)
     assert redrive_drift_m(with_push, ego_xy) < 0.01 < 0.5 < redrive_drift_m(without, ego_xy)
     r.close()
-    dens = densify_coc(tmp_path, 1_700_000, 1_000_000, workers=1)
-    assert dens["failed"] == {}
+    dens = label_dataset(tmp_path, overwrite=True, every_us=1_000_000, start_us=1_700_000, progress=False)
+    assert dens["failed"] == {} and dens["labelled"] == [cid]
     r = PaiReader(tmp_path)
     t0s = [e["event_start_timestamp"] for e in r.reasoning_events(cid)]
     assert all(label_window_ok(t, push) for t in t0s) and min(t0s) >= push.t_end_us

@@ -118,3 +118,31 @@ def test_label_overwrite_replaces_the_sample_points_and_survives_a_resumed_write
     create(root, ("camera_front_wide_120fov",)).finalize()
     assert _events(root) == want
     assert all(PaiReader(root).event_t0s(c) == [e["event_start_timestamp"] for e in want[c]] for c in want)
+
+
+@pytest.mark.slow
+def test_label_every_adds_a_t0_grid_to_the_keyframes_in_parallel_workers(dataset, tmp_path):
+    from cordillera.reasoning.keyframes import dense_t0s
+
+    root = tmp_path / "ds"
+    shutil.copytree(dataset, root)
+    keyframes = _events(root)
+    res = CliRunner().invoke(app, ["label", str(root), "--overwrite", "--every", "0.5", "--start", "1.7",
+                                   "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    dense = _events(root)
+    r = PaiReader(root)
+    for c, evs in dense.items():
+        t0s = [e["event_start_timestamp"] for e in evs]
+        # 10 s clips: t0 + 6.4 s <= 10 s, so the grid is 1.7, 2.2, … 3.2 s (the warm-up ends by 1.7 s)
+        assert set(dense_t0s(10_000_000, 1_700_000, 500_000)) <= set(t0s) == set(r.event_t0s(c))
+        assert t0s == sorted(t0s) and len(set(t0s)) == len(t0s)
+        # the keyframes keep their labels word for word (same rollout, same per-t0 phrasing seed)
+        assert all(e in evs for e in keyframes[c]) and len(evs) > len(keyframes[c])
+    # one process labels the same
+    single = tmp_path / "single"
+    shutil.copytree(dataset, single)
+    rep = label_dataset(single, overwrite=True, every_us=500_000, start_us=1_700_000, progress=False)
+    assert _events(single) == dense and rep["events"] == sum(map(len, dense.values()))
+    res = CliRunner().invoke(app, ["label", str(root), "--start", "1.7"])
+    assert res.exit_code != 0 and "--every" in str(res.exception)

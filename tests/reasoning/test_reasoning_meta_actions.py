@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cordillera.reasoning.keyframes import MIN_FUTURE_US, select_keyframes
+from cordillera.reasoning.keyframes import MIN_FUTURE_US, dense_t0s, select_keyframes
 from cordillera.reasoning.meta_actions import classify, classify_trajectory_rig, labels_at
 from cordillera.world.scenario import Hazard
 
@@ -135,3 +135,13 @@ def test_keyframes_meta_action_onsets_and_hazards_with_window_filter():
     kfs2 = select_keyframes(t_us, xy, th)
     assert any(k.kind == "meta_action" and k.source == "gentle_deceleration" and abs(k.t_us - 5_000_000) <= 300_000
                for k in kfs2)
+
+
+def test_dense_t0s_grid():
+    # 20 s clip, every 1 s from 1.6 s, after a 1.7 s force-GT warm-up, t0 + 6.4 s <= 20 s
+    assert dense_t0s(20_000_000, 1_600_000, 1_000_000, 1_700_000) == list(range(1_700_000, 13_600_001, 1_000_000))
+    assert dense_t0s(20_000_000, 1_600_000, 1_000_000)[0] == 1_600_000
+    assert dense_t0s(20_000_000, 1_650_000, 500_000)[:2] == [1_700_000, 2_200_000]  # onto the 100 ms grid
+    assert dense_t0s(7_000_000, 1_600_000, 1_000_000) == []
+    with pytest.raises(ValueError, match="every_us"):
+        dense_t0s(20_000_000, 1_600_000, 0)

@@ -10,13 +10,6 @@ from cordillera.train import nano
 from cordillera.train.config import NanoConfig
 
 
-def test_dense_t0s_grid():
-    # 20 s clip, every 1 s from 1.6 s, after a 1.7 s force-GT warm-up, t0 + 6.4 s <= 20 s
-    assert nano.dense_t0s(20_000_000, 1_600_000, 1_000_000, 1_700_000) == list(range(1_700_000, 13_600_001, 1_000_000))
-    assert nano.dense_t0s(20_000_000, 1_600_000, 1_000_000)[0] == 1_600_000
-    assert nano.dense_t0s(7_000_000, 1_600_000, 1_000_000) == []
-
-
 @pytest.mark.slow
 def test_nano_pipeline_end_to_end(tmp_path):
     torch.set_num_threads(1)

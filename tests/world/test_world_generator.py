@@ -29,6 +29,19 @@ def test_unknown_names_raise_listing_valid_ones():
         generator.make("cut_in", 1, traffic_mode="replay")
 
 
+def test_first_per_family_keeps_the_first_seeds_of_every_family():
+    std = generator.suite("standard")
+    held = generator.first_per_family(std, 3)
+    fams = {f for f, _ in std}
+    assert len(held) == 3 * len(fams) and {f for f, _ in held} == fams
+    for fam in fams:
+        assert [s for f, s in held if f == fam] == [s for f, s in std if f == fam][:3]
+    assert held == [p for p in std if p in held]  # suite order kept
+    assert generator.first_per_family([("a", 5), ("b", 1), ("a", 2), ("a", 9)], 2) == [("a", 5), ("b", 1), ("a", 2)]
+    with pytest.raises(ValueError, match="n must be"):
+        generator.first_per_family(std, 0)
+
+
 def test_suite_sizes_and_category_mix():
     smoke = generator.suite("smoke")
     assert 4 <= len(smoke) <= 6 and any(f in generator.LONG_TAIL for f, _ in smoke)

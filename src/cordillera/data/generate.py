@@ -119,9 +119,12 @@ def _obstacles(scenario, rollout, yaw0: float, x0: float, y0: float) -> pd.DataF
     return df
 
 
-def label_events(scenario, rollout, seed: int, perturbation=None) -> tuple[list[dict], list[int], str]:
+def label_events(scenario, rollout, seed: int, perturbation=None, every_us: int | None = None,
+                 start_us: int | None = None) -> tuple[list[dict], list[int], str]:  # fmt: skip
     """(events, event_t0s, source): REASONING's labels when available, else hazard onsets; none
-    whose 6.4 s future holds the clip's disturbance."""
+    whose 6.4 s future holds the clip's disturbance. ``every_us``: label a t0 grid from ``start_us``
+    as well as the keyframes (``reasoning.keyframes.grid_keyframes``; what `cordillera train nano`
+    trains on), not the keyframes alone."""
     from cordillera.sim.policies.perturbed import label_window_ok
 
     try:
@@ -129,7 +132,12 @@ def label_events(scenario, rollout, seed: int, perturbation=None) -> tuple[list[
     except ImportError:
         label_rollout = None
     if label_rollout is not None:
-        evs = label_rollout(rollout, scenario, seed=seed)
+        kfs = None
+        if every_us is not None:
+            from cordillera.reasoning.keyframes import MIN_HISTORY_US, grid_keyframes
+
+            kfs = grid_keyframes(rollout, scenario, every_us, MIN_HISTORY_US if start_us is None else start_us)
+        evs = label_rollout(rollout, scenario, seed=seed, keyframes=kfs)
         events = [{K.EVENT_START_TIMESTAMP: int(e.event_start_timestamp_us), K.COT: str(e.cot)} for e in evs
                   if label_window_ok(int(e.event_start_timestamp_us), perturbation)]
         return events, [e[K.EVENT_START_TIMESTAMP] for e in events], "labeler"
@@ -370,13 +378,28 @@ def generate(suite, clips: int | None, out, workers: int | None = None, address:
             "wall_s": time.perf_counter() - t_start, "clip_wall_s": clip_wall_s}
 
 
-def main_generate(suite: str, clips: int, out, workers: int | None = None, address: str | None = None,
-                  perturb_fraction: float = 0.0) -> dict:  # fmt: skip
-    """CLI entry (`cordillera data generate`): generate, then print a summary and any failures."""
+DEFAULT_TRAIN_CLIPS = 100  # `cordillera data generate --suite train` without --clips
+
+
+def main_generate(suite: str, clips: int | None, out, workers: int | None = None, address: str | None = None,
+                  perturb_fraction: float = 0.0, image_hw=DEFAULT_IMAGE_HW,
+                  seeds_per_family: int | None = None) -> dict:  # fmt: skip
+    """CLI entry (`cordillera data generate`): generate, then print a summary and any failures.
+    ``clips`` None: ``DEFAULT_TRAIN_CLIPS`` of ``train``, every scenario of another suite;
+    ``seeds_per_family``: only the first that many seeds of each family of the suite."""
     from rich.console import Console
     from rich.table import Table
 
-    rep = generate(suite, clips, out, workers=workers, address=address, perturb_fraction=perturb_fraction)
+    from cordillera.world.generator import first_per_family
+    from cordillera.world.generator import suite as suite_pairs
+
+    if clips is None and suite == "train":
+        clips = DEFAULT_TRAIN_CLIPS
+    scenarios = suite
+    if seeds_per_family is not None:
+        scenarios = first_per_family(suite_pairs(suite), seeds_per_family)
+    rep = generate(scenarios, clips, out, workers=workers, address=address, perturb_fraction=perturb_fraction,
+                   image_hw=tuple(image_hw))
     con = Console()
     t = Table(title=f"data generate → {out}")
     for col in ("written", "skipped (resume)", "failed", "clips in dataset", "wall [s]", "clips/min"):

@@ -124,10 +124,13 @@ def main_check(path: Path) -> dict:
 FLUSH_EVERY_CLIPS = 25  # rewrite the parquet this often: an interrupted run resumes from there
 
 
-def label_clip(reader, clip_id: str, seed: int | None = None) -> list[dict]:
+def label_clip(reader, clip_id: str, seed: int | None = None, every_us: int | None = None,
+               start_us: int | None = None) -> list[dict]:  # fmt: skip
     """CoC events ``[{event_start_timestamp, cot}]`` of one cordillera-generated clip, exactly as the
-    generator labels it (see ``cordillera label --help``). ``seed``: rollout/phrasing seed if the metadata has
-    none (default 0, the generator's). Raises ``ValueError`` naming the clip and what is missing."""
+    generator labels it (see ``cordillera label --help``); with ``every_us`` also on a t0 grid from
+    ``start_us`` (dense labels, as `cordillera train nano` writes). ``seed``: rollout/phrasing seed if
+    the metadata has none (default 0, the generator's). Raises ``ValueError`` naming the clip and what
+    is missing."""
     from cordillera.data import keys as K
     from cordillera.data import layout as L
     from cordillera.data.generate import (MAX_REDRIVE_DRIFT_M, ROLLOUT_SEED, clip_ego_xy, clip_perturbation,
@@ -151,14 +154,35 @@ def label_clip(reader, clip_id: str, seed: int | None = None) -> list[dict]:
     if drift_m > MAX_REDRIVE_DRIFT_M:
         raise ValueError(f"clip {clip_id}: the re-driven expert rollout is {drift_m:.1f} m off the stored egomotion "
                          "(scenario or expert changed since the clip was generated?)")
-    events, _, _ = label_events(scenario, rollout, int(rseed), pert)
+    events, _, _ = label_events(scenario, rollout, int(rseed), pert, every_us=every_us, start_us=start_us)
     return events
 
 
-def label_dataset(path: Path, overwrite: bool = False, seed: int | None = None, progress: bool = True) -> dict:
-    """Label every clip of the dataset at ``path`` (``label_clip``) and write the labels where the
-    dataset keeps them (``data.writer.replace_events``: reasoning parquet, ``clip_index.event_t0s``).
-    Returns {"labelled": [clip], "skipped": [clip], "failed": {clip: one-line error}, "events": n}."""
+_WORKER_READER = None  # (root, PaiReader): one reader per labelling process (``_label_job``)
+
+
+def _label_job(args) -> tuple[str, list[dict] | None, str]:
+    """(clip, events or None, error) for one clip, in a worker process of ``label_dataset``."""
+    global _WORKER_READER
+    root, cid, seed, every_us, start_us = args
+    from cordillera.data.reader import PaiReader
+
+    if _WORKER_READER is None or _WORKER_READER[0] != root:
+        _close_worker_reader()
+        _WORKER_READER = (root, PaiReader(root))
+    try:
+        return cid, label_clip(_WORKER_READER[1], cid, seed, every_us, start_us), ""
+    except ValueError as e:  # a clip that cannot be labelled keeps its events; the rest go on
+        return cid, None, str(e).splitlines()[0]
+
+
+def label_dataset(path: Path, overwrite: bool = False, seed: int | None = None, progress: bool = True,
+                  every_us: int | None = None, start_us: int | None = None, workers: int = 1) -> dict:  # fmt: skip
+    """Label every clip of the dataset at ``path`` (``label_clip``; ``every_us`` / ``start_us``: a dense
+    t0 grid too) in ``workers`` processes and write the labels where the dataset keeps them
+    (``data.writer.replace_events``: reasoning parquet, ``clip_index.event_t0s``), every
+    ``FLUSH_EVERY_CLIPS`` clips. Returns {"labelled": [clip], "skipped": [clip], "failed": {clip:
+    one-line error}, "events": n}."""
     from cordillera.data.generate import ClipProgress
     from cordillera.data.reader import PaiReader
     from cordillera.data.writer import replace_events
@@ -168,33 +192,62 @@ def label_dataset(path: Path, overwrite: bool = False, seed: int | None = None, 
     clips = reader.clips()
     events = {c: reader.reasoning_events(c) for c in clips}
     todo = [c for c in clips if overwrite or not events[c]]
+    reader.close()
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if every_us is not None and every_us <= 0:
+        raise ValueError(f"every_us must be > 0, got {every_us}")
     labelled, failed = [], {}
     bar = ClipProgress(len(clips), len(clips) - len(todo), progress)
+    jobs = [(root, cid, seed, every_us, start_us) for cid in todo]
+    pool = None
     try:
-        for k, cid in enumerate(todo):
-            try:
-                events[cid] = label_clip(reader, cid, seed)
-                labelled.append(cid)
-                bar.advance(f"{cid[:8]}: {len(events[cid])} events")
-            except ValueError as e:  # a clip that cannot be labelled keeps its events; the rest go on
-                failed[cid] = str(e).splitlines()[0]
+        if workers > 1 and len(jobs) > 1:
+            from multiprocessing import get_context
+
+            pool = get_context("spawn").Pool(min(workers, len(jobs)))
+            results = pool.imap(_label_job, jobs)
+        else:
+            results = map(_label_job, jobs)
+        for k, (cid, evs, err) in enumerate(results):
+            if evs is None:
+                failed[cid] = err
                 bar.advance(f"[red]{cid[:8]} failed")
+            else:
+                events[cid] = evs
+                labelled.append(cid)
+                bar.advance(f"{cid[:8]}: {len(evs)} events")
             if (k + 1) % FLUSH_EVERY_CLIPS == 0:
                 replace_events(root, {c: events[c] for c in labelled})
-    finally:
+    finally:  # also on Ctrl-C or a crash: what was labelled is kept (a rerun without --overwrite resumes)
         bar.close()
-        reader.close()
-    if labelled:  # the index's sample points and the writer's chunk records follow the new labels
-        replace_events(root, {c: events[c] for c in labelled})
+        if pool is not None:
+            pool.terminate()
+        _close_worker_reader()
+        if labelled:  # the index's sample points and the writer's chunk records follow the new labels
+            replace_events(root, {c: events[c] for c in labelled})
     return {"labelled": labelled, "skipped": [c for c in clips if c not in todo], "failed": failed,
             "events": sum(len(events[c]) for c in labelled)}
 
 
-def main_label(path: Path, overwrite: bool = False, seed: int | None = None) -> dict:
+def _close_worker_reader() -> None:
+    global _WORKER_READER
+    if _WORKER_READER is not None:
+        _WORKER_READER[1].close()
+        _WORKER_READER = None
+
+
+def main_label(path: Path, overwrite: bool = False, seed: int | None = None, every_s: float | None = None,
+               start_s: float | None = None, workers: int = 1) -> dict:  # fmt: skip
     """CLI entry (`cordillera label DIR`): ``label_dataset`` with a summary and one line per failure."""
     from rich.console import Console
 
-    rep = label_dataset(path, overwrite=overwrite, seed=seed)
+    if every_s is not None and every_s <= 0:
+        raise ValueError(f"--every must be > 0 s, got {every_s}")
+    if start_s is not None and every_s is None:
+        raise ValueError("--start sets where the --every grid begins; give --every too")
+    rep = label_dataset(path, overwrite=overwrite, seed=seed, every_us=None if every_s is None else round(every_s * 1e6),
+                        start_us=None if start_s is None else round(start_s * 1e6), workers=workers)
     con = Console(highlight=False)
     for cid, err in rep["failed"].items():
         con.print(f"[red]error[/red] {err}", soft_wrap=True)

@@ -83,8 +83,26 @@ def rollout_keyframes(rollout, scenario) -> list[Keyframe]:
     return select_keyframes(t, xyy[:, :2], xyy[:, 2], scenario.hazards, clip_end_us=int(t[-1]))
 
 
+def dense_t0s(end_us: int, start_us: int, every_us: int, force_gt_end_us: int = 0) -> list[int]:
+    """A t0 grid for dense labels: start, start + every, … ≤ clip end − 6.4 s, never inside the
+    force-GT warm-up (where the ego does not drive the expert's decision), on the 100 ms grid."""
+    if every_us <= 0:
+        raise ValueError(f"every_us must be > 0, got {every_us}")
+    first = max(start_us, force_gt_end_us)
+    first = int(-(-first // TICK_US) * TICK_US)
+    return list(range(first, end_us - MIN_FUTURE_US + 1, every_us))
+
+
+def grid_keyframes(rollout, scenario, every_us: int, start_us: int = MIN_HISTORY_US) -> list[Keyframe]:
+    """The rollout's own keyframes plus a t0 every ``every_us`` (``dense_t0s``), one per time (a
+    keyframe wins over a grid point at the same t0), in time order: every sample gets a label."""
+    end_us = int(rollout.t_us()[-1])
+    grid = [Keyframe(t, "meta_action", "grid") for t in dense_t0s(end_us, start_us, every_us, rollout.force_gt_end_us)]
+    return sorted({kf.t_us: kf for kf in grid + rollout_keyframes(rollout, scenario)}.values(), key=lambda k: k.t_us)
+
+
 __all__ = ["Keyframe", "MIN_DURATION_TICKS", "MIN_HISTORY_US", "MIN_FUTURE_US", "meta_action_keyframes",
-           "select_keyframes", "rollout_keyframes", "rollout_window"]
+           "select_keyframes", "rollout_keyframes", "dense_t0s", "grid_keyframes", "rollout_window"]
 
 
 HISTORY_POSES = 16  # spec §1.4: 16 poses at t0 − 1.5 … t0

@@ -1,10 +1,11 @@
 """`cordillera train nano` / `make train-nano`: the whole nano pipeline in one command.
 
   (a) data: `cordillera.data.generate` renders expert rollouts of the `train` suite at a reduced
-      resolution (the nano model reads 96×160), then `densify_coc` re-drives each clip's scenario
-      without cameras (same scenario, policy and seed → the same rollout; checked against the
-      stored egomotion) and has the reasoning labeler compose a CoC at every t0 of a 1 s grid
-      (`generate.t0_start_us` … clip end − 6.4 s) so every sample carries reasoning;
+      resolution (the nano model reads 96×160), then `reasoning.cli.label_dataset` (`cordillera
+      label DIR --overwrite --every 1`) re-drives each clip's scenario without cameras (same
+      scenario, policy and seed → the same rollout; checked against the stored egomotion) and has
+      the reasoning labeler compose a CoC at every t0 of a 1 s grid (`generate.t0_start_us` … clip
+      end − 6.4 s) as well as at its keyframes, so every sample carries reasoning;
   (b) train/val split by scenario (family, seed);
   (c) stage 1 (CE on CoC + discrete trajectory tokens);
   (d) stage 2 (flow-matching expert on the frozen stage-1 backbone; `stage1_from: DIR` skips (c) and
@@ -29,75 +30,7 @@ import numpy as np
 
 from cordillera.train.config import NanoConfig, TrainConfig, load_train_config
 
-__all__ = ["dense_t0s", "densify_coc", "train_variant", "open_loop_eval", "write_readme", "run", "main"]
-
-CLIP_END_MARGIN_US = 6_400_000  # [µs] spec/alpamayo_training_data.md §1.4: t0 + 6.4 s <= clip end
-
-
-def dense_t0s(end_us: int, start_us: int, every_us: int, force_gt_end_us: int = 0) -> list[int]:
-    """t0 grid start, start + every, … ≤ end − 6.4 s, never inside the force-GT warm-up."""
-    first = max(start_us, force_gt_end_us)
-    first = int(-(-first // 100_000) * 100_000)  # onto the 100 ms control grid
-    return list(range(first, end_us - CLIP_END_MARGIN_US + 1, every_us))
-
-
-def _relabel_one(args) -> tuple[str, list[dict], str]:
-    """Re-drive one clip's scenario (no cameras) and label it densely. Returns (clip, events, status)."""
-    clip_id, family, seed, end_us, ego_xy, start_us, every_us, rollout_seed, pert = args
-    try:
-        from cordillera.data.generate import CLIP_DURATION_US, MAX_REDRIVE_DRIFT_M, redrive, redrive_drift_m
-        from cordillera.reasoning.keyframes import Keyframe, rollout_keyframes
-        from cordillera.reasoning.labeler import label_rollout
-        from cordillera.sim.policies.perturbed import label_window_ok
-
-        sc, ro = redrive(family, seed, CLIP_DURATION_US, rollout_seed, pert)
-        if ro.failed:
-            return clip_id, [], f"rollout failed: {ro.error}"
-        # the clip's egomotion must be this rollout's (same scenario/policy/seed, cameras don't matter)
-        if redrive_drift_m(ro, ego_xy) > MAX_REDRIVE_DRIFT_M:
-            return clip_id, [], "re-driven rollout differs from the stored egomotion"
-        grid = dense_t0s(end_us, start_us, every_us, ro.force_gt_end_us)
-        kfs = sorted({kf.t_us: kf for kf in [Keyframe(t, "meta_action", "grid") for t in grid]
-                      + list(rollout_keyframes(ro, sc)) if label_window_ok(kf.t_us, pert)}.values(),
-                     key=lambda k: k.t_us)  # fmt: skip
-        evs = label_rollout(ro, sc, seed=rollout_seed, keyframes=kfs)
-        return clip_id, [{"event_start_timestamp": int(e.event_start_timestamp_us), "cot": str(e.cot)} for e in evs], "ok"
-    except Exception as e:  # a clip that cannot be relabelled keeps its original events
-        return clip_id, [], f"{type(e).__name__}: {e}"
-
-
-def densify_coc(data_dir: str | Path, start_us: int = 1_600_000, every_us: int = 1_000_000, workers: int = 1,
-                rollout_seed: int = 0) -> dict:  # fmt: skip
-    """Replace `reasoning/ood_reasoning.parquet` with CoC events on a dense t0 grid (plus the
-    labeler's own keyframes), re-driving each clip with its stored disturbance and skipping t0s
-    whose future holds it. Clips whose rollout cannot be reproduced keep their events."""
-    from cordillera.data import keys as K
-    from cordillera.data.generate import clip_ego_xy, clip_perturbation
-    from cordillera.data.reader import PaiReader
-    from cordillera.data.writer import write_reasoning
-
-    reader = PaiReader(data_dir)
-    jobs = []
-    for cid in reader.clips():
-        meta = reader.metadata(cid)
-        jobs.append((cid, meta[K.FAMILY], int(meta[K.SEED]), reader.end_timestamp(cid), clip_ego_xy(reader, cid),
-                     start_us, every_us, rollout_seed, clip_perturbation(meta)))  # fmt: skip
-    if workers > 1:
-        from multiprocessing import get_context
-
-        with get_context("spawn").Pool(workers) as pool:
-            results = pool.map(_relabel_one, jobs, chunksize=1)
-    else:
-        results = [_relabel_one(j) for j in jobs]
-    events, failed = {}, {}
-    for cid, evs, status in results:
-        events[cid] = evs if status == "ok" else reader.reasoning_events(cid)
-        if status != "ok":
-            failed[cid] = status
-    write_reasoning(data_dir, events)
-    n = sum(len(v) for v in events.values())
-    return {"clips": len(jobs), "events": n, "failed": failed}
-
+__all__ = ["train_variant", "open_loop_eval", "write_readme", "run", "main"]
 
 # ----------------------------------------------------------------------------------------------
 def _with(m, **changes):
@@ -250,9 +183,13 @@ def run(cfg: NanoConfig, command: str = "cordillera train nano") -> dict:
             print(f"data: {len(rep['failed'])} scenarios failed and were skipped")
         wall["generate"] = time.perf_counter() - tic
         tic = time.perf_counter()
-        dens = densify_coc(data_dir, g.t0_start_us, g.t0_every_us, workers=g.workers or os.cpu_count() or 1)
+        from cordillera.reasoning.cli import label_dataset
+
+        dens = label_dataset(data_dir, overwrite=True, every_us=g.t0_every_us, start_us=g.t0_start_us,
+                             workers=g.workers or os.cpu_count() or 1)
         wall["coc labels"] = time.perf_counter() - tic
-        print(f"data: {dens['events']} CoC events on {dens['clips']} clips ({len(dens['failed'])} kept their own)")
+        print(f"data: {dens['events']} CoC events on {len(dens['labelled'])} clips "
+              f"({len(dens['failed'])} kept their own)")
         for cid, why in list(dens["failed"].items())[:5]:
             print(f"  {cid}: {why}")
     reader = PaiReader(data_dir)

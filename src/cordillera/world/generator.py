@@ -143,6 +143,20 @@ def suite(name: str, **kw) -> list[tuple[str, int]]:
     return fn(**kw)
 
 
+def first_per_family(pairs: list[tuple[str, int]], n: int) -> list[tuple[str, int]]:
+    """The first ``n`` (family, seed) pairs of each family, in the given order: a small set that
+    still covers every family (e.g. a held-out open-loop set from ``suite("standard")``)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    seen: dict[str, int] = {}
+    out = []
+    for fam, seed in pairs:
+        seen[fam] = seen.get(fam, 0) + 1
+        if seen[fam] <= n:
+            out.append((fam, seed))
+    return out
+
+
 def make_suite(name: str, **kw) -> list[Scenario]:
     return [make(f, s) for f, s in suite(name, **kw)]
 
@@ -158,4 +172,4 @@ def truncated(sc: Scenario, duration_s: float | None) -> Scenario:
 
 
 __all__ = ["FAMILIES", "NOMINAL", "LONG_TAIL", "SUITES", "STANDARD_SEEDS", "LONG_TAIL_SEEDS", "rng_for",
-           "make_params", "make", "suite", "make_suite", "truncated"]
+           "make_params", "make", "suite", "first_per_family", "make_suite", "truncated"]
