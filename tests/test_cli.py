@@ -86,10 +86,12 @@ def test_eval_closed_loop_forwards_replan_render_size_and_no_ablation(monkeypatc
           "--traj-only", "none"])
     assert got["replan_every_s"] == 0.5 and got["render_hw"] == (160, 288) and got["traj_only"] is None
     assert got["num_samples"] == 1 and got["select"] == "first" and got["noise_temperature"] is None
+    assert got["coc_temperature"] is None
     main(["eval", "closed-loop", "--checkpoint", str(tmp_path), "--samples", "6", "--select", "consistent",
-          "--noise-temperature", "0"])
+          "--noise-temperature", "0", "--coc-temperature", "0"])
     assert got["replan_every_s"] == 0.0 and got["render_hw"] == (320, 576) and got["traj_only"] == "auto"
     assert got["num_samples"] == 6 and got["select"] == "consistent" and got["noise_temperature"] == 0.0
+    assert got["coc_temperature"] == 0.0
 
 
 def test_eval_closed_loop_bad_render_size_is_one_line():

@@ -296,3 +296,72 @@ def test_noise_temperature_zero_gives_one_trajectory_per_input(nano_model):
     for bad in (-0.1, float("nan")):
         with pytest.raises(ValueError, match="noise_temperature"):
             VLAPolicy(nano_model, noise_temperature=bad)
+
+
+def test_policy_inputs_are_the_training_sample_of_the_same_rollout(nano_model, tmp_path):
+    """What the policy feeds the model in closed loop is what training fed it: the data pipeline's
+    sample of the same expert rollout at the same t0 — frames of the same times, the same rig-frame
+    history and navigation text; pixels differ only by the stored clip's video compression."""
+    from dataclasses import replace
+
+    from cordillera.data.generate import expert_policy, rollout_to_clip
+    from cordillera.data.reader import PaiReader
+    from cordillera.data.samples import build_sample
+    from cordillera.data.writer import create
+    from cordillera.render import make_renderer
+    from cordillera.render.rig import default_rig
+    from cordillera.sim.runtime import SimConfig, run_rollout
+    from cordillera.train.data import nav_text_at
+    from cordillera.world import generator
+
+    torch.set_num_threads(1)
+    hw = (nano_model.cfg.inputs.image_height, nano_model.cfg.inputs.image_width)
+    vla = VLAPolicy(nano_model, num_samples=1, fast=True, threads=1)
+    t0s = (1_700_000, 1_800_000)
+    seen = {}
+
+    class ExpertWithShadow:
+        """The expert drives; the VLA gets every observation from 0.3 s before each t0 (its frame window)."""
+
+        name = "expert"
+
+        def __init__(self):
+            self.expert = expert_policy(None)
+
+        def start(self, session):
+            self.expert.start(session)
+            vla.start(session)
+
+        def observe_world(self, world_state, scenario):
+            self.expert.observe_world(world_state, scenario)
+
+        def plan(self, obs, t_now_us, t_query_us):
+            if any(0 <= t - t_now_us <= 300_000 for t in t0s):
+                if not vla.plan(obs, t_now_us, t_query_us).warming_up and t_now_us in t0s:
+                    seen[t_now_us] = (vla.last_inputs, list(vla._image_keys))
+            return self.expert.plan(obs, t_now_us, t_query_us)
+
+        def close(self):
+            self.expert.close()
+            vla.close()
+
+    sc = replace(generator.make("road_following", 1000), duration_us=8_200_000)
+    rig = default_rig(DEFAULT_CAMERAS, height=hw[0], width=hw[1])
+    ro = run_rollout(sc, ExpertWithShadow(), SimConfig(cameras=DEFAULT_CAMERAS, keep_images=True),
+                     make_renderer(sc, rig, backend="cv"), seed=0)
+    assert ro.status == "ok", ro.error
+    assert sorted(seen) == list(t0s)
+    w = create(tmp_path, DEFAULT_CAMERAS)
+    w.add_clip(rollout_to_clip(sc, ro, rig, "clip0", [], []))
+    w.finalize()
+    reader = PaiReader(tmp_path)
+    for t0, (inputs, keys) in seen.items():
+        s = build_sample(reader, "clip0", t0, cameras=DEFAULT_CAMERAS, image_hw=hw)
+        assert [k[1] for k in keys] == s["absolute_timestamps"].reshape(-1).tolist()  # same frames, same order
+        np.testing.assert_allclose(inputs["ego_history_xyz"].numpy(), s["ego_history_xyz"], atol=1e-5)
+        np.testing.assert_allclose(inputs["ego_history_rot"].numpy(), s["ego_history_rot"], atol=1e-5)
+        assert inputs["nav_text"] == nav_text_at(reader, "clip0", t0) == "Continue straight"
+        # the pixels are the rollout's own frames at those times (the clip stores them video-compressed)
+        frames_at = {(c, st.t_us): st.frames[c].image for st in ro.steps for c in DEFAULT_CAMERAS}
+        want = np.stack([frames_at[k] for k in keys]).transpose(0, 3, 1, 2)
+        np.testing.assert_array_equal(inputs["image_frames"].numpy().reshape(want.shape), want)

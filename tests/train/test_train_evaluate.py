@@ -247,13 +247,16 @@ def test_sim_run_hands_vla_policies_over(tmp_path):
         main_sim_run("smoke", "nonsense", tmp_path / "out", progress=False)
 
 
-def test_closed_loop_select_is_checked_before_anything_runs(tmp_path):
+def test_closed_loop_options_are_checked_before_anything_runs(tmp_path):
     from cordillera.train.evaluate import main_closed_loop
 
     with pytest.raises(ValueError, match="select must be one of"):
         main_closed_loop(tmp_path, out=tmp_path / "ev", select="best")
     with pytest.raises(ValueError, match="num_samples >= 2"):
         main_closed_loop(tmp_path, out=tmp_path / "ev", select="consistent", num_samples=1)
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="coc_temperature"):
+            main_closed_loop(tmp_path, out=tmp_path / "ev", coc_temperature=bad)
     assert not (tmp_path / "ev").exists()
 
 

@@ -383,7 +383,8 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
                      max_new_tokens: int | None = None, render_hw: tuple[int, int] = RENDER_HW,
                      duration_s: float | None = None, scenarios=None, progress: bool = True,
                      render_backend: str = "auto", replan_every_s: float = 0.0, select: str = "first",
-                     families: str | tuple | None = None, noise_temperature: float | None = None) -> dict:  # fmt: skip
+                     families: str | tuple | None = None, noise_temperature: float | None = None,
+                     coc_temperature: float | None = None) -> dict:  # fmt: skip
     """``cordillera eval closed-loop``: VLA + baselines (+ trajectory-only model) on one suite with
     ``seeds`` rollouts per scenario; writes ``out/<policy>/`` and ``out/comparison.json`` and
     returns the comparison dict. ``traj_only="auto"`` uses ``checkpoints/nano-traj-only`` when it
@@ -393,7 +394,8 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     ``select="consistent"`` lets the CoC model drive its most self-consistent of ``num_samples``
     samples (the trajectory-only model, which has no CoC to check, keeps one sample);
     ``noise_temperature`` scales the flow's initial noise of both models (``VLAPolicy``; None = the
-    checkpoint's, 1.0)."""
+    checkpoint's, 1.0); ``coc_temperature`` is the CoC model's token sampling temperature (None = the
+    ``VLAPolicy`` default 0.6 of spec §5.1; 0 = greedy)."""
     from cordillera.config import REPO_ROOT
     from cordillera.model.policy import check_select
     from cordillera.sim.batch import POLICY_NAMES, PolicyFactory, run_batch
@@ -401,6 +403,8 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
 
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
+    if coc_temperature is not None and not (math.isfinite(coc_temperature) and coc_temperature >= 0.0):
+        raise ValueError(f"coc_temperature must be a finite number >= 0, got {coc_temperature}")
     check_select(select, num_samples, fast)
     ckpt = Path(checkpoint)
     if not ckpt.is_dir():
@@ -429,6 +433,8 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     if noise_temperature is not None:  # likewise
         base_kw["noise_temperature"] = float(noise_temperature)
     vla_kw = dict(base_kw)
+    if coc_temperature is not None:  # the CoC model's only (the trajectory-only model decodes no text)
+        vla_kw["temperature"] = float(coc_temperature)
     if select != "first":
         vla_kw["select"] = select
         base_kw["num_samples"] = 1
@@ -452,8 +458,9 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
         runs[name] = {"out_dir": str(res.out_dir), "run_name": res.run_name, "n_failed": res.n_failed,
                       "wall_time_s": res.wall_time_s}
     comp = compare(records)
-    comp.update({"suite": suite, "families": families, "seeds": seeds, "checkpoint": str(ckpt), "replan_every_s": float(replan_every_s),
-                 "noise_temperature": noise_temperature, "num_samples": num_samples, "select": select,
+    comp.update({"suite": suite, "families": families, "seeds": seeds, "checkpoint": str(ckpt),
+                 "replan_every_s": float(replan_every_s), "noise_temperature": noise_temperature,
+                 "coc_temperature": coc_temperature, "num_samples": num_samples, "select": select,
                  "traj_only_checkpoint": None if traj_only is None else str(traj_only), "runs": runs,
                  "statistics": "per-scenario means over seeds, Student t over scenarios; paired differences on "
                                "(scenario, seed); relative difference by paired bootstrap over scenarios",
