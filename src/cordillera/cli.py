@@ -285,8 +285,9 @@ def eval_closed_loop(
     render_hw: str = typer.Option("320x576", help="Camera render size HxW before the resize to the model's "
                                                    "input (the nano training data is rendered at 160x288)."),
     samples: int = typer.Option(1, min=1, help="Trajectory samples (K) per model step; sample 0 drives unless --select."),
-    select: str = typer.Option("first", help="'first' (sample 0 drives) or 'consistent' (the sample whose own CoC "
-                                             "agrees best with its trajectory; needs --samples >= 2)."),
+    select: str = typer.Option("first", help="'first' (sample 0 drives), 'consistent' (the sample whose own CoC "
+                                             "agrees best with its trajectory) or 'medoid' (the trajectory nearest "
+                                             "the other samples); the last two need --samples >= 2."),
     families: Optional[str] = typer.Option(None, help="Comma-separated families: run only these of the suite."),
     noise_temperature: Optional[float] = typer.Option(
         None, min=0.0, help="Scale of the action expert's initial flow noise (default: the checkpoint's, 1.0; "

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cordillera.model.configuration import DEFAULT_CAMERAS
-from cordillera.model.policy import VLAPolicy, VLAPolicyFactory, history_in_rig, select_frames
+from cordillera.model.policy import VLAPolicy, VLAPolicyFactory, history_in_rig, medoid_order, select_frames
 from cordillera.sim.types import CameraFrame, EgoHistory, Observation, SessionInfo
 
 DT = 100_000
@@ -365,3 +365,30 @@ def test_policy_inputs_are_the_training_sample_of_the_same_rollout(nano_model, t
         frames_at = {(c, st.t_us): st.frames[c].image for st in ro.steps for c in DEFAULT_CAMERAS}
         want = np.stack([frames_at[k] for k in keys]).transpose(0, 3, 1, 2)
         np.testing.assert_array_equal(inputs["image_frames"].numpy().reshape(want.shape), want)
+
+
+def test_select_medoid_drives_the_trajectory_nearest_the_other_samples(nano_model):
+    t = np.arange(1, 65) * 0.1
+
+    def straight(*speeds):
+        return np.stack([np.stack([v * t, 0 * t], -1) for v in speeds])
+
+    # straight lines: the mean distance between two samples is |Δv| · mean(t), so each sample's sum is
+    # the sum of its |Δv|: 14 → 4+3+8+5, 10 → 4+1+4+1 = 10 (least), 11 → 11, 6 → 17, 9 → 11
+    assert medoid_order(straight(14.0, 10.0, 11.0, 6.0, 9.0)) == [1, 0, 2, 3, 4]
+    # an even count on a line: both middle samples sum to 9 (14: 15, 6: 17) — the tie keeps the lower index
+    assert medoid_order(straight(14.0, 11.0, 10.0, 6.0))[0] == 1
+    # the same speeds, but sample 1 drifts 3 m sideways: sample 2 is the typical one now
+    drift = straight(14.0, 10.0, 10.0, 6.0)
+    drift[1, :, 1] = 3.0
+    assert medoid_order(drift)[0] == 2
+
+    with pytest.raises(ValueError, match="medoid.*num_samples >= 2"):
+        VLAPolicy(nano_model, num_samples=1, select="medoid")
+    # in the policy (fast path, no CoC needed): the same K samples as select="first", the medoid first
+    first = feed(VLAPolicy(nano_model, num_samples=3, fast=True, threads=1), 300_000)[-1]
+    med = feed(VLAPolicy(nano_model, num_samples=3, fast=True, threads=1, select="medoid"), 300_000)[-1]
+    samples = [first.xyz_rig, *(a[0] for a in first.alternatives)]
+    k = medoid_order(np.stack(samples)[:, 1:, :2])[0]
+    np.testing.assert_array_equal(med.xyz_rig, samples[k])
+    assert len(med.alternatives) == 2 and med.coc is None

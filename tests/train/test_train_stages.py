@@ -139,6 +139,19 @@ def test_ablation_builds_prompts_without_coc(tok):
     assert out.coc_token_ids[0, 0].tolist() == [ids["<|cot_end|>"], ids["<|traj_future_start|>"]]
 
 
+def test_image_hw_sets_a_fresh_models_input_size_in_whole_tokens():
+    from pydantic import ValidationError
+
+    vc = loop.model_config(TrainConfig(image_hw=(128, 224)))
+    assert (vc.inputs.image_height, vc.inputs.image_width) == (128, 224)
+    assert (loop.model_config(TrainConfig()).inputs.image_height, vc.inputs.use_coc) == (96, True)  # else the preset's
+    # one LLM token covers patch 16 × merge 2 = 32 px: 128×224 is 4×7 tokens per frame, 100×224 is not whole
+    with pytest.raises(ValueError, match=r"multiples of 32 px \(patch 16 × merge 2\)"):
+        loop.model_config(TrainConfig(image_hw=(100, 224)))
+    with pytest.raises(ValidationError, match="keeps the input size"):
+        TrainConfig(image_hw=(128, 224), init_from="runs/x/stage1/final")
+
+
 @pytest.mark.parametrize("stage", ["stage1", "stage2"])
 def test_losses_decrease_on_fixed_batch(tok, stage):
     proc = _proc(tok)

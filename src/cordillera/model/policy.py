@@ -30,7 +30,9 @@ Output (spec/alpasim.md §2.2): pose 0 = the origin at ``t_now_us``, then the 64
 at t_now + 0.1 … 6.4 s in the rig frame at t_now, z = 0, yaw-only. Sample 0 is the plan (as the
 Alpamayo driver takes sample 0); the other K − 1 samples are ``alternatives``. With
 ``select="consistent"`` the sample whose own CoC agrees best with its own trajectory drives instead
-(best-of-K by ``reasoning.consistency``, an inference-time stand-in for a consistency reward).
+(best-of-K by ``reasoning.consistency``, an inference-time stand-in for a consistency reward); with
+``select="medoid"`` the most typical of the K trajectories drives (``medoid_order``: a weak model's
+samples scatter widely, and the medoid is the one nearest the others).
 
 Replanning rate: ``replan_every_s = 0`` runs the model at every call (AlpaSim's 10 Hz driver). A
 larger value runs it only when that much time has passed since the last inference and otherwise
@@ -69,10 +71,10 @@ from cordillera.sim.types import PLAN_PERIOD_US, CameraFrame, Observation, Plan,
 
 __all__ = [
     "MAX_FRAME_AGE_US", "SELECT_MODES", "VLAPolicy", "VLAPolicyFactory", "load_model", "select_frames",
-    "history_in_rig", "inference_seed", "check_select",
+    "history_in_rig", "inference_seed", "check_select", "medoid_order",
 ]
 
-SELECT_MODES = ("first", "consistent")
+SELECT_MODES = ("first", "consistent", "medoid")
 MAX_FRAME_AGE_US = 100_000  # [µs] a frame may be at most one control period older than its request time
 MAX_REPLAN_EVERY_S = 2.0  # [s] a held 6.4 s plan must still cover MIN_HELD_HORIZON_US
 MIN_HELD_HORIZON_US = 3_000_000  # [µs] re-anchor the last plan only while it reaches this far ahead
@@ -133,7 +135,18 @@ def check_select(select: str, num_samples: int, fast: bool) -> str:
     if select == "consistent" and (num_samples < 2 or fast):
         raise ValueError("select='consistent' needs num_samples >= 2 and CoC decoding (not fast, a CoC model); "
                          f"got num_samples={num_samples}, fast={fast}")
+    if select == "medoid" and num_samples < 2:
+        raise ValueError(f"select='medoid' needs num_samples >= 2, got {num_samples}")
     return select
+
+
+def medoid_order(xy: np.ndarray) -> list[int]:
+    """Sample indices of (K, T, 2) trajectories, the medoid first — the sample with the least summed
+    mean-pose distance to the others (the most typical of the K; ties keep the lower index) — then
+    the rest in index order."""
+    d = np.linalg.norm(xy[:, None] - xy[None, :], axis=-1).mean(-1)  # (K, K) mean distance per pose [m]
+    best = int(np.argmin(d.sum(1)))
+    return [best] + [k for k in range(len(xy)) if k != best]
 
 
 def _pose2d_at(ego_history, t_us: int) -> np.ndarray:
@@ -172,7 +185,8 @@ class VLAPolicy:
             `CordilleraVLA.to_inference_dtype`; a model instance of another dtype is copied, not cast).
         select: which of the K samples drives: "first" (sample 0, as the Alpamayo driver) or
             "consistent" (the sample whose own CoC agrees best with its own trajectory,
-            ``reasoning.consistency``; needs K ≥ 2 and CoC decoding; ties keep the lower index).
+            ``reasoning.consistency``; needs K ≥ 2 and CoC decoding; ties keep the lower index) or
+            "medoid" (the trajectory nearest the other samples, ``medoid_order``; needs K ≥ 2).
         noise_temperature: scale of the flow's initial noise x0 = ε · temperature (spec A1.5); None =
             the model's ``flow.noise_temperature`` (1.0). Below 1 the expert's samples move towards
             the trajectory its velocity field maps the mean noise to: less lateral scatter from
@@ -279,13 +293,18 @@ class VLAPolicy:
                 self._vision_store = {k: store[k] for k in self._image_keys}
             cocs = []
             if not self.fast:
-                n = self.num_samples if self.select == "consistent" else 1
+                n = 1 if self.select == "first" else self.num_samples
                 cocs = self.processor.decode_text(out.coc_token_ids[0, :n], "cot")
         xyz = out.xyz[0].double().cpu().numpy()  # (K, T, 3)
         yaw = torch.atan2(out.rot[0, ..., 1, 0], out.rot[0, ..., 0, 0]).double().cpu().numpy()  # (K, T)
         t_us, plans = self._to_plan_arrays(t0, xyz, yaw)
         c2 = time.perf_counter()
-        order = self._order(cocs, xyz, yaw, sample) if self.select == "consistent" else list(range(len(plans)))
+        if self.select == "consistent":
+            order = self._order(cocs, xyz, yaw, sample)
+        elif self.select == "medoid":
+            order = medoid_order(xyz[..., :2])
+        else:
+            order = list(range(len(plans)))
         select_ms = (time.perf_counter() - c2) * 1e3
         plans = [plans[k] for k in order]
         coc = cocs[order[0]] if cocs else None

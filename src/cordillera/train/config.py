@@ -125,6 +125,9 @@ class TrainConfig(StrictModel):
     vision_probe_lead: bool = False  # the probe also reads the gap to the nearest object ahead
     # stage 1: weight of the decision head's CE (`model.modeling.DecisionHead`; 0 = no head; CoC models only)
     decision_head_weight: float = Field(0.0, ge=0.0)
+    # a fresh model's input images (H, W) instead of the preset's; each a multiple of the vision
+    # tower's patch × merge size (32 for nano: 96×160 → 15 tokens per frame, 128×224 → 28)
+    image_hw: tuple[int, int] | None = None
     seed: int = 42  # [s] spec §2 misc.seed_everything(42)
     num_threads: int | None = Field(2, ge=1)  # torch.set_num_threads
     log_every: int = Field(10, ge=1)
@@ -142,6 +145,9 @@ class TrainConfig(StrictModel):
             raise ValueError("decision_head_weight > 0 with use_coc false: the head's targets are the CoC's decisions")
         if self.stage == "stage2" and self.lora.enabled:
             raise ValueError("lora.enabled with stage 'stage2': the backbone is frozen in stage 2")
+        if self.image_hw is not None and self.init_from:
+            raise ValueError(f"image_hw {self.image_hw} with init_from {self.init_from}: a checkpoint keeps the "
+                             "input size it was trained with")
         return self
 
 

@@ -773,15 +773,22 @@ class RunData:
 
 
 def model_config(cfg, base=None):
-    """The preset (or `base`) with the run's CoC flag and auxiliary-head weights; trajectory-only
-    models carry the flag in their name."""
+    """The preset (or `base`) with the run's CoC flag, input size (`image_hw`) and auxiliary-head
+    weights; trajectory-only models carry the flag in their name."""
     import dataclasses
 
     from cordillera.model.configuration import get_preset
 
     vc = base if base is not None else get_preset(cfg.model)
     name = vc.name if cfg.use_coc or vc.name.endswith("-traj-only") else f"{vc.name}-traj-only"
-    return vc.replace(name=name, inputs=dataclasses.replace(vc.inputs, use_coc=cfg.use_coc),
+    inputs = dataclasses.replace(vc.inputs, use_coc=cfg.use_coc)
+    if cfg.image_hw is not None:
+        step = vc.vision.patch_size * vc.vision.spatial_merge_size  # [px] one LLM token's side
+        if any(int(v) <= 0 or int(v) % step for v in cfg.image_hw):
+            raise ValueError(f"image_hw {tuple(cfg.image_hw)}: height and width must be positive multiples of "
+                             f"{step} px (patch {vc.vision.patch_size} × merge {vc.vision.spatial_merge_size})")
+        inputs = dataclasses.replace(inputs, image_height=int(cfg.image_hw[0]), image_width=int(cfg.image_hw[1]))
+    return vc.replace(name=name, inputs=inputs,
                       loss=dataclasses.replace(vc.loss, vision_probe_weight=cfg.vision_probe_weight,
                                                vision_probe_lead=cfg.vision_probe_lead,
                                                decision_head_weight=cfg.decision_head_weight))
