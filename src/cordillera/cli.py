@@ -300,7 +300,8 @@ def eval_closed_loop(
     fn(checkpoint=checkpoint, suite=suite, out=out, seeds=seeds, baselines=baselines, workers=workers,
        duration_s=duration, max_new_tokens=max_new_tokens, replan_every_s=replan_every, render_hw=_hw(render_hw),
        num_samples=samples, select=select, families=families, noise_temperature=noise_temperature,
-       coc_temperature=coc_temperature, traj_only="auto" if traj_only is None else (None if str(traj_only).lower() == "none" else traj_only))
+       coc_temperature=coc_temperature,
+       traj_only="auto" if traj_only is None else (None if str(traj_only).lower() == "none" else traj_only))
 
 
 @eval_app.command("open-loop")
