@@ -63,7 +63,7 @@ class ExpertWithShadows:
         self.step += 1
         if self.step % self.every:  # keep the shadows' frame buffers filled between their plans
             for p in self.shadows.values():
-                p._buffer(obs, int(t_now_us))
+                p.observe(obs, int(t_now_us))
             return ref
         outs = {name: p.plan(obs, t_now_us, t_query_us) for name, p in self.shadows.items()}
         if any(o.warming_up for o in outs.values()):

@@ -301,7 +301,7 @@ def test_noise_temperature_zero_gives_one_trajectory_per_input(nano_model):
 def test_policy_inputs_are_the_training_sample_of_the_same_rollout(nano_model, tmp_path):
     """What the policy feeds the model in closed loop is what training fed it: the data pipeline's
     sample of the same expert rollout at the same t0 — frames of the same times, the same rig-frame
-    history and navigation text; pixels differ only by the stored clip's video compression."""
+    history and navigation text, and the rollout's own pixels (the clip stores them video-compressed)."""
     from dataclasses import replace
 
     from cordillera.data.generate import expert_policy, rollout_to_clip

@@ -266,7 +266,7 @@ class VLAPolicy:
             raise RuntimeError("VLAPolicy.plan called before start(session)")
         c0 = time.perf_counter()
         t0 = int(t_now_us)
-        self._buffer(observation, t0)
+        self.observe(observation, t0)
         sample, reason = self._inputs(observation, t0)
         if sample is None:
             self.warmup_reason = reason
@@ -363,9 +363,10 @@ class VLAPolicy:
                     timing_ms={"total": (time.perf_counter() - c0) * 1e3})
 
     # ---- inputs ---------------------------------------------------------------------------------
-    def _buffer(self, obs: Observation, t0: int) -> None:
+    def observe(self, obs: Observation, t0: int) -> None:
         """Add the observation's frames (resized once, as for training) and drop frames no request
-        can pick any more (older than the newest frame at or before t0 − 0.3 s)."""
+        can pick any more (older than the newest frame at or before t0 − 0.3 s). ``plan`` does this
+        first; a caller that skips some plans (a shadow beside another driver) calls it in between."""
         for cam in self.cameras:
             buf = self._frames[cam]
             f = obs.cameras.get(cam)
