@@ -7,6 +7,7 @@ import pytest
 
 from cordillera import __version__
 from cordillera.cli import app, main
+from cordillera.render.rig import MODEL_CARD_IMAGE_HW
 
 SUBCOMMANDS = ["demo", "sim", "data", "label", "train", "eval", "infer", "serve", "bench", "report"]
 
@@ -86,12 +87,13 @@ def test_eval_closed_loop_forwards_replan_render_size_and_no_ablation(monkeypatc
           "--traj-only", "none"])
     assert got["replan_every_s"] == 0.5 and got["render_hw"] == (160, 288) and got["traj_only"] is None
     assert got["num_samples"] == 1 and got["select"] == "first" and got["noise_temperature"] is None
-    assert got["coc_temperature"] is None
+    assert got["coc_temperature"] is None and got["fast"] is False
     main(["eval", "closed-loop", "--checkpoint", str(tmp_path), "--samples", "6", "--select", "consistent",
-          "--noise-temperature", "0", "--coc-temperature", "0"])
-    assert got["replan_every_s"] == 0.0 and got["render_hw"] == (320, 576) and got["traj_only"] == "auto"
+          "--noise-temperature", "0", "--coc-temperature", "0", "--fast"])
+    # the CLI's default literal (the CLI does not import the renderer) is the model-card size
+    assert got["replan_every_s"] == 0.0 and got["render_hw"] == MODEL_CARD_IMAGE_HW and got["traj_only"] == "auto"
     assert got["num_samples"] == 6 and got["select"] == "consistent" and got["noise_temperature"] == 0.0
-    assert got["coc_temperature"] == 0.0
+    assert got["coc_temperature"] == 0.0 and got["fast"] is True
 
 
 def test_eval_closed_loop_bad_render_size_is_one_line():
@@ -119,7 +121,7 @@ def test_data_generate_options_reach_the_generator(monkeypatch, tmp_path):
         main(["data", "generate", "--out", out, *args])
     (held, n_held, kw_held), (lt, n_lt, kw_lt), (train, n_train, _) = calls
     assert held == first_per_family(suite("standard"), 3) and n_held is None and kw_held["image_hw"] == (160, 288)
-    assert (lt, n_lt, kw_lt["image_hw"]) == ("long_tail", None, (320, 576))
+    assert (lt, n_lt, kw_lt["image_hw"]) == ("long_tail", None, MODEL_CARD_IMAGE_HW)
     assert (train, n_train) == ("train", 100)
     r = run_cli("data", "generate", "--out", out, "--image-hw", "160by288")
     assert r.returncode == 2 and "HxW" in r.stderr and "Traceback" not in r.stderr

@@ -298,6 +298,14 @@ def test_noise_temperature_zero_gives_one_trajectory_per_input(nano_model):
             VLAPolicy(nano_model, noise_temperature=bad)
 
 
+@pytest.mark.parametrize("kw", [{"temperature": -0.5}, {"temperature": float("nan")}, {"top_p": 0.0},
+                                {"top_p": 1.5}])
+def test_bad_coc_sampling_settings_are_refused(nano_model, kw):
+    """A negative temperature used to fall through to greedy decoding silently."""
+    with pytest.raises(ValueError, match=next(iter(kw))):
+        VLAPolicy(nano_model, **kw)
+
+
 def test_policy_inputs_are_the_training_sample_of_the_same_rollout(nano_model, tmp_path):
     """What the policy feeds the model in closed loop is what training fed it: the data pipeline's
     sample of the same expert rollout at the same t0 — frames of the same times, the same rig-frame

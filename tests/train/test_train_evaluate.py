@@ -235,7 +235,7 @@ def test_closed_loop_comparison_small(nano_ckpt, tmp_path):
     for name in pols:
         assert (tmp_path / "ev" / name / "aggregate" / "results-summary.json").exists()
     js = json.loads((tmp_path / "ev" / "comparison.json").read_text())
-    assert {r["seed"] for r in js["rollouts"]["vla"]} == {0, 1}
+    assert {r["seed"] for r in js["rollouts"]["vla"]} == {0, 1} and js["fast"] is True
 
 
 def test_sim_run_hands_vla_policies_over(tmp_path):

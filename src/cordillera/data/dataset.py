@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from cordillera.data import keys as K
 from cordillera.data.reader import PaiReader
 from cordillera.data.samples import FrameCache, build_sample, sample_points
-from cordillera.render.rig import DEFAULT_MODEL_CAMERAS
+from cordillera.render.rig import DEFAULT_MODEL_CAMERAS, MODEL_CARD_IMAGE_HW
 
 __all__ = ["PaiDataset", "ClipGroupedSampler", "collate_samples", "make_dataloader"]
 
@@ -25,7 +25,7 @@ _TENSOR_KEYS = (K.IMAGE_FRAMES, K.CAMERA_INDICES, K.EGO_HISTORY_XYZ, K.EGO_HISTO
 
 
 class PaiDataset(Dataset):
-    def __init__(self, root, image_hw=(320, 576), cameras=DEFAULT_MODEL_CAMERAS, per: str = "event",
+    def __init__(self, root, image_hw=MODEL_CARD_IMAGE_HW, cameras=DEFAULT_MODEL_CAMERAS, per: str = "event",
                  use_default_keyframe: bool = False, filters: dict | None = None, frame_cache_frames: int = 256,
                  cache_streams: int = 8):
         self.root = root

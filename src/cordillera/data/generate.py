@@ -40,6 +40,7 @@ from cordillera.data import keys as K
 from cordillera.data import layout as L
 from cordillera.data.egomotion import egomotion_from_states
 from cordillera.data.writer import DEFAULT_CHUNK_SIZE, CameraStream, ClipData, ClipRecord, create, stage_clip
+from cordillera.render.rig import MODEL_CARD_IMAGE_HW
 
 __all__ = ["CLIP_NAMESPACE", "DEFAULT_TRACK_WIDTH_M", "ROLLOUT_SEED", "PERTURBATION", "MAX_REDRIVE_DRIFT_M",
            "clip_uuid", "split_for", "perturbation_for", "clip_perturbation", "expert_policy",
@@ -48,7 +49,7 @@ __all__ = ["CLIP_NAMESPACE", "DEFAULT_TRACK_WIDTH_M", "ROLLOUT_SEED", "PERTURBAT
 
 CLIP_NAMESPACE = uuid.UUID("6f1c2a4e-8d3b-5e7f-9a0b-1c2d3e4f5a6b")  # fixed: clip ids are reproducible
 CLIP_DURATION_US = 20_000_000  # [µs] PhysicalAI-AV clips are ~20 s, spec/alpamayo_training_data.md §7.2
-DEFAULT_IMAGE_HW = (320, 576)  # model input size, spec/alpamayo_model.md §2.2
+DEFAULT_IMAGE_HW = MODEL_CARD_IMAGE_HW
 DEFAULT_TRACK_WIDTH_M = 1.7  # [m] EgoSpec has no track width; a mid-size car's
 VAL_FRACTION = 10  # one clip in ten goes to "val" (by clip uuid)
 ROLLOUT_SEED = "rollout_seed"  # metadata column: the seed of the expert rollout and of the CoC phrasing

@@ -202,6 +202,10 @@ class VLAPolicy:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         if flow_steps < 1:
             raise ValueError(f"flow_steps must be >= 1, got {flow_steps}")
+        if not (np.isfinite(temperature) and temperature >= 0.0):
+            raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy CoC), got {temperature}")
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
         if noise_temperature is not None and not (np.isfinite(noise_temperature) and noise_temperature >= 0.0):
             raise ValueError(f"noise_temperature must be a finite number >= 0, got {noise_temperature}")
         if not 0.0 <= replan_every_s <= MAX_REPLAN_EVERY_S:

@@ -55,6 +55,9 @@ DEFAULT_MODEL_CAMERAS = (
     "camera_cross_right_120fov",
     "camera_front_tele_30fov",
 )
+# [px] (H, W) camera image size of the model card, spec/alpamayo_model.md §2.2: what data generation and
+# closed-loop evaluation render by default (a model resizes to its own input size after)
+MODEL_CARD_IMAGE_HW = (320, 576)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cordillera.render.rig import MODEL_CARD_IMAGE_HW
+
 __all__ = [
     "RENDER_HW", "CLOSED_LOOP_METRICS", "TRAJ_ONLY_CHECKPOINT", "t_interval", "mean_ci", "group_bootstrap",
     "sample_mean_difference_ci", "paired_difference",
@@ -51,7 +53,7 @@ __all__ = [
     "compare", "decision_accuracy", "vla_run_setup", "main_sim_run_vla", "main_closed_loop", "evaluate_open_loop", "main_open_loop",
 ]
 
-RENDER_HW = (320, 576)  # [px] spec/alpamayo_model.md §2.2 model-card input size (resized to the model's size after)
+RENDER_HW = MODEL_CARD_IMAGE_HW  # [px] rendered, then resized to the model's input size
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
 # (key in the per-rollout record, label in the table); "score" and "coc_consistency" are ours to add
@@ -460,7 +462,7 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     comp = compare(records)
     comp.update({"suite": suite, "families": families, "seeds": seeds, "checkpoint": str(ckpt),
                  "replan_every_s": float(replan_every_s), "noise_temperature": noise_temperature,
-                 "coc_temperature": coc_temperature, "num_samples": num_samples, "select": select,
+                 "coc_temperature": coc_temperature, "num_samples": num_samples, "select": select, "fast": fast,
                  "traj_only_checkpoint": None if traj_only is None else str(traj_only), "runs": runs,
                  "statistics": "per-scenario means over seeds, Student t over scenarios; paired differences on "
                                "(scenario, seed); relative difference by paired bootstrap over scenarios",
