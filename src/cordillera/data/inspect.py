@@ -49,10 +49,9 @@ def pick_sample(reader: PaiReader) -> tuple[str, int, str | None] | None:
 
 def contact_sheet(reader: PaiReader, clip_id: str, t0_us: int, out_png, cot: str | None = None,
                   image_hw=(160, 288)) -> Path:
-    import matplotlib
+    from cordillera.report.mpl import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     cams = sort_cameras(reader.cameras())
     default4 = [c for c in cams if c in DEFAULT_MODEL_CAMERAS]

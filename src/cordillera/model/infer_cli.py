@@ -57,13 +57,12 @@ def plot_prediction(out: str | Path, camera_images: dict[str, np.ndarray], hist_
                     coc: str | None = None, title: str = "") -> Path:
     """PNG: cameras in a row (last frame) above a top-down plot of history, ground truth and the K
     predictions in the rig frame at t0 (x forward is up, y left is left)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker  # noqa: F401 - FuncFormatter below
+    import matplotlib.ticker
 
     from cordillera.model.configuration import CAMERA_DISPLAY_NAMES
+    from cordillera.report.mpl import pyplot
+
+    plt = pyplot()
 
     n = max(len(camera_images), 1)
     fig = plt.figure(figsize=(4 * n, 9.5))

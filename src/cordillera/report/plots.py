@@ -192,10 +192,9 @@ def scenario_figure(path: str | Path, scenario, rollouts: dict[str, Rollout], re
                     title: str = "", plan_every_s: float = 1.0, dpi: int = 100) -> Path:
     """Write the three-panel PNG for one scenario; ``rollouts`` maps policy name -> rollout
     (``scenario`` may be None: the BEV then has no map)."""
-    import matplotlib
+    from cordillera.report.mpl import pyplot
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if not rollouts:
         raise ValueError("scenario_figure needs at least one rollout")
