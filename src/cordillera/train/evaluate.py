@@ -397,7 +397,7 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     samples (the trajectory-only model, which has no CoC to check, keeps one sample);
     ``noise_temperature`` scales the flow's initial noise of both models (``VLAPolicy``; None = the
     checkpoint's, 1.0); ``coc_temperature`` is the CoC model's token sampling temperature (None = the
-    ``VLAPolicy`` default 0.6 of spec §5.1; 0 = greedy)."""
+    ``VLAPolicy`` default 0.6 of spec §5.1; 0 = greedy); ``fast`` plans without decoding CoC (both models)."""
     from cordillera.config import REPO_ROOT
     from cordillera.model.policy import check_select
     from cordillera.sim.batch import POLICY_NAMES, PolicyFactory, run_batch
