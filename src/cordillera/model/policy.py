@@ -71,7 +71,7 @@ from cordillera.sim.types import PLAN_PERIOD_US, CameraFrame, Observation, Plan,
 
 __all__ = [
     "MAX_FRAME_AGE_US", "SELECT_MODES", "VLAPolicy", "VLAPolicyFactory", "load_model", "select_frames",
-    "history_in_rig", "inference_seed", "check_select", "medoid_order",
+    "history_in_rig", "inference_seed", "check_temperature", "check_select", "medoid_order",
 ]
 
 SELECT_MODES = ("first", "consistent", "medoid")
@@ -126,6 +126,14 @@ def history_in_rig(ego_history, t0_us: int, offsets_us=HISTORY_OFFSETS_US) -> tu
     T_local_t0[:3, :3], T_local_t0[:3, 3] = rot_q[-1], xyz_q[-1]
     xyz, rot = to_frame(xyz_q, rot_q, T_local_t0)
     return xyz, rot
+
+
+def check_temperature(name: str, value: float | None, what: str = "") -> float | None:
+    """``value`` if it is None or a finite number >= 0 (0 = greedy / no noise), else a ValueError
+    naming ``name``; the policy and the evaluation (before any rollout) check with it."""
+    if value is not None and not (np.isfinite(value) and value >= 0.0):
+        raise ValueError(f"{name} must be a finite number >= 0{what}, got {value}")
+    return value
 
 
 def check_select(select: str, num_samples: int, fast: bool) -> str:
@@ -202,12 +210,10 @@ class VLAPolicy:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         if flow_steps < 1:
             raise ValueError(f"flow_steps must be >= 1, got {flow_steps}")
-        if not (np.isfinite(temperature) and temperature >= 0.0):
-            raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy CoC), got {temperature}")
+        check_temperature("temperature", temperature, " (0 = greedy CoC)")
         if not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-        if noise_temperature is not None and not (np.isfinite(noise_temperature) and noise_temperature >= 0.0):
-            raise ValueError(f"noise_temperature must be a finite number >= 0, got {noise_temperature}")
+        check_temperature("noise_temperature", noise_temperature)
         if not 0.0 <= replan_every_s <= MAX_REPLAN_EVERY_S:
             raise ValueError(f"replan_every_s must be in [0, {MAX_REPLAN_EVERY_S}] s, got {replan_every_s}")
         want = parse_dtype(dtype)  # ValueError on an unknown dtype

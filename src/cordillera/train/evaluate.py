@@ -399,14 +399,13 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     checkpoint's, 1.0); ``coc_temperature`` is the CoC model's token sampling temperature (None = the
     ``VLAPolicy`` default 0.6 of spec §5.1; 0 = greedy); ``fast`` plans without decoding CoC (both models)."""
     from cordillera.config import REPO_ROOT
-    from cordillera.model.policy import check_select
+    from cordillera.model.policy import check_select, check_temperature
     from cordillera.sim.batch import POLICY_NAMES, PolicyFactory, run_batch
     from cordillera.sim.runtime import SimConfig
 
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
-    if coc_temperature is not None and not (math.isfinite(coc_temperature) and coc_temperature >= 0.0):
-        raise ValueError(f"coc_temperature must be a finite number >= 0, got {coc_temperature}")
+    check_temperature("coc_temperature", coc_temperature)
     check_select(select, num_samples, fast)
     ckpt = Path(checkpoint)
     if not ckpt.is_dir():
