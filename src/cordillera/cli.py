@@ -140,11 +140,21 @@ def data_generate(
                                  "and held-out sets are 160x288)."),
     seeds_per_family: Optional[int] = typer.Option(None, min=1, help="Only the first N scenario seeds of each "
                                                    "family (a small set that covers every family)."),
+    handover_from: Optional[Path] = typer.Option(None, help="A VLA checkpoint: also write on-policy clips in "
+                                                 "which it drives until a handover and the expert then "
+                                                 "takes over (DAgger); labelled at generation."),
+    handover_fraction: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of the training scenarios that "
+                                            "get an on-policy clip (with --handover-from)."),
+    label_every_s: Optional[float] = typer.Option(None, min=0.1, help="On-policy clips: also label a t0 grid "
+                                                  "every this many seconds (`cordillera label --every`, which "
+                                                  "cannot re-drive them)."),
 ):
     """Generate clips in the PhysicalAI-AV layout from expert rollouts."""
     fn = _entry("cordillera.data.generate", "main_generate", "cordillera data generate")
     fn(suite=suite, clips=clips, out=out, workers=workers, address=address, perturb_fraction=perturb_fraction,
-       image_hw=_hw(image_hw), seeds_per_family=seeds_per_family)
+       image_hw=_hw(image_hw), seeds_per_family=seeds_per_family, handover_from=handover_from,
+       handover_fraction=handover_fraction if handover_from is not None else 0.0,
+       label_every_us=None if label_every_s is None else round(label_every_s * 1e6))
 
 
 @data_app.command("inspect")

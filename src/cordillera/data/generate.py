@@ -22,6 +22,15 @@ labelling or encoding) is skipped and reported; it never stops the run.
 disturbance is drawn from (family, seed, rollout seed), stored in the clip metadata
 (``perturbation``, JSON) so `redrive` reproduces it, and no CoC event / t0 has the disturbance in
 its 6.4 s future (training learns the recovery, not the push). Validation clips are never perturbed.
+
+``handover_from=CKPT`` adds on-policy clips (DAgger; ``sim.policies.perturbed.Handover``): for a
+``handover_fraction`` share of the training scenarios, a second clip in which the VLA checkpoint
+drives from the end of the warm-up until a seeded handover time and the expert then takes over from
+wherever the VLA left the car. It is a clip of its own (``clip_uuid(family, seed, HANDOVER)``, the
+same scenario key, so it lands on its scenario's side of every split), stores the handover in its
+metadata (``handover``, JSON) and is labelled at generation (its drive cannot be re-driven without the
+learner; ``label_every_us`` / ``label_start_us`` give it the dense t0 grid `cordillera train nano`
+uses), only at t0s whose 6.4 s future is the expert's.
 """
 
 from __future__ import annotations
@@ -42,8 +51,9 @@ from cordillera.data.egomotion import egomotion_from_states
 from cordillera.data.writer import DEFAULT_CHUNK_SIZE, CameraStream, ClipData, ClipRecord, create, stage_clip
 from cordillera.render.rig import MODEL_CARD_IMAGE_HW
 
-__all__ = ["CLIP_NAMESPACE", "DEFAULT_TRACK_WIDTH_M", "ROLLOUT_SEED", "PERTURBATION", "MAX_REDRIVE_DRIFT_M",
-           "clip_uuid", "split_for", "perturbation_for", "clip_perturbation", "expert_policy",
+__all__ = ["CLIP_NAMESPACE", "DEFAULT_TRACK_WIDTH_M", "ROLLOUT_SEED", "PERTURBATION", "HANDOVER", "MAX_REDRIVE_DRIFT_M",
+           "clip_uuid", "split_for", "perturbation_for", "clip_perturbation", "handover_for", "clip_handover",
+           "expert_policy",
            "label_events", "ClipProgress", "rollout_to_clip", "clip_scenario", "redrive", "clip_ego_xy",
            "redrive_drift_m", "generate_one", "generate", "main_generate"]
 
@@ -54,11 +64,13 @@ DEFAULT_TRACK_WIDTH_M = 1.7  # [m] EgoSpec has no track width; a mid-size car's
 VAL_FRACTION = 10  # one clip in ten goes to "val" (by clip uuid)
 ROLLOUT_SEED = "rollout_seed"  # metadata column: the seed of the expert rollout and of the CoC phrasing
 PERTURBATION = "perturbation"  # metadata column: the clip's DART disturbance as JSON ("" = none)
+HANDOVER = "handover"  # metadata column: the learner's drive before the expert took over, JSON ("" = none)
 MAX_REDRIVE_DRIFT_M = 2.0  # [m] ours: a re-driven rollout this close to the stored egomotion is the same drive
 
 
-def clip_uuid(family: str, seed: int) -> str:
-    return str(uuid.uuid5(CLIP_NAMESPACE, f"cordillera/{family}/{int(seed)}"))
+def clip_uuid(family: str, seed: int, variant: str = "") -> str:
+    """The clip id of scenario (family, seed); a ``variant`` (e.g. ``HANDOVER``) names another drive of it."""
+    return str(uuid.uuid5(CLIP_NAMESPACE, f"cordillera/{family}/{int(seed)}" + (f"/{variant}" if variant else "")))
 
 
 def split_for(clip_id: str) -> str:
@@ -86,12 +98,41 @@ def clip_perturbation(metadata: dict):
     return Perturbation.from_json(value if isinstance(value, str) else None)
 
 
-def expert_policy(perturbation=None):
-    """The data-generating policy: the privileged expert, disturbed when a perturbation is given."""
-    from cordillera.sim.expert import ExpertPolicy
-    from cordillera.sim.policies.perturbed import PerturbedPolicy
+def handover_for(family: str, seed: int, rollout_seed: int, fraction: float, learner: str):
+    """The Handover of scenario (family, seed)'s on-policy clip, or None: a ``fraction`` of the training
+    scenarios get one, drawn from (family, seed, rollout seed) like `perturbation_for` (another stream)."""
+    from cordillera.sim.policies.perturbed import sample_handover
 
-    return ExpertPolicy() if perturbation is None else PerturbedPolicy(ExpertPolicy(), perturbation)
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"handover_fraction must be in [0, 1], got {fraction}")
+    if fraction == 0.0 or split_for(clip_uuid(family, seed)) != "train":
+        return None
+    rng = np.random.default_rng([int(seed), int(rollout_seed), uuid.uuid5(CLIP_NAMESPACE, f"{family}/{HANDOVER}").int % 2**32])
+    return sample_handover(rng, learner) if rng.random() < fraction else None
+
+
+def clip_handover(metadata: dict):
+    """The Handover stored in a clip's metadata (None for clips the expert drove alone)."""
+    from cordillera.sim.policies.perturbed import Handover
+
+    value = metadata.get(HANDOVER)
+    return Handover.from_json(value if isinstance(value, str) else None)
+
+
+def expert_policy(perturbation=None, handover=None):
+    """The data-generating policy: the privileged expert, disturbed when a perturbation is given,
+    driven by the handover's learner (``VLAPolicy``, the closed-loop evaluation's settings) inside
+    a handover's window."""
+    from cordillera.sim.expert import ExpertPolicy
+    from cordillera.sim.policies.perturbed import HANDOVER_REPLAN_EVERY_S, HandoverPolicy, PerturbedPolicy
+
+    expert = ExpertPolicy() if perturbation is None else PerturbedPolicy(ExpertPolicy(), perturbation)
+    if handover is None:
+        return expert
+    from cordillera.model.policy import VLAPolicy
+
+    learner = VLAPolicy(handover.learner, replan_every_s=HANDOVER_REPLAN_EVERY_S, threads=1, name="learner")
+    return HandoverPolicy(learner, expert, handover)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,8 +273,10 @@ def redrive_drift_m(rollout, ego_xy: np.ndarray) -> float:
 # ---------------------------------------------------------------------------------------------
 def generate_one(family: str, seed: int, out, cameras, image_hw=DEFAULT_IMAGE_HW,
                  duration_us: int = CLIP_DURATION_US, rollout_seed: int = 0, backend: str = "auto",
-                 perturb_fraction: float = 0.0) -> dict:  # fmt: skip
-    """Build, drive, render, label and stage one clip. Returns ``{"ok": True, "record": json}`` or
+                 perturb_fraction: float = 0.0, handover=None, label_every_us: int | None = None,
+                 label_start_us: int | None = None) -> dict:  # fmt: skip
+    """Build, drive, render, label and stage one clip (with a ``handover``: the scenario's on-policy
+    clip, labelled on the ``label_every_us`` grid). Returns ``{"ok": True, "record": json}`` or
     ``{"ok": False, "family", "seed", "error"}`` — it never raises for a broken scenario."""
     t_start = time.perf_counter()
     try:
@@ -245,15 +288,19 @@ def generate_one(family: str, seed: int, out, cameras, image_hw=DEFAULT_IMAGE_HW
         rig = default_rig(tuple(cameras), height=int(image_hw[0]), width=int(image_hw[1]))
         renderer = make_renderer(scenario, rig, backend=backend)
         config = SimConfig(cameras=tuple(cameras), keep_images=True)
-        pert = perturbation_for(family, seed, rollout_seed, perturb_fraction)
-        rollout = run_rollout(scenario, expert_policy(pert), config, renderer=renderer, seed=rollout_seed)
+        pert = perturbation_for(family, seed, rollout_seed, perturb_fraction) if handover is None else None
+        rollout = run_rollout(scenario, expert_policy(pert, handover), config, renderer=renderer, seed=rollout_seed)
         if rollout.failed:
-            raise ValueError(f"expert rollout failed: {rollout.error}")
-        events, t0s, source = label_events(scenario, rollout, rollout_seed, pert)
-        cid = clip_uuid(family, seed)
-        clip = rollout_to_clip(scenario, rollout, rig, cid, events, t0s, split_for(cid),
+            raise ValueError(f"{'handover' if handover else 'expert'} rollout failed: {rollout.error}")
+        if handover is None:
+            events, t0s, source = label_events(scenario, rollout, rollout_seed, pert)
+        else:
+            events, t0s, source = label_events(scenario, rollout, rollout_seed, handover, label_every_us, label_start_us)
+        cid = clip_uuid(family, seed, HANDOVER if handover else "")
+        clip = rollout_to_clip(scenario, rollout, rig, cid, events, t0s, split_for(clip_uuid(family, seed)),
                                {"events_source": source, "render_backend": type(renderer).__name__,
-                                ROLLOUT_SEED: int(rollout_seed), PERTURBATION: "" if pert is None else pert.to_json()})
+                                ROLLOUT_SEED: int(rollout_seed), PERTURBATION: "" if pert is None else pert.to_json(),
+                                HANDOVER: "" if handover is None else handover.to_json()})
         del rollout
         rec = stage_clip(out, clip)
         return {"ok": True, "record": rec.to_json(), "wall_s": time.perf_counter() - t_start}
@@ -305,13 +352,17 @@ class ClipProgress:
 def generate(suite, clips: int | None, out, workers: int | None = None, address: str | None = None, seed: int = 0,
              cameras=None, image_hw=DEFAULT_IMAGE_HW, duration_us: int = CLIP_DURATION_US,
              chunk_size: int = DEFAULT_CHUNK_SIZE, progress: bool = True, backend: str = "auto",
-             perturb_fraction: float = 0.0) -> dict:  # fmt: skip
+             perturb_fraction: float = 0.0, handover_from: str | Path | None = None, handover_fraction: float = 0.0,
+             label_every_us: int | None = None, label_start_us: int | None = None) -> dict:  # fmt: skip
     """Generate ``clips`` clips of ``suite`` (a suite name or a list of (family, seed)) into ``out``.
 
     ``seed`` seeds the rollouts and the CoC phrasing; ``perturb_fraction`` is the share of training
-    clips driven with a DART disturbance (module docstring). Returns a report dict: ``written`` (new
-    clip ids), ``skipped`` (already present), ``failed`` (list of {family, seed, error}),
-    ``clips_total``, ``wall_s``, ``clip_wall_s`` (per written clip, in its worker). Failures are also appended to ``.cordillera/failures.jsonl``."""
+    clips driven with a DART disturbance; ``handover_from`` (a VLA checkpoint) and ``handover_fraction``
+    add an on-policy clip for that share of the training scenarios, labelled on the ``label_every_us``
+    grid (module docstring). Returns a report dict: ``written`` (new clip ids), ``skipped`` (already
+    present), ``failed`` (list of {family, seed, error}), ``clips_total``, ``wall_s``, ``clip_wall_s``
+    (per written clip, in its worker), ``handover_clips`` (ids of the on-policy clips asked for).
+    Failures are also appended to ``.cordillera/failures.jsonl``."""
     import os
 
     from cordillera.render.rig import DEFAULT_MODEL_CAMERAS
@@ -320,11 +371,24 @@ def generate(suite, clips: int | None, out, workers: int | None = None, address:
     out = Path(out)
     t_start = time.perf_counter()
     pairs = _pairs(suite, clips)
+    perturbation_for("", 0, 0, perturb_fraction)  # a bad fraction fails here, not once per clip
+    jobs = [(f, s, None) for f, s in pairs]  # (family, seed, handover)
+    if handover_from is not None:
+        if not (Path(handover_from) / "config.json").is_file():
+            raise ValueError(f"handover_from={handover_from}: not a checkpoint directory (no config.json)")
+        jobs += [(f, s, h) for f, s in pairs
+                 if (h := handover_for(f, s, seed, handover_fraction, str(handover_from))) is not None]
+    else:
+        handover_for("", 0, 0, handover_fraction, "-")  # the fraction is checked even without a learner
+
+    def job_id(job) -> str:
+        return clip_uuid(job[0], job[1], HANDOVER if job[2] is not None else "")
+
     writer = create(out, cameras, chunk_size=chunk_size)
-    todo = [(f, s) for f, s in pairs if not writer.has_clip(clip_uuid(f, s))]
-    skipped = [clip_uuid(f, s) for f, s in pairs if writer.has_clip(clip_uuid(f, s))]
+    todo = [j for j in jobs if not writer.has_clip(job_id(j))]
+    skipped = [job_id(j) for j in jobs if writer.has_clip(job_id(j))]
     written, failed, clip_wall_s = [], [], []
-    bar = ClipProgress(len(pairs), len(skipped), progress)
+    bar = ClipProgress(len(jobs), len(skipped), progress)
     fail_log = out / L.BOOKKEEPING_DIR / "failures.jsonl"
 
     def collect(res: dict) -> None:
@@ -343,12 +407,12 @@ def generate(suite, clips: int | None, out, workers: int | None = None, address:
 
     n_workers = int(workers or os.cpu_count() or 1)
     args = dict(out=str(out), cameras=cameras, image_hw=tuple(image_hw), duration_us=int(duration_us),
-                rollout_seed=int(seed), backend=backend, perturb_fraction=float(perturb_fraction))
-    perturbation_for("", 0, 0, perturb_fraction)  # a bad fraction fails here, not once per clip
+                rollout_seed=int(seed), backend=backend, perturb_fraction=float(perturb_fraction),
+                label_every_us=label_every_us, label_start_us=label_start_us)
     try:
         if address is None and n_workers == 1:
-            for f, s in todo:
-                collect(generate_one(f, s, **args))
+            for f, s, h in todo:
+                collect(generate_one(f, s, handover=h, **args))
         elif todo:
             import ray
 
@@ -360,7 +424,7 @@ def generate(suite, clips: int | None, out, workers: int | None = None, address:
                     ray.init(address=address, log_to_driver=False, logging_level="ERROR")
             try:
                 task = ray.remote(num_cpus=1, max_retries=0)(generate_one)
-                pending = [task.remote(f, s, **args) for f, s in todo]
+                pending = [task.remote(f, s, handover=h, **args) for f, s, h in todo]
                 while pending:
                     done, pending = ray.wait(pending, num_returns=1)
                     for ref in done:
@@ -376,18 +440,21 @@ def generate(suite, clips: int | None, out, workers: int | None = None, address:
     finally:
         bar.close()
     return {"written": written, "skipped": skipped, "failed": failed, "clips_total": len(all_ids),
-            "wall_s": time.perf_counter() - t_start, "clip_wall_s": clip_wall_s}
+            "wall_s": time.perf_counter() - t_start, "clip_wall_s": clip_wall_s,
+            "handover_clips": [job_id(j) for j in jobs if j[2] is not None]}
 
 
 DEFAULT_TRAIN_CLIPS = 100  # `cordillera data generate --suite train` without --clips
 
 
 def main_generate(suite: str, clips: int | None, out, workers: int | None = None, address: str | None = None,
-                  perturb_fraction: float = 0.0, image_hw=DEFAULT_IMAGE_HW,
-                  seeds_per_family: int | None = None) -> dict:  # fmt: skip
+                  perturb_fraction: float = 0.0, image_hw=DEFAULT_IMAGE_HW, seeds_per_family: int | None = None,
+                  handover_from=None, handover_fraction: float = 0.0,
+                  label_every_us: int | None = None) -> dict:  # fmt: skip
     """CLI entry (`cordillera data generate`): generate, then print a summary and any failures.
     ``clips`` None: ``DEFAULT_TRAIN_CLIPS`` of ``train``, every scenario of another suite;
-    ``seeds_per_family``: only the first that many seeds of each family of the suite."""
+    ``seeds_per_family``: only the first that many seeds of each family of the suite; ``handover_from``
+    / ``handover_fraction`` / ``label_every_us``: on-policy clips (module docstring)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -400,7 +467,8 @@ def main_generate(suite: str, clips: int | None, out, workers: int | None = None
     if seeds_per_family is not None:
         scenarios = first_per_family(suite_pairs(suite), seeds_per_family)
     rep = generate(scenarios, clips, out, workers=workers, address=address, perturb_fraction=perturb_fraction,
-                   image_hw=tuple(image_hw))
+                   image_hw=tuple(image_hw), handover_from=handover_from, handover_fraction=handover_fraction,
+                   label_every_us=label_every_us)
     con = Console()
     t = Table(title=f"data generate → {out}")
     for col in ("written", "skipped (resume)", "failed", "clips in dataset", "wall [s]", "clips/min"):

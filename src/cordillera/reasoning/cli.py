@@ -133,14 +133,17 @@ def label_clip(reader, clip_id: str, seed: int | None = None, every_us: int | No
     is missing."""
     from cordillera.data import keys as K
     from cordillera.data import layout as L
-    from cordillera.data.generate import (MAX_REDRIVE_DRIFT_M, ROLLOUT_SEED, clip_ego_xy, clip_perturbation,
-                                          label_events, redrive, redrive_drift_m)
+    from cordillera.data.generate import (MAX_REDRIVE_DRIFT_M, ROLLOUT_SEED, clip_ego_xy, clip_handover,
+                                          clip_perturbation, label_events, redrive, redrive_drift_m)
 
     meta = reader.metadata(clip_id)
     missing = [k for k in (K.FAMILY, K.SEED) if meta.get(k) is None or (isinstance(meta[k], float) and meta[k] != meta[k])]
     if missing:
         raise ValueError(f"clip {clip_id}: {L.DATA_COLLECTION} has no {' / '.join(missing)} for it (not a "
                          "cordillera-generated clip; the rule labeler re-drives the scenario from them)")
+    if clip_handover(meta) is not None:
+        raise ValueError(f"clip {clip_id}: a learner drove it before the expert took over "
+                         f"({meta.get('handover')}); it cannot be re-driven, its labels are the generator's")
     ego_xy = clip_ego_xy(reader, clip_id)  # the reader's error names the clip and the missing file
     rseed = meta.get(ROLLOUT_SEED)
     if rseed is None or rseed != rseed:  # clips generated before the column existed (or NaN)
@@ -181,9 +184,10 @@ def label_dataset(path: Path, overwrite: bool = False, seed: int | None = None, 
     """Label every clip of the dataset at ``path`` (``label_clip``; ``every_us`` / ``start_us``: a dense
     t0 grid too) in ``workers`` processes and write the labels where the dataset keeps them
     (``data.writer.replace_events``: reasoning parquet, ``clip_index.event_t0s``), every
-    ``FLUSH_EVERY_CLIPS`` clips. Returns {"labelled": [clip], "skipped": [clip], "failed": {clip:
+    ``FLUSH_EVERY_CLIPS`` clips. On-policy (handover) clips keep the labels they were generated
+    with: they cannot be re-driven. Returns {"labelled": [clip], "skipped": [clip], "failed": {clip:
     one-line error}, "events": n}."""
-    from cordillera.data.generate import ClipProgress
+    from cordillera.data.generate import ClipProgress, clip_handover
     from cordillera.data.reader import PaiReader
     from cordillera.data.writer import replace_events
 
@@ -191,7 +195,8 @@ def label_dataset(path: Path, overwrite: bool = False, seed: int | None = None, 
     reader = PaiReader(root)
     clips = reader.clips()
     events = {c: reader.reasoning_events(c) for c in clips}
-    todo = [c for c in clips if overwrite or not events[c]]
+    on_policy = {c for c in clips if clip_handover(reader.metadata(c)) is not None}
+    todo = [c for c in clips if (overwrite or not events[c]) and c not in on_policy]
     reader.close()
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")

@@ -60,16 +60,17 @@ def split_by_scenario(keys: dict[str, tuple], val_fraction: float = 0.1, seed: i
 
 def split_clips(reader, data, seed: int = 0, clips=None) -> tuple[list[str], list[str]]:
     """(train, val) clip ids of `reader` for `data` (`DataSettings`): `split_by_scenario` on the
-    clips' (family, seed), then validation made of undisturbed drives only — a held-out scenario
-    whose clip carries a DART disturbance (`data.generate.clip_perturbation`) is dropped from both
-    sides, so the validation set is the same expert driving with or without DART in the data."""
-    from cordillera.data.generate import clip_perturbation
+    clips' (family, seed), then validation made of undisturbed drives only — a held-out scenario's
+    clip that carries a DART disturbance (`data.generate.clip_perturbation`) or a learner's drive
+    (`clip_handover`) is dropped from both sides, so the validation set is the same expert driving
+    whatever else the data holds."""
+    from cordillera.data.generate import clip_handover, clip_perturbation
 
     clips = sorted(reader.clips() if clips is None else clips)
     metas = {cid: reader.metadata(cid) for cid in clips}
     keys = {cid: scenario_key(metas[cid], cid) for cid in clips}
     train, val = split_by_scenario(keys, data.val_fraction, seed, data.val_seeds, data.train_seeds)
-    return train, [c for c in val if clip_perturbation(metas[c]) is None]
+    return train, [c for c in val if clip_perturbation(metas[c]) is None and clip_handover(metas[c]) is None]
 
 
 def open_splits(data, image_hw, cameras, seed: int = 0):

@@ -130,6 +130,9 @@ def write_readme(out: Path, info: dict) -> None:
         f"- CoC events: {info['events']} (dense t0 grid every {info['t0_every_s']:g} s)",
         *([f"- DART disturbances on {info['perturb_fraction']:.0%} of the training clips (no t0 with one in its "
            "6.4 s future; `sim/policies/perturbed.py`)"] if info.get("perturb_fraction") else []),
+        *([f"- {info['handover_clips']} on-policy clips: `{info['handover_from']}` drives until a handover, then the "
+           "expert (`data/generate.py`, DAgger); t0s only where the expert drives the 6.4 s future"]
+          if info.get("handover_clips") else []),
         "",
         "## Wall time",
         "",
@@ -178,7 +181,9 @@ def run(cfg: NanoConfig, command: str = "cordillera train nano") -> dict:
         from cordillera.data.generate import generate
 
         rep = generate(g.suite, g.clips, data_dir, workers=g.workers, image_hw=(g.image_height, g.image_width),
-                       perturb_fraction=g.perturb_fraction)
+                       perturb_fraction=g.perturb_fraction, handover_from=g.handover_from,
+                       handover_fraction=g.handover_fraction, label_every_us=g.t0_every_us,
+                       label_start_us=g.t0_start_us)
         if rep["failed"]:
             print(f"data: {len(rep['failed'])} scenarios failed and were skipped")
         wall["generate"] = time.perf_counter() - tic
@@ -194,6 +199,9 @@ def run(cfg: NanoConfig, command: str = "cordillera train nano") -> dict:
             print(f"  {cid}: {why}")
     reader = PaiReader(data_dir)
     clips = len(reader.clips())
+    from cordillera.data.generate import clip_handover
+
+    on_policy = sum(clip_handover(reader.metadata(c)) is not None for c in reader.clips())
     events = sum(len(reader.reasoning_events(c)) for c in reader.clips())
     results = {}
     variants = ([True] if cfg.coc else []) + ([False] if cfg.ablation else [])
@@ -217,7 +225,8 @@ def run(cfg: NanoConfig, command: str = "cordillera train nano") -> dict:
             "name": out.name, "preset": vcfg.name, "params": params, "use_coc": use_coc, "command": command,
             "data_dir": str(data_dir), "suite": g.suite, "clips": clips, "events": events,
             "t0_every_s": g.t0_every_us / 1e6, "train_samples": len(data.train), "val_samples": len(data.val),
-            "perturb_fraction": g.perturb_fraction, "stage1_from": cfg.stage1_from,
+            "perturb_fraction": g.perturb_fraction, "handover_from": g.handover_from,
+            "handover_fraction": g.handover_fraction, "handover_clips": on_policy, "stage1_from": cfg.stage1_from,
             "wall_s": {**wall, "stage 1": res["stage1"].seconds, "stage 2": res["stage2"].seconds,
                        "train (incl. set-up)": t_train, "open-loop eval": t_eval,
                        "total": time.perf_counter() - t_all},

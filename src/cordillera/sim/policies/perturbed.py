@@ -12,6 +12,14 @@ disturbance's end (the history may contain it — that is the point).
 
 Disturbances are drawn from a seed (`sample_perturbation`), so re-driving a clip with the same
 scenario, seed and disturbance gives the same rollout (`data.generate.redrive`).
+
+A :class:`Handover` is the on-policy disturbance (DAgger in the data layout's terms; Ross et al., 2011):
+a *learner* (a VLA checkpoint) drives from the end of the force-GT warm-up until ``t_end_us`` and the
+expert takes over from wherever the learner left the car. Random pushes rarely reach the states a
+trained model drives into (8–10° heading errors held for seconds at the end of a ramp bend,
+RESULTS ## closed_loop_eval Session 6); the learner's own drive does. The same `label_window_ok` rule
+keeps only t0s whose future is the expert's. A handover clip cannot be re-driven without its learner,
+so its labels are written when it is generated.
 """
 
 from __future__ import annotations
@@ -25,7 +33,8 @@ import numpy as np
 from cordillera.sim.policies.baselines import HORIZON_STEPS
 from cordillera.sim.types import PLAN_PERIOD_US, Observation, Plan, SessionInfo
 
-__all__ = ["Perturbation", "PerturbedPolicy", "sample_perturbation", "label_window_ok", "FUTURE_US"]
+__all__ = ["Perturbation", "PerturbedPolicy", "sample_perturbation", "label_window_ok", "FUTURE_US", "Handover",
+           "HandoverPolicy", "sample_handover", "HANDOVER_REPLAN_EVERY_S"]
 
 FUTURE_US = HORIZON_STEPS * PLAN_PERIOD_US  # [µs] 6.4 s: the future a training sample's trajectory covers
 
@@ -67,8 +76,9 @@ def sample_perturbation(seed, start_s=(2.5, 7.0), duration_s=(0.3, 0.8), yaw_deg
     return Perturbation(t0, t0 + max(dur, 100_000), float(yaw))
 
 
-def label_window_ok(t0_us: int, perturbation: Perturbation | None) -> bool:
-    """A training sample at t0 may use this clip: its future (t0, t0 + 6.4 s] holds no disturbance."""
+def label_window_ok(t0_us: int, perturbation: Perturbation | Handover | None) -> bool:
+    """A training sample at t0 may use this clip: its future (t0, t0 + 6.4 s] holds no disturbance
+    (a push, or the learner's drive before a handover)."""
     if perturbation is None:
         return True
     return not (t0_us + FUTURE_US >= perturbation.t_start_us and t0_us < perturbation.t_end_us)
@@ -108,3 +118,79 @@ class PerturbedPolicy:
             return plan
         yaw = sum(p.yaw_offset_rad for p in self.perturbations if p.active(t_now_us))
         return _turned(plan, yaw) if yaw else plan
+
+
+# ---------------------------------------------------------------------------------------------
+# On-policy disturbance: the learner drives, then the expert takes over
+# ---------------------------------------------------------------------------------------------
+HANDOVER_REPLAN_EVERY_S = 0.5  # [s] the learner replans as in the closed-loop evaluation protocol (RESULTS)
+
+
+@dataclass(frozen=True)
+class Handover:
+    """``learner`` (a checkpoint directory) drives while ``t_start_us <= t_now < t_end_us``, the
+    expert outside. ``sample_handover`` starts the window at 0: the runtime forces the ground truth
+    during its warm-up whoever plans, so the learner drives from the warm-up's end."""
+
+    t_start_us: int
+    t_end_us: int
+    learner: str
+
+    def __post_init__(self):
+        if not 0 <= self.t_start_us < self.t_end_us:
+            raise ValueError(f"need 0 <= t_start_us < t_end_us, got {self.t_start_us}, {self.t_end_us}")
+        if not self.learner:
+            raise ValueError("a handover needs the learner's checkpoint")
+
+    def active(self, t_us: int) -> bool:
+        return self.t_start_us <= int(t_us) < self.t_end_us
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Handover | None:
+        return None if not text else cls(**json.loads(text))
+
+
+def sample_handover(seed, learner: str, end_s=(3.0, 9.0)) -> Handover:
+    """The learner drives from the start (in effect from the end of the 1.7 s force-GT warm-up) to a
+    handover time uniform in ``end_s`` on the 10 Hz grid: long enough for its heading errors to
+    build up (they take seconds, RESULTS ## closed_loop_eval Session 5), early enough that a 20 s
+    clip keeps t0s with a 6.4 s expert future after it (up to 13.6 s)."""
+    rng = np.random.default_rng(seed)
+    t_end_us = int(round(rng.uniform(*end_s) * 10)) * 100_000
+    return Handover(0, max(t_end_us, 100_000), str(learner))
+
+
+class HandoverPolicy:
+    """``learner`` plans inside the handover window, ``expert`` outside it. The expert sees every
+    observation and world state throughout (its internal state stays that of a continuous drive;
+    its plans inside the window are discarded). The learner is asked at every step before the
+    handover, the warm-up included, exactly as in a closed-loop evaluation (it buffers its camera
+    frames and history from those calls); its plans count only inside the window."""
+
+    def __init__(self, learner, expert, handover: Handover):
+        self.learner, self.expert, self.handover = learner, expert, handover
+        self.name = f"{expert.name}+handover"
+        self.runs_inline = False  # the learner is a model: keep the runtime's policy timeout
+
+    def start(self, session: SessionInfo) -> None:
+        self.expert.start(session)
+        self.learner.start(session)
+
+    def close(self) -> None:
+        self.learner.close()
+        self.expert.close()
+
+    def observe_world(self, world_state, scenario) -> None:
+        for pol in (self.expert, self.learner):
+            if hasattr(pol, "observe_world"):
+                pol.observe_world(world_state, scenario)
+
+    def plan(self, observation: Observation, t_now_us: int, t_query_us: int) -> Plan:
+        learner_plan = None
+        if int(t_now_us) < self.handover.t_end_us:
+            learner_plan = self.learner.plan(observation, t_now_us, t_query_us)
+        plan = self.expert.plan(observation, t_now_us, t_query_us)
+        return learner_plan if self.handover.active(t_now_us) else plan
