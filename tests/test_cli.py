@@ -117,11 +117,15 @@ def test_data_generate_options_reach_the_generator(monkeypatch, tmp_path):
     monkeypatch.setattr(gen, "generate", fake_generate)
     out = str(tmp_path / "ds")
     for args in (["--suite", "standard", "--seeds-per-family", "3", "--image-hw", "160x288"], ["--suite", "long_tail"],
-                 []):
+                 [], ["--handover-from", "ckpt", "--handover-fraction", "0.25", "--label-every-s", "1"]):
         main(["data", "generate", "--out", out, *args])
-    (held, n_held, kw_held), (lt, n_lt, kw_lt), (train, n_train, _) = calls
+    (held, n_held, kw_held), (lt, n_lt, kw_lt), (train, n_train, kw_train), (_, _, kw_hand) = calls
     assert held == first_per_family(suite("standard"), 3) and n_held is None and kw_held["image_hw"] == (160, 288)
     assert (lt, n_lt, kw_lt["image_hw"]) == ("long_tail", None, MODEL_CARD_IMAGE_HW)
     assert (train, n_train) == ("train", 100)
+    # no learner, no on-policy clips (the fraction's default applies only with --handover-from)
+    assert (kw_train["handover_from"], kw_train["handover_fraction"], kw_train["label_every_us"]) == (None, 0.0, None)
+    assert (str(kw_hand["handover_from"]), kw_hand["handover_fraction"], kw_hand["label_every_us"]) == ("ckpt", 0.25,
+                                                                                                      1_000_000)
     r = run_cli("data", "generate", "--out", out, "--image-hw", "160by288")
     assert r.returncode == 2 and "HxW" in r.stderr and "Traceback" not in r.stderr

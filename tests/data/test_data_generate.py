@@ -139,3 +139,65 @@ def test_perturbed_clip_stores_its_push_and_labels_only_clean_futures(tmp_path):
     # the 1 s grid from 1.7 s after the push, up to 14 − 6.4 s, plus the recovery's onset (3.6 s)
     assert {3_700_000, 4_700_000, 5_700_000, 6_700_000, 3_600_000} <= set(t0s)
     assert not {1_700_000, 2_700_000} & set(t0s)  # futures holding the push (2.9–3.5 s)
+
+
+def test_handover_draw_is_seeded_train_only_and_checked():
+    from cordillera.data.generate import handover_for, split_for
+
+    h = handover_for("road_following", 1009, 0, 1.0, "ckpt")
+    assert h is not None and h == handover_for("road_following", 1009, 0, 0.3, "ckpt")  # same stream
+    assert handover_for("road_following", 1009, 0, 0.0, "ckpt") is None
+    val_seed = next(s for s in range(1000, 1100) if split_for(clip_uuid("road_following", s)) == "val")
+    assert handover_for("road_following", val_seed, 0, 1.0, "ckpt") is None  # held-out scenarios stay expert-only
+    with pytest.raises(ValueError, match="handover_fraction"):
+        handover_for("road_following", 1009, 0, -0.1, "ckpt")
+    assert clip_uuid("road_following", 1009, "handover") != clip_uuid("road_following", 1009)
+
+
+def test_handover_needs_a_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match="not a checkpoint directory"):
+        generate([("road_following", 1009)], None, tmp_path / "d", workers=1, handover_from=tmp_path,
+                 handover_fraction=1.0, progress=False)
+
+
+@pytest.mark.slow
+def test_handover_clip_is_the_learner_then_the_expert_labelled_after_the_handover(tmp_path):
+    """The shipped VLA drives road_following/1009 until 3.6 s, the expert after: the clip is a clip of
+    its own, the same as the expert's during the force-GT warm-up and apart after it, labelled on the
+    1 s grid only from the handover on; re-labelling leaves it alone (it cannot be re-driven)."""
+    from pathlib import Path
+
+    from cordillera.data.generate import HANDOVER, clip_ego_xy, clip_handover, handover_for
+    from cordillera.reasoning.cli import label_clip, label_dataset
+    from cordillera.render.rig import DEFAULT_MODEL_CAMERAS
+
+    ckpt = str(Path(__file__).resolve().parents[2] / "checkpoints" / "nano")
+    fam, seed = "road_following", 1009
+    kw = dict(workers=1, cameras=DEFAULT_MODEL_CAMERAS, image_hw=(64, 112), duration_us=12_000_000, progress=False,
+              handover_from=ckpt, handover_fraction=1.0, label_every_us=1_000_000, label_start_us=1_700_000)
+    rep = generate([(fam, seed)], None, tmp_path, **kw)
+    expert_id, hand_id = clip_uuid(fam, seed), clip_uuid(fam, seed, HANDOVER)
+    assert rep["failed"] == [] and sorted(rep["written"]) == sorted([expert_id, hand_id])
+    assert rep["handover_clips"] == [hand_id]
+    r = PaiReader(tmp_path)
+    meta = r.metadata(hand_id)
+    h = clip_handover(meta)
+    assert h == handover_for(fam, seed, 0, 1.0, ckpt) and h.t_end_us == 3_600_000
+    assert clip_handover(r.metadata(expert_id)) is None and sorted(r.clips(split="train")) == sorted([expert_id, hand_id])
+    a, b = clip_ego_xy(r, expert_id), clip_ego_xy(r, hand_id)
+    gap_m = np.linalg.norm(a - b, axis=1)
+    assert gap_m[:17].max() < 1e-6  # both forced onto the ground truth for 1.7 s
+    assert gap_m[17:37].max() > 0.01  # the VLA drives 1.7–3.6 s, not the expert
+    t0s = r.event_t0s(hand_id)
+    assert t0s and min(t0s) >= h.t_end_us and {3_700_000, 4_700_000} <= set(t0s) and max(t0s) <= 5_600_000
+    with pytest.raises(ValueError, match="cannot be re-driven"):
+        label_clip(r, hand_id)
+    events = r.reasoning_events(hand_id)
+    r.close()
+    dens = label_dataset(tmp_path, overwrite=True, every_us=1_000_000, start_us=1_700_000, progress=False)
+    assert dens["labelled"] == [expert_id] and dens["skipped"] == [hand_id] and dens["failed"] == {}
+    r = PaiReader(tmp_path)
+    assert r.reasoning_events(hand_id) == events  # kept as generated
+    r.close()
+    again = generate([(fam, seed)], None, tmp_path, **kw)
+    assert again["written"] == [] and sorted(again["skipped"]) == sorted([expert_id, hand_id])

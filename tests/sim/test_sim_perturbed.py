@@ -97,3 +97,56 @@ def test_expert_is_pushed_off_its_line_and_recovers():
     # back on its line (measured 0.17 m at 8 s, ≤ 0.04 m from 10 s; the last pose may lie past the
     # end of the reference path, which is no lateral offset)
     assert off[(t_s >= 8.0) & (t_s <= 19.0)].max() < 0.3
+
+
+# ---- on-policy disturbance: the learner drives, then the expert ------------------------------------
+def test_handover_checks_json_round_trip_and_seeded_draw():
+    from cordillera.sim.policies.perturbed import Handover, sample_handover
+
+    h = Handover(0, 5_000_000, "checkpoints/nano")
+    assert Handover.from_json(h.to_json()) == h and Handover.from_json("") is None
+    assert h.active(0) and h.active(4_900_000) and not h.active(5_000_000)
+    with pytest.raises(ValueError, match="t_start_us < t_end_us"):
+        Handover(5_000_000, 5_000_000, "x")
+    with pytest.raises(ValueError, match="checkpoint"):
+        Handover(0, 100_000, "")
+    hs = [sample_handover(s, "ckpt") for s in range(200)]
+    assert sample_handover(7, "ckpt") == hs[7]
+    ends = np.array([h.t_end_us for h in hs])
+    assert all(h.t_start_us == 0 and h.learner == "ckpt" for h in hs) and (ends % 100_000 == 0).all()
+    assert ends.min() >= 3_000_000 and ends.max() <= 9_000_000 and len(set(ends)) > 30
+    # labels: only t0s at or after the handover (the future is the expert's, the history the learner's)
+    assert not label_window_ok(4_900_000, h) and label_window_ok(5_000_000, h) and not label_window_ok(0, h)
+
+
+class _Recorder(_Straight):
+    def __init__(self, name, lateral_m):
+        self.name, self.lateral_m, self.calls, self.worlds, self.started = name, lateral_m, [], 0, 0
+
+    def start(self, session):
+        self.started += 1
+
+    def observe_world(self, world_state, scenario):
+        self.worlds += 1
+
+    def plan(self, obs, t_now_us, t_query_us):
+        self.calls.append(int(t_now_us))
+        plan = super().plan(obs, t_now_us, t_query_us)
+        plan.xyz_rig[:, 1] = self.lateral_m  # tells the two apart
+        return plan
+
+
+def test_handover_policy_plans_with_the_learner_inside_the_window_only():
+    from cordillera.sim.policies.perturbed import Handover, HandoverPolicy
+
+    learner, expert = _Recorder("vla", 1.0), _Recorder("expert", 0.0)
+    pol = HandoverPolicy(learner, expert, Handover(0, 500_000, "ckpt"))
+    assert pol.name == "expert+handover" and not pol.runs_inline
+    pol.start(None)
+    pol.observe_world(None, None)
+    assert learner.started == expert.started == 1 and learner.worlds == expert.worlds == 1
+    ts = range(0, 1_000_000, 100_000)
+    lateral = [pol.plan(None, t, t + 100_000).xyz_rig[0, 1] for t in ts]
+    assert lateral == [1.0] * 5 + [0.0] * 5  # the learner's plans up to 0.4 s, the expert's from 0.5 s
+    assert expert.calls == list(ts)  # the expert follows the whole drive
+    assert learner.calls == list(range(0, 500_000, 100_000))  # the learner is not asked after the handover

@@ -295,6 +295,34 @@ def test_split_clips_validates_on_undisturbed_drives_only():
     assert v2 == val[1:] and t2 == train  # the pushed held-out clip is gone from both sides
 
 
+def test_split_keeps_on_policy_clips_with_their_scenario_and_out_of_validation():
+    """An on-policy (handover) clip shares its scenario key with the expert's clip: it trains when its
+    scenario trains and is dropped when its scenario is held out; the expert's clips split as before."""
+    from cordillera.data.generate import HANDOVER
+    from cordillera.sim.policies.perturbed import Handover
+    from cordillera.train.config import DataSettings
+    from cordillera.train.data import split_clips
+
+    hand = Handover(0, 5_000_000, "ckpt").to_json()
+
+    class Reader:
+        def __init__(self, with_handover):
+            self.meta = {f"c{i:02d}": {"family": "fam", "seed": i, HANDOVER: ""} for i in range(20)}
+            self.meta.update({f"h{i:02d}": {"family": "fam", "seed": i, HANDOVER: hand} for i in with_handover})
+
+        def clips(self):
+            return sorted(self.meta)
+
+        def metadata(self, cid):
+            return self.meta[cid]
+
+    d = DataSettings(val_fraction=0.2)
+    train, val = split_clips(Reader(()), d)
+    t2, v2 = split_clips(Reader(range(20)), d)
+    assert v2 == val  # the expert's held-out clips only
+    assert t2 == sorted(train + [f"h{c[1:]}" for c in train])  # every training scenario's on-policy clip trains
+
+
 class _FakeEgo:
     """Drives straight for 30 m at 10 m/s, then a left quarter circle of radius 20 m."""
 
