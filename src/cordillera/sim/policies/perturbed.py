@@ -33,25 +33,23 @@ import numpy as np
 from cordillera.sim.policies.baselines import HORIZON_STEPS
 from cordillera.sim.types import PLAN_PERIOD_US, Observation, Plan, SessionInfo
 
-__all__ = ["Perturbation", "PerturbedPolicy", "sample_perturbation", "label_window_ok", "FUTURE_US", "Handover",
+__all__ = ["DisturbanceWindow", "Perturbation", "PerturbedPolicy", "sample_perturbation", "label_window_ok", "FUTURE_US", "Handover",
            "HandoverPolicy", "sample_handover", "HANDOVER_REPLAN_EVERY_S"]
 
 FUTURE_US = HORIZON_STEPS * PLAN_PERIOD_US  # [µs] 6.4 s: the future a training sample's trajectory covers
 
 
 @dataclass(frozen=True)
-class Perturbation:
-    """Turn the inner plan by ``yaw_offset_rad`` (left +) while ``t_start_us <= t_now < t_end_us``."""
+class DisturbanceWindow:
+    """``[t_start_us, t_end_us)``: when a clip's drive is not the expert's own; stored in the clip
+    metadata as JSON."""
 
     t_start_us: int
     t_end_us: int
-    yaw_offset_rad: float
 
     def __post_init__(self):
         if not 0 <= self.t_start_us < self.t_end_us:
             raise ValueError(f"need 0 <= t_start_us < t_end_us, got {self.t_start_us}, {self.t_end_us}")
-        if not abs(self.yaw_offset_rad) < np.pi / 4:
-            raise ValueError(f"|yaw_offset_rad| must be < pi/4 (a nudge, not a turn), got {self.yaw_offset_rad}")
 
     def active(self, t_us: int) -> bool:
         return self.t_start_us <= int(t_us) < self.t_end_us
@@ -60,8 +58,21 @@ class Perturbation:
         return json.dumps(dataclasses.asdict(self))
 
     @classmethod
-    def from_json(cls, text: str | None) -> Perturbation | None:
+    def from_json(cls, text: str | None):
+        """The window stored as ``text``, or None for "" / None (a clip without one)."""
         return None if not text else cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class Perturbation(DisturbanceWindow):
+    """Turn the inner plan by ``yaw_offset_rad`` (left +) while ``t_start_us <= t_now < t_end_us``."""
+
+    yaw_offset_rad: float
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not abs(self.yaw_offset_rad) < np.pi / 4:
+            raise ValueError(f"|yaw_offset_rad| must be < pi/4 (a nudge, not a turn), got {self.yaw_offset_rad}")
 
 
 def sample_perturbation(seed, start_s=(2.5, 7.0), duration_s=(0.3, 0.8), yaw_deg=(2.0, 6.0)) -> Perturbation:
@@ -76,7 +87,7 @@ def sample_perturbation(seed, start_s=(2.5, 7.0), duration_s=(0.3, 0.8), yaw_deg
     return Perturbation(t0, t0 + max(dur, 100_000), float(yaw))
 
 
-def label_window_ok(t0_us: int, perturbation: Perturbation | Handover | None) -> bool:
+def label_window_ok(t0_us: int, perturbation: DisturbanceWindow | None) -> bool:
     """A training sample at t0 may use this clip: its future (t0, t0 + 6.4 s] holds no disturbance
     (a push, or the learner's drive before a handover)."""
     if perturbation is None:
@@ -127,30 +138,17 @@ HANDOVER_REPLAN_EVERY_S = 0.5  # [s] the learner replans as in the closed-loop e
 
 
 @dataclass(frozen=True)
-class Handover:
+class Handover(DisturbanceWindow):
     """``learner`` (a checkpoint directory) drives while ``t_start_us <= t_now < t_end_us``, the
     expert outside. ``sample_handover`` starts the window at 0: the runtime forces the ground truth
     during its warm-up whoever plans, so the learner drives from the warm-up's end."""
 
-    t_start_us: int
-    t_end_us: int
     learner: str
 
     def __post_init__(self):
-        if not 0 <= self.t_start_us < self.t_end_us:
-            raise ValueError(f"need 0 <= t_start_us < t_end_us, got {self.t_start_us}, {self.t_end_us}")
+        super().__post_init__()
         if not self.learner:
             raise ValueError("a handover needs the learner's checkpoint")
-
-    def active(self, t_us: int) -> bool:
-        return self.t_start_us <= int(t_us) < self.t_end_us
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str | None) -> Handover | None:
-        return None if not text else cls(**json.loads(text))
 
 
 def sample_handover(seed, learner: str, end_s=(3.0, 9.0)) -> Handover:
