@@ -195,7 +195,8 @@ def test_handover_clip_is_the_learner_then_the_expert_labelled_after_the_handove
     events = r.reasoning_events(hand_id)
     r.close()
     dens = label_dataset(tmp_path, overwrite=True, every_us=1_000_000, start_us=1_700_000, progress=False)
-    assert dens["labelled"] == [expert_id] and dens["skipped"] == [hand_id] and dens["failed"] == {}
+    assert dens["labelled"] == [expert_id] and dens["on_policy"] == [hand_id] and dens["skipped"] == []
+    assert dens["failed"] == {}
     r = PaiReader(tmp_path)
     assert r.reasoning_events(hand_id) == events  # kept as generated
     r.close()

@@ -185,8 +185,8 @@ def label_dataset(path: Path, overwrite: bool = False, seed: int | None = None, 
     t0 grid too) in ``workers`` processes and write the labels where the dataset keeps them
     (``data.writer.replace_events``: reasoning parquet, ``clip_index.event_t0s``), every
     ``FLUSH_EVERY_CLIPS`` clips. On-policy (handover) clips keep the labels they were generated
-    with: they cannot be re-driven. Returns {"labelled": [clip], "skipped": [clip], "failed": {clip:
-    one-line error}, "events": n}."""
+    with: they cannot be re-driven. Returns {"labelled": [clip], "skipped": [clip already labelled],
+    "on_policy": [clip], "failed": {clip: one-line error}, "events": n}."""
     from cordillera.data.generate import ClipProgress, clip_handover
     from cordillera.data.reader import PaiReader
     from cordillera.data.writer import replace_events
@@ -231,7 +231,8 @@ def label_dataset(path: Path, overwrite: bool = False, seed: int | None = None, 
         _close_worker_reader()
         if labelled:  # the index's sample points and the writer's chunk records follow the new labels
             replace_events(root, {c: events[c] for c in labelled})
-    return {"labelled": labelled, "skipped": [c for c in clips if c not in todo], "failed": failed,
+    return {"labelled": labelled, "skipped": [c for c in clips if c not in todo and c not in on_policy],
+            "on_policy": [c for c in clips if c in on_policy], "failed": failed,
             "events": sum(len(events[c]) for c in labelled)}
 
 
@@ -255,7 +256,9 @@ def main_label(path: Path, overwrite: bool = False, seed: int | None = None, eve
     for cid, err in rep["failed"].items():
         con.print(f"[red]error[/red] {err}", soft_wrap=True)
     con.print(f"label {path}: {len(rep['labelled'])} clips labelled ({rep['events']} events), "
-              f"{len(rep['skipped'])} already labelled (--overwrite redoes them), {len(rep['failed'])} failed", soft_wrap=True)
+              f"{len(rep['skipped'])} already labelled (--overwrite redoes them), {len(rep['failed'])} failed"
+              + (f", {len(rep['on_policy'])} on-policy clips keep their generation labels (they cannot be re-driven)"
+                 if rep["on_policy"] else ""), soft_wrap=True)
     return rep
 
 
