@@ -158,6 +158,8 @@ def test_handover_needs_a_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="not a checkpoint directory"):
         generate([("road_following", 1009)], None, tmp_path / "d", workers=1, handover_from=tmp_path,
                  handover_fraction=1.0, progress=False)
+    with pytest.raises(ValueError, match="needs handover_from"):
+        generate([("road_following", 1009)], None, tmp_path / "d", workers=1, handover_fraction=0.5, progress=False)
 
 
 @pytest.mark.slow

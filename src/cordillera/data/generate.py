@@ -373,13 +373,14 @@ def generate(suite, clips: int | None, out, workers: int | None = None, address:
     pairs = _pairs(suite, clips)
     perturbation_for("", 0, 0, perturb_fraction)  # a bad fraction fails here, not once per clip
     jobs = [(f, s, None) for f, s in pairs]  # (family, seed, handover)
-    if handover_from is not None:
+    if handover_from is None:
+        if handover_fraction:  # a share of on-policy clips without a learner to drive them: a config slip
+            raise ValueError(f"handover_fraction={handover_fraction} needs handover_from (a VLA checkpoint)")
+    else:
         if not (Path(handover_from) / "config.json").is_file():
             raise ValueError(f"handover_from={handover_from}: not a checkpoint directory (no config.json)")
         jobs += [(f, s, h) for f, s in pairs
                  if (h := handover_for(f, s, seed, handover_fraction, str(handover_from))) is not None]
-    else:
-        handover_for("", 0, 0, handover_fraction, "-")  # the fraction is checked even without a learner
 
     def job_id(job) -> str:
         return clip_uuid(job[0], job[1], HANDOVER if job[2] is not None else "")
