@@ -77,25 +77,36 @@ def split_for(clip_id: str) -> str:
     return "val" if uuid.UUID(clip_id).int % VAL_FRACTION == 0 else "train"
 
 
+def _training_draw(family: str, seed: int, rollout_seed: int, fraction: float, what: str, stream: str, sample):
+    """``sample(rng)`` for a ``fraction`` of the training scenarios, else None; drawn from (family, seed,
+    rollout seed) and a named ``stream``, so every run and every re-drive picks the same."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"{what} must be in [0, 1], got {fraction}")
+    if fraction == 0.0 or split_for(clip_uuid(family, seed)) != "train":
+        return None
+    rng = np.random.default_rng([int(seed), int(rollout_seed), uuid.uuid5(CLIP_NAMESPACE, stream).int % 2**32])
+    return sample(rng) if rng.random() < fraction else None
+
+
+def _stored_window(metadata: dict, column: str, cls):
+    """The ``cls`` window a clip's metadata stores in ``column`` (None: empty, missing or NaN)."""
+    value = metadata.get(column)
+    return cls.from_json(value if isinstance(value, str) else None)
+
+
 def perturbation_for(family: str, seed: int, rollout_seed: int, fraction: float):
     """The clip's DART disturbance or None: a `fraction` of the training clips get one, drawn from
     (family, seed, rollout seed) so every run and every re-drive picks the same."""
     from cordillera.sim.policies.perturbed import sample_perturbation
 
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"perturb_fraction must be in [0, 1], got {fraction}")
-    if fraction == 0.0 or split_for(clip_uuid(family, seed)) != "train":
-        return None
-    rng = np.random.default_rng([int(seed), int(rollout_seed), uuid.uuid5(CLIP_NAMESPACE, family).int % 2**32])
-    return sample_perturbation(rng) if rng.random() < fraction else None
+    return _training_draw(family, seed, rollout_seed, fraction, "perturb_fraction", family, sample_perturbation)
 
 
 def clip_perturbation(metadata: dict):
     """The Perturbation stored in a clip's metadata (None for clips driven without one)."""
     from cordillera.sim.policies.perturbed import Perturbation
 
-    value = metadata.get(PERTURBATION)
-    return Perturbation.from_json(value if isinstance(value, str) else None)
+    return _stored_window(metadata, PERTURBATION, Perturbation)
 
 
 def handover_for(family: str, seed: int, rollout_seed: int, fraction: float, learner: str):
@@ -103,20 +114,15 @@ def handover_for(family: str, seed: int, rollout_seed: int, fraction: float, lea
     scenarios get one, drawn from (family, seed, rollout seed) like `perturbation_for` (another stream)."""
     from cordillera.sim.policies.perturbed import sample_handover
 
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"handover_fraction must be in [0, 1], got {fraction}")
-    if fraction == 0.0 or split_for(clip_uuid(family, seed)) != "train":
-        return None
-    rng = np.random.default_rng([int(seed), int(rollout_seed), uuid.uuid5(CLIP_NAMESPACE, f"{family}/{HANDOVER}").int % 2**32])
-    return sample_handover(rng, learner) if rng.random() < fraction else None
+    return _training_draw(family, seed, rollout_seed, fraction, "handover_fraction", f"{family}/{HANDOVER}",
+                          lambda rng: sample_handover(rng, learner))
 
 
 def clip_handover(metadata: dict):
     """The Handover stored in a clip's metadata (None for clips the expert drove alone)."""
     from cordillera.sim.policies.perturbed import Handover
 
-    value = metadata.get(HANDOVER)
-    return Handover.from_json(value if isinstance(value, str) else None)
+    return _stored_window(metadata, HANDOVER, Handover)
 
 
 def expert_policy(perturbation=None, handover=None):
