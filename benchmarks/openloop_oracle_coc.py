@@ -34,20 +34,11 @@ from openloop_reaction import (  # noqa: E402
     slope_ci,
 )
 
+from cordillera.model.modeling import forcing  # noqa: E402
 from cordillera.model.processor import EGO_FUTURE_XYZ  # noqa: E402
 from cordillera.model.tokenizer import load_tokenizer  # noqa: E402
 from cordillera.reasoning.schema import parse  # noqa: E402
 from cordillera.train.data import CLIP_IDS, COT_TEXT, PROMPT_BATCH  # noqa: E402
-
-
-def forcing(targets: torch.Tensor):
-    """A logits processor that makes row r emit targets[r, step] (rows past their end emit the last id)."""
-    def process(step: int, logits: torch.Tensor) -> torch.Tensor:
-        ids = targets[:, min(step, targets.shape[1] - 1)]
-        out = torch.full_like(logits, float("-inf"))
-        out[torch.arange(len(ids)), ids] = 0.0
-        return out
-    return process
 
 
 def per_sample(checkpoint: str, data_dir: str, n: int, all_clips: bool, seed: int = 1234) -> dict:

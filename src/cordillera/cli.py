@@ -306,13 +306,17 @@ def eval_closed_loop(
         None, min=0.0, help="CoC token sampling temperature of the CoC model (default 0.6, spec §5.1; 0 = greedy)."),
     fast: bool = typer.Option(False, "--fast", help="Plan without decoding CoC: the action expert reads the "
                                                     "prompt's KV cache (model.plan fast path; no CoC to check)."),
+    reasoning: str = typer.Option(
+        "own", help="'own' (the CoC model writes its CoC) or 'privileged' (a diagnostic: the auto-labeler's CoC for "
+                    "the simulator state is forced into it, so the run shows how its action expert drives given "
+                    "the right reasoning)."),
 ):
     """Run the VLA and baselines closed loop and print a comparison table with 95% CIs."""
     fn = _entry("cordillera.train.evaluate", "main_closed_loop", "cordillera eval closed-loop")
     fn(checkpoint=checkpoint, suite=suite, out=out, seeds=seeds, baselines=baselines, workers=workers,
        duration_s=duration, max_new_tokens=max_new_tokens, replan_every_s=replan_every, render_hw=_hw(render_hw),
        num_samples=samples, select=select, families=families, noise_temperature=noise_temperature,
-       coc_temperature=coc_temperature, fast=fast,
+       coc_temperature=coc_temperature, fast=fast, reasoning=reasoning,
        traj_only="auto" if traj_only is None else (None if str(traj_only).lower() == "none" else traj_only))
 
 

@@ -400,3 +400,45 @@ def test_select_medoid_drives_the_trajectory_nearest_the_other_samples(nano_mode
     k = medoid_order(np.stack(samples)[:, 1:, :2])[0]
     np.testing.assert_array_equal(med.xyz_rig, samples[k])
     assert len(med.alternatives) == 2 and med.coc is None
+
+
+# ---- privileged reasoning ------------------------------------------------------------------------
+def test_privileged_reasoning_forces_the_labelers_coc_for_the_state_driven_into(nano_model):
+    """With reasoning="privileged" each inference's CoC is the auto-labeler's text for the world state
+    of that step: the text decoded from the tokens the model emitted equals what an independent
+    labeler replaying the rollout's committed states writes, whatever a random model would write."""
+    from dataclasses import replace
+
+    from cordillera.reasoning.labeler import PrivilegedReasoner
+    from cordillera.render import make_renderer
+    from cordillera.render.rig import default_rig
+    from cordillera.sim.runtime import SimConfig, run_rollout
+    from cordillera.world import generator
+    from cordillera.world.scenario import WorldState
+
+    torch.set_num_threads(1)
+    sc = replace(generator.make("stop_sign", 3), duration_us=2_500_000, force_gt_duration_us=1_000_000)
+    renderer = make_renderer(sc, default_rig(DEFAULT_CAMERAS, height=96, width=160), backend="cv")
+    pol = VLAPolicy(nano_model, num_samples=2, threads=1, reasoning="privileged", seed=3)
+    ro = run_rollout(sc, pol, SimConfig(cameras=DEFAULT_CAMERAS), renderer, seed=5)
+    assert ro.status == "ok", ro.error
+    replay = PrivilegedReasoner(seed=3)
+    replay.start(SessionInfo("replay", sc.id, 5, DEFAULT_CAMERAS))
+    checked = 0
+    for st in ro.steps:
+        replay.observe_world(WorldState(st.t_us, st.ego, st.actors, st.signals), sc)
+        want = replay.coc(None, st.t_us, st.t_us + DT)
+        if st.plan is not None and not st.plan.warming_up:
+            assert want is not None and st.plan.coc == want, (st.t_us, st.plan.coc, want)
+            assert st.plan.decisions["longitudinal"] is not None
+            checked += 1
+    assert checked >= 10 and pol.own_coc_steps == 0
+
+
+def test_privileged_reasoning_needs_the_coc_decoder(nano_model):
+    with pytest.raises(ValueError, match="privileged"):
+        VLAPolicy(nano_model, fast=True, reasoning="privileged")
+    with pytest.raises(ValueError, match="reasoning must be one of"):
+        VLAPolicy(nano_model, reasoning="label")
+    pol = VLAPolicy(nano_model, num_samples=1, threads=1)  # own reasoning ignores privileged state
+    pol.observe_world(object(), object())

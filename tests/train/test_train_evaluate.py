@@ -257,6 +257,10 @@ def test_closed_loop_options_are_checked_before_anything_runs(tmp_path):
     for bad in (-0.1, float("nan")):
         with pytest.raises(ValueError, match="coc_temperature"):
             main_closed_loop(tmp_path, out=tmp_path / "ev", coc_temperature=bad)
+    with pytest.raises(ValueError, match="reasoning must be one of"):
+        main_closed_loop(tmp_path, out=tmp_path / "ev", reasoning="label")
+    with pytest.raises(ValueError, match="privileged reasoning"):
+        main_closed_loop(tmp_path, out=tmp_path / "ev", reasoning="privileged", fast=True)
     assert not (tmp_path / "ev").exists()
 
 

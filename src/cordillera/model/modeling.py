@@ -66,6 +66,7 @@ __all__ = [
     "VLAModel",
     "CordilleraVLA",
     "TrajectorySamples",
+    "forcing",
     "WEIGHTS_NAME",
     "CONFIG_NAME",
     "state_dict_shapes",
@@ -540,6 +541,19 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -
         return logits.argmax(-1)
     probs = _top_p_filter(logits / temperature, top_p).softmax(-1)
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+def forcing(targets: torch.Tensor) -> Callable[[int, torch.Tensor], torch.Tensor]:
+    """A ``logits_processor`` for `CordilleraVLA.sample_trajectories` that makes row r emit
+    ``targets[r, step]`` (rows past the end of ``targets`` emit its last column): teacher-forced
+    reasoning at inference. End the targets with ``<|cot_end|><|traj_future_start|>``."""
+    def process(step: int, logits: torch.Tensor) -> torch.Tensor:
+        ids = targets[:, min(step, targets.shape[1] - 1)].to(logits.device)
+        out = torch.full_like(logits, float("-inf"))
+        out[torch.arange(len(ids), device=logits.device), ids] = 0.0
+        return out
+
+    return process
 
 
 # ---------------------------------------------------------------------------------------------

@@ -40,6 +40,13 @@ re-anchors the last plan at the current pose (its remaining poses expressed in t
 t_now, resampled on the 100 ms grid, pose 0 = the origin) with ``Plan.planned_at_us`` set — the
 cheap way to evaluate on 2 cores, reported as such.
 
+Reasoning (a diagnostic): ``reasoning="privileged"`` does not let the model write its CoC; the
+text the auto-labeler writes for the current simulator state and the expert's decision now
+(``reasoning.labeler.PrivilegedReasoner``, fed through ``observe_world`` like the expert) is forced
+token by token (``modeling.forcing``) and the action expert conditions on it. The car is still
+driven by the VLA's own trajectory; the run measures how the action expert drives given the right
+reasoning, which bounds what better perception → decision could buy in closed loop.
+
 Determinism: inference ``n`` of a session draws from ``torch.Generator`` seeded with
 ``SeedSequence([policy seed, session seed, n])``. AlpaSim uses ``session seed + n``; mixing
 through SeedSequence keeps rollouts with seeds s and s + 1 from sharing noise shifted by one step.
@@ -62,19 +69,21 @@ from cordillera.geometry.frames import to_frame
 from cordillera.geometry.interpolate import interpolate_poses
 from cordillera.geometry.pose import quat_to_matrix
 from cordillera.model.configuration import CAMERA_NAMES
-from cordillera.model.modeling import CordilleraVLA, parse_dtype
+from cordillera.model.modeling import CordilleraVLA, forcing, parse_dtype
 from cordillera.model.processor import VLAProcessor
 from cordillera.model.tokenizer import load_tokenizer
+from cordillera.reasoning.labeler import PrivilegedReasoner
 from cordillera.reasoning.schema import parse
 from cordillera.sim.navigation import nav_text_from_route
 from cordillera.sim.types import PLAN_PERIOD_US, CameraFrame, Observation, Plan, SessionInfo
 
 __all__ = [
-    "MAX_FRAME_AGE_US", "SELECT_MODES", "VLAPolicy", "VLAPolicyFactory", "load_model", "select_frames",
+    "MAX_FRAME_AGE_US", "SELECT_MODES", "REASONING_MODES", "VLAPolicy", "VLAPolicyFactory", "load_model", "select_frames",
     "history_in_rig", "inference_seed", "check_temperature", "check_select", "medoid_order",
 ]
 
 SELECT_MODES = ("first", "consistent", "medoid")
+REASONING_MODES = ("own", "privileged")  # who writes the CoC the action expert conditions on
 MAX_FRAME_AGE_US = 100_000  # [µs] a frame may be at most one control period older than its request time
 MAX_REPLAN_EVERY_S = 2.0  # [s] a held 6.4 s plan must still cover MIN_HELD_HORIZON_US
 MIN_HELD_HORIZON_US = 3_000_000  # [µs] re-anchor the last plan only while it reaches this far ahead
@@ -199,13 +208,18 @@ class VLAPolicy:
             the model's ``flow.noise_temperature`` (1.0). Below 1 the expert's samples move towards
             the trajectory its velocity field maps the mean noise to: less lateral scatter from
             step to step in closed loop, less diversity among K samples.
+        reasoning: "own" (the model decodes its CoC) or "privileged" (the auto-labeler's CoC for
+            the simulator state is forced; needs ``observe_world`` and CoC decoding; see the module
+            docstring). When the labeler has no label for a step the model's own CoC is used and
+            ``own_coc_steps`` counts it.
     """
 
     def __init__(self, checkpoint: str | Path | CordilleraVLA, num_samples: int = 1, temperature: float = 0.6,
                  top_p: float = 0.98, flow_steps: int = 10, fast: bool = False, cameras=None, seed: int = 0,
                  device: str = "cpu", threads: int | None = 2, max_new_tokens: int | None = None,
                  use_nav: bool = True, name: str = "vla", cache_vision: bool = True, replan_every_s: float = 0.0,
-                 dtype: str = "float32", select: str = "first", noise_temperature: float | None = None):
+                 dtype: str = "float32", select: str = "first", noise_temperature: float | None = None,
+                 reasoning: str = "own"):
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         if flow_steps < 1:
@@ -234,6 +248,13 @@ class VLAPolicy:
         self.num_samples, self.temperature, self.top_p = int(num_samples), float(temperature), float(top_p)
         self.flow_steps, self.fast = int(flow_steps), bool(fast) or not getattr(cfg.inputs, "use_coc", True)
         self.select = check_select(select, self.num_samples, self.fast)
+        if reasoning not in REASONING_MODES:
+            raise ValueError(f"reasoning must be one of {REASONING_MODES}, got {reasoning!r}")
+        if reasoning == "privileged" and self.fast:
+            raise ValueError("reasoning='privileged' forces a CoC into the decoder: it needs a CoC model without fast=True")
+        self.reasoning = reasoning
+        self._reasoner = PrivilegedReasoner(seed) if reasoning == "privileged" else None
+        self.own_coc_steps = 0  # privileged reasoning: inferences the labeler had no label for
         self.noise_temperature = None if noise_temperature is None else float(noise_temperature)
         self.seed, self.device, self.threads = int(seed), device, threads
         self.max_new_tokens, self.use_nav, self.name = max_new_tokens, bool(use_nav), name
@@ -264,6 +285,15 @@ class VLAPolicy:
         self._last = None
         self.warmup_reason = None
         self.last_inputs = None
+        self.own_coc_steps = 0
+        if self._reasoner is not None:
+            self._reasoner.start(session)
+
+    def observe_world(self, world_state, scenario) -> None:
+        """Privileged state for ``reasoning="privileged"`` (the runtime calls it before ``plan``);
+        ignored otherwise — the model itself never sees it."""
+        if self._reasoner is not None:
+            self._reasoner.observe_world(world_state, scenario)
 
     def close(self) -> None:
         self._frames = {}
@@ -277,6 +307,8 @@ class VLAPolicy:
         c0 = time.perf_counter()
         t0 = int(t_now_us)
         self.observe(observation, t0)
+        # the labeler's expert runs every step, as in a continuous drive (its memory of stops served)
+        forced = None if self._reasoner is None else self._reasoner.coc(observation, t0, t_query_us)
         sample, reason = self._inputs(observation, t0)
         if sample is None:
             self.warmup_reason = reason
@@ -295,10 +327,15 @@ class VLAPolicy:
             batch = _device_batch(self.processor(sample), self.device)
             pre_ms = (time.perf_counter() - c1) * 1e3 + (c1 - c0) * 1e3
             store = self._vision_store if self.cache_vision else None
+            coc_kw = {"max_new_tokens": self.max_new_tokens}
+            if forced is not None:
+                coc_kw = self._forcing(forced)
+            elif self._reasoner is not None:
+                self.own_coc_steps += 1
             out = self.model.sample_trajectories(
                 batch, num_samples=self.num_samples, temperature=self.temperature, top_p=self.top_p,
-                flow_steps=self.flow_steps, fast=self.fast, max_new_tokens=self.max_new_tokens, generator=gen,
-                noise_temperature=self.noise_temperature, image_keys=self._image_keys, image_store=store)
+                flow_steps=self.flow_steps, fast=self.fast, generator=gen, noise_temperature=self.noise_temperature,
+                image_keys=self._image_keys, image_store=store, **coc_kw)
             if store is not None:  # keep only frames a later step can still use
                 self._vision_store = {k: store[k] for k in self._image_keys}
             cocs = []
@@ -332,6 +369,14 @@ class VLAPolicy:
         if self.replan_every_us:
             self._last = (plan, _pose2d_at(observation.ego_history, t0))
         return plan
+
+    def _forcing(self, coc: str) -> dict:
+        """``sample_trajectories`` arguments that make every sample write ``coc``."""
+        ids = self.model.ids
+        seq = self.processor.tokenizer.encode(coc, add_special_tokens=False) + [ids["<|cot_end|>"],
+                                                                                 ids["<|traj_future_start|>"]]
+        targets = torch.tensor([seq] * self.num_samples)
+        return {"logits_processor": forcing(targets), "max_new_tokens": len(seq)}
 
     @staticmethod
     def _order(cocs: list[str], xyz: np.ndarray, yaw: np.ndarray, sample: dict) -> list[int]:

@@ -37,6 +37,7 @@ from cordillera.reasoning.schema import (
     SignalCue,
     compose,
 )
+from cordillera.sim.expert import ExpertPolicy
 
 PERCEPTION_RANGE_M = 120.0  # ours: objects farther than this are not named (front-tele reach)
 LIGHT_RANGE_M = 130.0  # ours: traffic lights are large and bright
@@ -451,28 +452,72 @@ def label_rollout(rollout, scenario, seed: int = 0, keyframes: list[Keyframe] | 
         i0 = index.get(int(kf.t_us))
         if i0 is None or kf.t_us < rollout.force_gt_end_us:
             continue  # during force-GT warm-up the expert's decision is not what the ego drives
-        step = rollout.steps[i0]
-        dec = _decision_at(rollout, i0, scenario, kf.t_us)
-        if not dec or (dec.get("longitudinal") not in LONGITUDINAL and dec.get("lateral") not in LATERAL):
+        rec = record_at(scenario, rollout.steps[i0], _decision_at(rollout, i0, scenario, kf.t_us), kf.t_us)
+        if rec is None:
             continue
-        hazards = [h for h in scenario.hazards if h.t_us <= kf.t_us]
-        rec = build_record(scenario, step, dec, kf.t_us, hazards)
-        bad = leakage_violations(rec, scenario, step, kf.t_us)
-        if bad:  # build_record filters already; this guards later edits of it
-            raise AssertionError("CoC leakage: " + "; ".join(bad))
-        if rec.longitudinal is None and rec.lateral is None:
-            continue
-        if rec.lateral in DIRECTED_LATERAL and rec.lateral_direction is None:
-            rec = rec.with_(lateral=None)
         cot = phrase(rec, _seed_for(seed, scenario.id, kf.t_us))
         events.append(CocEvent(int(kf.t_us), cot, rec, kf.kind))
     return events
 
 
+def record_at(scenario, step, decisions: dict | None, t0_us: int) -> CocRecord | None:
+    """The labelled CoC record for the expert's ``decisions`` at ``t0_us`` and the state ``step``
+    (a StepRecord or WorldState: ego, actors, signals), or None when the decisions name no
+    longitudinal or lateral meta-action (such a t0 gets no label)."""
+    if not decisions or (decisions.get("longitudinal") not in LONGITUDINAL and decisions.get("lateral") not in LATERAL):
+        return None
+    hazards = [h for h in scenario.hazards if h.t_us <= t0_us]
+    rec = build_record(scenario, step, decisions, t0_us, hazards)
+    bad = leakage_violations(rec, scenario, step, t0_us)
+    if bad:  # build_record filters already; this guards later edits of it
+        raise AssertionError("CoC leakage: " + "; ".join(bad))
+    if rec.longitudinal is None and rec.lateral is None:
+        return None
+    if rec.lateral in DIRECTED_LATERAL and rec.lateral_direction is None:
+        rec = rec.with_(lateral=None)
+    return rec
+
+
+class PrivilegedReasoner:
+    """The labeler run live in closed loop: at each step the CoC the labeler would write for the
+    current simulator state and the expert's decision *now* (the expert is driven alongside the
+    policy, on the state the policy's own driving produced).
+
+    A diagnostic, not a driver: forcing this text into a VLA (``VLAPolicy(reasoning="privileged")``)
+    measures how well its action expert drives given the right reasoning, i.e. how much of a closed-loop
+    gap lies in perception → decision. Unlike ``label_rollout`` it cannot look ``DECISION_LOOKAHEAD_US``
+    ahead for a decision the expert is about to take, so it names a stop or a yield up to 1 s later
+    than the training labels do.
+    """
+
+    def __init__(self, seed: int = 0):
+        self.seed = int(seed)
+        self.expert = ExpertPolicy(privileged=True)
+        self._world = None
+        self._scenario = None
+
+    def start(self, session) -> None:
+        self.expert.start(session)
+        self._world = self._scenario = None
+
+    def observe_world(self, world_state, scenario) -> None:
+        self.expert.observe_world(world_state, scenario)
+        self._world, self._scenario = world_state, scenario
+
+    def coc(self, observation, t_now_us: int, t_query_us: int) -> str | None:
+        """The labeler's CoC at ``t_now_us`` (None when the expert's decision gives no label).
+        Call it at every control step: the expert keeps memory across steps (stop signs served,
+        committed manoeuvres) as in a continuous drive."""
+        decisions = self.expert.plan(observation, t_now_us, t_query_us).decisions
+        rec = record_at(self._scenario, self._world, decisions, int(t_now_us))
+        return None if rec is None else phrase(rec, _seed_for(self.seed, self._scenario.id, int(t_now_us)))
+
+
 __all__ = [
     "PERCEPTION_RANGE_M", "CAMERA_HALF_FOV_RAD", "CocEvent", "to_rig", "in_view", "actor_visible_at",
     "visible_actor_ids", "light_visible_at", "build_record", "leakage_violations", "object_phrase", "cause_clauses",
-    "phrase", "label_rollout", "decision_source", "write_reasoning_parquet", "read_reasoning_parquet",
+    "phrase", "label_rollout", "record_at", "PrivilegedReasoner", "decision_source", "write_reasoning_parquet",
+    "read_reasoning_parquet",
 ]
 
 

@@ -386,7 +386,7 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
                      duration_s: float | None = None, scenarios=None, progress: bool = True,
                      render_backend: str = "auto", replan_every_s: float = 0.0, select: str = "first",
                      families: str | tuple | None = None, noise_temperature: float | None = None,
-                     coc_temperature: float | None = None) -> dict:  # fmt: skip
+                     coc_temperature: float | None = None, reasoning: str = "own") -> dict:  # fmt: skip
     """``cordillera eval closed-loop``: VLA + baselines (+ trajectory-only model) on one suite with
     ``seeds`` rollouts per scenario; writes ``out/<policy>/`` and ``out/comparison.json`` and
     returns the comparison dict. ``traj_only="auto"`` uses ``checkpoints/nano-traj-only`` when it
@@ -397,9 +397,11 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     samples (the trajectory-only model, which has no CoC to check, keeps one sample);
     ``noise_temperature`` scales the flow's initial noise of both models (``VLAPolicy``; None = the
     checkpoint's, 1.0); ``coc_temperature`` is the CoC model's token sampling temperature (None = the
-    ``VLAPolicy`` default 0.6 of spec §5.1; 0 = greedy); ``fast`` plans without decoding CoC (both models)."""
+    ``VLAPolicy`` default 0.6 of spec §5.1; 0 = greedy); ``fast`` plans without decoding CoC (both models);
+    ``reasoning="privileged"`` forces the auto-labeler's CoC for the simulator state into the CoC model
+    (a diagnostic: how it drives given the right reasoning; ``VLAPolicy``)."""
     from cordillera.config import REPO_ROOT
-    from cordillera.model.policy import check_select, check_temperature
+    from cordillera.model.policy import REASONING_MODES, check_select, check_temperature
     from cordillera.sim.batch import POLICY_NAMES, PolicyFactory, run_batch
     from cordillera.sim.runtime import SimConfig
 
@@ -407,6 +409,10 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     check_temperature("coc_temperature", coc_temperature)
     check_select(select, num_samples, fast)
+    if reasoning not in REASONING_MODES:
+        raise ValueError(f"reasoning must be one of {REASONING_MODES}, got {reasoning!r}")
+    if reasoning != "own" and fast:
+        raise ValueError("privileged reasoning forces a CoC: it cannot run with fast (no CoC decoding)")
     ckpt = Path(checkpoint)
     if not ckpt.is_dir():
         raise ValueError(f"checkpoint directory {ckpt} not found")
@@ -436,6 +442,8 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     vla_kw = dict(base_kw)
     if coc_temperature is not None:  # the CoC model's only (the trajectory-only model decodes no text)
         vla_kw["temperature"] = float(coc_temperature)
+    if reasoning != "own":  # likewise: default runs keep their fingerprint
+        vla_kw["reasoning"] = reasoning
     if select != "first":
         vla_kw["select"] = select
         base_kw["num_samples"] = 1
@@ -462,7 +470,7 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     comp.update({"suite": suite, "families": families, "seeds": seeds, "checkpoint": str(ckpt),
                  "replan_every_s": float(replan_every_s), "noise_temperature": noise_temperature,
                  "coc_temperature": coc_temperature, "num_samples": num_samples, "select": select, "fast": fast,
-                 "traj_only_checkpoint": None if traj_only is None else str(traj_only), "runs": runs,
+                 "reasoning": reasoning, "traj_only_checkpoint": None if traj_only is None else str(traj_only), "runs": runs,
                  "statistics": "per-scenario means over seeds, Student t over scenarios; paired differences on "
                                "(scenario, seed); relative difference by paired bootstrap over scenarios",
                  "rollouts": {p: [{"scenario": k[0], "seed": k[1], **v} for k, v in r.items()]
