@@ -5,6 +5,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from train_synth import make_samples, tiny_config  # noqa: E402
 
 from cordillera.config import ConfigError  # noqa: E402
+from cordillera.train import data as loop_data  # noqa: E402
 from cordillera.train import loop, stage1, stage2  # noqa: E402
 from cordillera.train.config import NanoConfig, OptimSettings, TrainConfig, load_train_config, parse_overrides  # noqa: E402
 
@@ -185,6 +187,62 @@ def test_resumable_sampler_order():
     assert next(other) == e0[6:9] and next(other) == e1[0:3]
 
 
+def test_weighted_sampler_draws_in_proportion_and_resumes():
+    w = [0.0, 1.0, 3.0, 0.0]
+    s = loop.ResumableSampler(4, seed=3, weights=w)
+    e0 = s.order(0)
+    assert len(e0) == 4 and e0 == s.order(0) and set(e0) <= {1, 2}  # zero weight: never drawn
+    s.epoch, s.position = 0, 2
+    assert list(s) == e0[2:]
+    draws = np.concatenate([loop.ResumableSampler(4, seed=k, weights=w).order(0) for k in range(3000)])
+    share = np.bincount(draws, minlength=4) / len(draws)
+    np.testing.assert_allclose(share, [0.0, 0.25, 0.75, 0.0], atol=0.01)  # 12000 draws: sd 0.004
+    for bad in ([1.0, 1.0], [1.0, -1.0, 1.0, 1.0], [0.0] * 4, [float("nan"), 1.0, 1.0, 1.0]):
+        with pytest.raises(ValueError, match="weights"):
+            loop.ResumableSampler(4, weights=bad)
+
+
+def test_history_surprise_is_zero_on_the_historys_own_arc_and_the_stopping_distance_otherwise():
+    from cordillera.train.data import hard_sample_weights, history_surprise_m
+
+    def arc(v, w, t):  # poses of constant speed v and yaw rate w from the origin, heading +x
+        t = np.asarray(t, float)
+        if abs(w) < 1e-12:
+            return np.stack([v * t, 0 * t, 0 * t], -1), np.zeros_like(t)
+        return np.stack([v * np.sin(w * t) / w, v * (1 - np.cos(w * t)) / w, 0 * t], -1), w * t
+
+    def rot(yaw):
+        c, s_ = np.cos(yaw), np.sin(yaw)
+        r = np.zeros((len(yaw), 3, 3))
+        r[:, 0, 0], r[:, 0, 1], r[:, 1, 0], r[:, 1, 1], r[:, 2, 2] = c, -s_, s_, c, 1.0
+        return r
+
+    th, tf = np.arange(-15, 1) * 0.1, np.arange(1, 65) * 0.1
+    hist, fut = [], []
+    for v, w in ((10.0, 0.0), (8.0, 0.2), (8.0, -0.3)):  # a car that keeps its speed and curvature
+        hx, hy = arc(v, w, th)
+        hist.append((hx, rot(hy)))
+        fut.append(arc(v, w, tf)[0])
+    hist.append((arc(10.0, 0.0, th)[0], rot(np.zeros(16))))  # 10 m/s, then standing still at t0
+    fut.append(np.zeros((64, 3)))
+    e = history_surprise_m(np.stack([h[0] for h in hist]), np.stack([h[1] for h in hist]), np.stack(fut))
+    np.testing.assert_allclose(e[:3], 0.0, atol=1e-6)
+    assert e[3] == pytest.approx(10.0 * tf.mean())  # 32.5 m: the mean distance a 10 m/s car covers in 6.4 s
+
+    class Cache(loop_data.SampleCache):  # the arrays only: weights read no frames
+        def __init__(self, arrays):
+            self.arrays = arrays
+
+    from cordillera.data import keys as K
+
+    cache = Cache({K.EGO_HISTORY_XYZ: np.stack([h[0] for h in hist]), K.EGO_HISTORY_ROT: np.stack([h[1] for h in hist]),
+                   K.EGO_FUTURE_XYZ: np.stack(fut)})
+    w = hard_sample_weights(torch.utils.data.Subset(cache, [3, 0]), 2.0)
+    np.testing.assert_allclose(w, [1.0 + 2.0 * 2.0, 1.0], atol=1e-6)  # e = (32.5, 0), mean 16.25
+    with pytest.raises(ValueError, match="sample cache"):
+        hard_sample_weights(list(range(3)), 1.0)
+
+
 # ---------------------------------------------------------------------------------------------
 # exact resume
 def _cfg(out, stage="stage2", steps=6, **kw):
@@ -321,6 +379,7 @@ def test_split_keeps_on_policy_clips_with_their_scenario_and_out_of_validation()
     t2, v2 = split_clips(Reader(range(20)), d)
     assert v2 == val  # the expert's held-out clips only
     assert t2 == sorted(train + [f"h{c[1:]}" for c in train])  # every training scenario's on-policy clip trains
+    assert split_clips(Reader(range(20)), DataSettings(val_fraction=0.2, on_policy=False)) == (train, val)
 
 
 class _FakeEgo:

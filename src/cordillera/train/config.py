@@ -57,6 +57,12 @@ class DataSettings(StrictModel):
     # samples sees a constant-velocity history at the current speed instead of the driven one, so a
     # change of speed or heading must be read from the cameras (validation keeps the real history)
     history_dropout: float = Field(0.0, ge=0.0, le=1.0)
+    # against the copycat planner, by weighting instead of hiding: draw training samples with
+    # probability ∝ 1 + hard_sample_weight · e / mean(e), e = how far the future strays from the
+    # history's own constant speed and turn rate (train.data.history_surprise_m; keyframe-focused
+    # imitation, Wen et al. 2021). 0 = every sample once per epoch
+    hard_sample_weight: float = Field(0.0, ge=0.0)
+    on_policy: bool = True  # False: leave on-policy (handover / DAgger) clips out of training
 
 
 class OptimSettings(StrictModel):

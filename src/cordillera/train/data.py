@@ -22,7 +22,7 @@ from torch.utils.data import Dataset, Subset
 from cordillera.data import keys as K
 from cordillera.model.processor import COT_TEXT
 
-__all__ = ["scenario_key", "split_by_scenario", "split_clips", "open_splits", "ego_window", "fit_action_stats", "Collate",
+__all__ = ["history_surprise_m", "hard_sample_weights", "scenario_key", "split_by_scenario", "split_clips", "open_splits", "ego_window", "fit_action_stats", "Collate",
            "SampleCache", "COT_TEXT", "PROMPT_BATCH", "nav_text_at", "LaneAhead", "lane_ahead", "lead_gap_m",
            "constant_velocity_history"]  # fmt: skip
 
@@ -63,13 +63,16 @@ def split_clips(reader, data, seed: int = 0, clips=None) -> tuple[list[str], lis
     clips' (family, seed), then validation made of undisturbed drives only — a held-out scenario's
     clip that carries a DART disturbance (`data.generate.clip_perturbation`) or a learner's drive
     (`clip_handover`) is dropped from both sides, so the validation set is the same expert driving
-    whatever else the data holds."""
+    whatever else the data holds. ``data.on_policy=False`` also leaves the learner's drives out of
+    training (the same data without its DAgger share)."""
     from cordillera.data.generate import clip_handover, clip_perturbation
 
     clips = sorted(reader.clips() if clips is None else clips)
     metas = {cid: reader.metadata(cid) for cid in clips}
     keys = {cid: scenario_key(metas[cid], cid) for cid in clips}
     train, val = split_by_scenario(keys, data.val_fraction, seed, data.val_seeds, data.train_seeds)
+    if not data.on_policy:
+        train = [c for c in train if clip_handover(metas[c]) is None]
     return train, [c for c in val if clip_perturbation(metas[c]) is None and clip_handover(metas[c]) is None]
 
 
@@ -356,6 +359,44 @@ def constant_velocity_history(xyz) -> tuple[np.ndarray, np.ndarray]:
     out = np.zeros_like(xyz)
     out[:, 0] = -step_m * np.arange(len(xyz) - 1, -1, -1)
     return out.astype(np.float32), np.broadcast_to(np.eye(3, dtype=np.float32), (len(xyz), 3, 3)).copy()
+
+
+HISTORY_TREND_S = 0.5  # [s] the history's last half second sets the extrapolated speed and turn rate
+
+
+def history_surprise_m(hist_xyz, hist_rot, future_xyz, dt_s: float = 0.1) -> np.ndarray:
+    """How far each future strays from its history's trend: the mean distance [m] over the future
+    poses between the ground truth (N, T, 3) and driving on at the speed and yaw rate of the
+    history's last ``HISTORY_TREND_S`` (constant turn rate and velocity from the t0 rig origin,
+    heading +x). ``hist_xyz`` (N, H, 3), ``hist_rot`` (N, H, 3, 3) in the t0 rig frame, 10 Hz.
+    0 for a car that keeps its speed and curvature; large where something in the scene (a bend
+    ahead, a red light, a braking lead) makes it change them — the samples a copycat gets wrong."""
+    hist_xyz, hist_rot = np.asarray(hist_xyz, np.float64), np.asarray(hist_rot, np.float64)
+    fut = np.asarray(future_xyz, np.float64)
+    k = int(round(HISTORY_TREND_S / dt_s))
+    yaw = np.arctan2(hist_rot[..., 1, 0], hist_rot[..., 0, 0])
+    w = np.angle(np.exp(1j * (yaw[:, -1] - yaw[:, -1 - k]))) / HISTORY_TREND_S  # (N,) [rad/s]
+    chord = np.linalg.norm(hist_xyz[:, -1, :2] - hist_xyz[:, -1 - k, :2], axis=-1)
+    v = chord / (HISTORY_TREND_S * np.sinc(w * HISTORY_TREND_S / (2 * np.pi)))  # arc length, not chord [m/s]
+    t = dt_s * np.arange(1, fut.shape[1] + 1)  # (T,)
+    wt = w[:, None] * t[None]
+    small = np.abs(w[:, None]) < 1e-6
+    w_safe = np.where(small, 1.0, w[:, None])
+    x = np.where(small, v[:, None] * t, v[:, None] * np.sin(wt) / w_safe)
+    y = np.where(small, 0.5 * v[:, None] * w[:, None] * t**2, v[:, None] * (1.0 - np.cos(wt)) / w_safe)
+    return np.linalg.norm(fut[..., :2] - np.stack([x, y], -1), axis=-1).mean(-1)
+
+
+def hard_sample_weights(dataset, strength: float) -> np.ndarray:
+    """Per-sample draw weights 1 + strength · e / mean(e) (``history_surprise_m``) of a
+    `SampleCache` or a `Subset` of one (poses only: no frame is read)."""
+    base, idx = (dataset.dataset, np.asarray(dataset.indices)) if isinstance(dataset, Subset) else (dataset, None)
+    if not isinstance(base, SampleCache):
+        raise ValueError("hard_sample_weight needs the sample cache (data.cache: true)")
+    a = base.arrays
+    pick = (lambda x: x) if idx is None else (lambda x: x[idx])
+    e = history_surprise_m(pick(a[K.EGO_HISTORY_XYZ]), pick(a[K.EGO_HISTORY_ROT]), pick(a[K.EGO_FUTURE_XYZ]))
+    return 1.0 + float(strength) * e / max(float(e.mean()), 1e-9)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -220,16 +220,27 @@ class EMA:
 # ===============================================================================================
 class ResumableSampler(Sampler[int]):
     """Indices of epoch `epoch` = randperm(n) seeded with seed + epoch, sharded rank::world_size,
-    starting at `position`. The loop counts consumed samples itself (DataLoader prefetch runs ahead)."""
+    starting at `position`. The loop counts consumed samples itself (DataLoader prefetch runs ahead).
+    With `weights` an epoch is n draws with replacement, probability ∝ weight (same seeding)."""
 
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1):
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1,
+                 weights=None):  # fmt: skip
         if n < 1:
             raise ValueError(f"cannot sample from an empty dataset (n={n})")
         self.n, self.seed, self.shuffle, self.rank, self.world = int(n), int(seed), shuffle, rank, world_size
+        self.weights = None
+        if weights is not None:
+            w = torch.as_tensor(weights, dtype=torch.float64)
+            if w.shape != (self.n,) or not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or float(w.sum()) <= 0:
+                raise ValueError(f"weights must be {self.n} finite values >= 0 with a positive sum")
+            self.weights = w
         self.epoch = self.position = 0
 
     def order(self, epoch: int) -> list[int]:
-        if self.shuffle:
+        if self.weights is not None:
+            g = torch.Generator().manual_seed(self.seed + epoch)
+            perm = torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist()
+        elif self.shuffle:
             g = torch.Generator().manual_seed(self.seed + epoch)
             perm = torch.randperm(self.n, generator=g).tolist()
         else:
@@ -248,10 +259,10 @@ class BatchStream:
     every epoch has the same batches; `state_dict()` = (epoch, position) of the next sample."""
 
     def __init__(self, dataset, collate: Callable, batch_size: int, seed: int = 0, num_workers: int = 0,
-                 shuffle: bool = True, rank: int = 0, world_size: int = 1):  # fmt: skip
+                 shuffle: bool = True, rank: int = 0, world_size: int = 1, weights=None):  # fmt: skip
         self.dataset, self.collate, self.batch_size = dataset, collate, int(batch_size)
         self.num_workers = int(num_workers)
-        self.sampler = ResumableSampler(len(dataset), seed, shuffle, rank, world_size)
+        self.sampler = ResumableSampler(len(dataset), seed, shuffle, rank, world_size, weights)
         if len(self.sampler.order(0)) < self.batch_size:
             raise ValueError(f"{len(self.sampler.order(0))} samples per process < batch size {self.batch_size}")
         self.epoch = self.position = 0
@@ -656,8 +667,18 @@ def fit(cfg, vla, tokenizer, train_ds, collate: Callable, loss_fn: Callable, val
     ema = EMA(vla.model.named_parameters(), o.ema_decay) if o.ema_decay else None
     model, optimizer = accelerator.prepare(vla, optimizer)
     noise_gen = torch.Generator().manual_seed(cfg.seed + 1000 * accelerator.process_index)
+    weights = None
+    if cfg.data.hard_sample_weight > 0:
+        from cordillera.train.data import hard_sample_weights
+
+        weights = hard_sample_weights(train_ds, cfg.data.hard_sample_weight)
+        if accelerator.is_main_process:
+            top = np.sort(weights)[::-1][: max(1, len(weights) // 10)].sum() / weights.sum()
+            print(f"{desc}: hard-sample draws (weight {cfg.data.hard_sample_weight:g}): the 10 % most surprising "
+                  f"samples get {100 * top:.0f} % of the draws")
     stream = BatchStream(train_ds, collate, o.batch_size, seed=cfg.seed, num_workers=cfg.data.num_workers,
-                         rank=accelerator.process_index, world_size=accelerator.num_processes)  # fmt: skip
+                         rank=accelerator.process_index, world_size=accelerator.num_processes,
+                         weights=weights)  # fmt: skip
 
     # ---- resume -------------------------------------------------------------------------------
     step, start_step = 0, 0
