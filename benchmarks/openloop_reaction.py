@@ -11,6 +11,10 @@ for the lead car, the red light or the pedestrian it sees. The slope of the mode
 ground truth's over the steady-history samples (a0 > −0.5) says which: ≈ 1 reads the scene, ≈ 0 copies;
 its 95 % interval resamples clips.
 
+The same question sideways (bends, lane shifts, the end of a ramp): Δy = y(3 s) − y of driving on at the
+history's own speed and yaw rate (`train.data.history_trend_xy`), model (mean over K) against the ground
+truth over all samples — slope ≈ 1: the planner turns where the road turns; ≈ 0: it holds its curvature.
+
 Usage: PYTHONPATH=src .venv/bin/python benchmarks/openloop_reaction.py CKPT [CKPT ...] --data DIR
        [--all] [--samples 200] [--threads 2]   (--all: every sample of DIR, a set the models never saw)
 """
@@ -29,14 +33,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from openloop_paired import heldout_batches  # noqa: E402
 
-from cordillera.model.processor import EGO_FUTURE_XYZ, EGO_HISTORY_XYZ  # noqa: E402
-from cordillera.train.data import CLIP_IDS, PROMPT_BATCH  # noqa: E402
+from cordillera.model.processor import EGO_FUTURE_XYZ, EGO_HISTORY_ROT, EGO_HISTORY_XYZ  # noqa: E402
+from cordillera.train.data import CLIP_IDS, PROMPT_BATCH, history_trend_xy  # noqa: E402
 from cordillera.train.evaluate import group_bootstrap  # noqa: E402
 
 HORIZON_IDX = 29  # 3.0 s: the 30th future pose (10 Hz)
 HORIZON_S = 3.0
 SLOWING_MPS = -0.5  # [m/s] a0 at or below this: the history already slows
 GT_SLOWS_M = -3.0  # [m] Δx at or below this: the ground truth slows clearly within 3 s
+GT_TURNS_M = 1.0  # [m] |Δy| at or above this: the ground truth leaves its history's curvature within 3 s
 
 
 def history_speed(batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,11 +57,17 @@ def delta_x(x_m: torch.Tensor, v0: torch.Tensor) -> np.ndarray:
     return (x_m.double() - v0 * HORIZON_S).numpy()
 
 
+def lateral_trend_y(batch) -> np.ndarray:
+    """y(3 s) [m] of driving on at the history's own speed and yaw rate (B,)."""
+    trend = history_trend_xy(batch[EGO_HISTORY_XYZ].numpy(), batch[EGO_HISTORY_ROT].numpy(), HORIZON_IDX + 1)
+    return trend[:, HORIZON_IDX, 1]
+
+
 def per_sample_reaction(checkpoint: str, data_dir: str, n: int, all_clips: bool, seed: int = 1234) -> dict:
-    """Arrays over samples: "gt" and "model" Δx [m], "a0" [m/s], "clip" ids."""
+    """Arrays over samples: "gt" and "model" Δx [m], "gt_y" and "model_y" Δy [m], "a0" [m/s], "clip" ids."""
     vla, ev, batches = heldout_batches(checkpoint, data_dir, n, all_clips)
     g = torch.Generator().manual_seed(seed)
-    out: dict[str, list] = {"gt": [], "model": [], "a0": [], "clip": []}
+    out: dict[str, list] = {"gt": [], "model": [], "gt_y": [], "model_y": [], "a0": [], "clip": []}
     with torch.no_grad():
         for b in batches():
             v0, a0 = history_speed(b)
@@ -65,6 +76,9 @@ def per_sample_reaction(checkpoint: str, data_dir: str, n: int, all_clips: bool,
                                         max_new_tokens=ev.max_new_tokens, generator=g)  # fmt: skip
             out["gt"].append(delta_x(b[EGO_FUTURE_XYZ][:, HORIZON_IDX, 0], v0))
             out["model"].append(delta_x(s.xyz[:, :, HORIZON_IDX, 0].double().mean(1), v0))
+            y_trend = lateral_trend_y(b)
+            out["gt_y"].append(b[EGO_FUTURE_XYZ][:, HORIZON_IDX, 1].double().numpy() - y_trend)
+            out["model_y"].append(s.xyz[:, :, HORIZON_IDX, 1].double().mean(1).numpy() - y_trend)
             out["a0"].append(a0.numpy())
             out["clip"] += list(b[CLIP_IDS])
     return {k: (np.concatenate(v) if k != "clip" else np.asarray(v)) for k, v in out.items()}
@@ -97,8 +111,9 @@ def parse_args(doc: str) -> argparse.Namespace:
 def main() -> int:
     a = parse_args(__doc__)
     print("| checkpoint | n | GT slows, history slowing: GT / model Δx(3 s) [m] | GT slows, history steady: "
-          "GT / model Δx(3 s) [m] | steady history: slope model on GT [95 % CI, clips] | seconds |\n"
-          "|---|---:|---|---|---|---:|")
+          "GT / model Δx(3 s) [m] | steady history: slope model on GT [95 % CI, clips] | GT turns: GT / model |Δy(3 s)| "
+          "along the GT's side [m] | lateral: slope model Δy on GT Δy [95 % CI, clips] | seconds |\n"
+          "|---|---:|---|---|---|---|---|---:|")
     for ck in a.checkpoints:
         tic = time.perf_counter()
         r = per_sample_reaction(ck, a.data, a.samples, a.all)
@@ -108,7 +123,13 @@ def main() -> int:
             cells.append(f"n={int(m.sum())}: {r['gt'][m].mean():+.2f} / {r['model'][m].mean():+.2f}" if m.any() else "–")
         steady = r["a0"] > SLOWING_MPS
         sl, lo, hi = slope_ci(r["gt"][steady], r["model"][steady], r["clip"][steady])
+        turns = np.abs(r["gt_y"]) >= GT_TURNS_M
+        side = np.sign(r["gt_y"][turns])
+        turn_cell = (f"n={int(turns.sum())}: {np.mean(side * r['gt_y'][turns]):+.2f} / "
+                     f"{np.mean(side * r['model_y'][turns]):+.2f}") if turns.any() else "–"  # fmt: skip
+        ly, llo, lhi = slope_ci(r["gt_y"], r["model_y"], r["clip"])
         print(f"| {ck} | {len(r['gt'])} | {cells[0]} | {cells[1]} | {sl:+.2f} [{lo:+.2f}, {hi:+.2f}] (n={int(steady.sum())}) "
+              f"| {turn_cell} | {ly:+.2f} [{llo:+.2f}, {lhi:+.2f}] (n={len(r['gt_y'])}) "
               f"| {time.perf_counter() - tic:.0f} |", flush=True)  # fmt: skip
     return 0
 

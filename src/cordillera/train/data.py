@@ -22,7 +22,7 @@ from torch.utils.data import Dataset, Subset
 from cordillera.data import keys as K
 from cordillera.model.processor import COT_TEXT
 
-__all__ = ["history_surprise_m", "hard_sample_weights", "scenario_key", "split_by_scenario", "split_clips", "open_splits", "ego_window", "fit_action_stats", "Collate",
+__all__ = ["history_trend_xy", "history_surprise_m", "hard_sample_weights", "scenario_key", "split_by_scenario", "split_clips", "open_splits", "ego_window", "fit_action_stats", "Collate",
            "SampleCache", "COT_TEXT", "PROMPT_BATCH", "nav_text_at", "LaneAhead", "lane_ahead", "lead_gap_m",
            "constant_velocity_history"]  # fmt: skip
 
@@ -364,27 +364,33 @@ def constant_velocity_history(xyz) -> tuple[np.ndarray, np.ndarray]:
 HISTORY_TREND_S = 0.5  # [s] the history's last half second sets the extrapolated speed and turn rate
 
 
-def history_surprise_m(hist_xyz, hist_rot, future_xyz, dt_s: float = 0.1) -> np.ndarray:
-    """How far each future strays from its history's trend: the mean distance [m] over the future
-    poses between the ground truth (N, T, 3) and driving on at the speed and yaw rate of the
-    history's last ``HISTORY_TREND_S`` (constant turn rate and velocity from the t0 rig origin,
-    heading +x). ``hist_xyz`` (N, H, 3), ``hist_rot`` (N, H, 3, 3) in the t0 rig frame, 10 Hz.
-    0 for a car that keeps its speed and curvature; large where something in the scene (a bend
-    ahead, a red light, a braking lead) makes it change them — the samples a copycat gets wrong."""
+def history_trend_xy(hist_xyz, hist_rot, steps: int, dt_s: float = 0.1) -> np.ndarray:
+    """(N, steps, 2) positions at dt_s, 2·dt_s, … of a car that drives on at the speed and yaw rate of
+    its history's last ``HISTORY_TREND_S`` (constant turn rate and velocity from the t0 rig origin,
+    heading +x). ``hist_xyz`` (N, H, 3), ``hist_rot`` (N, H, 3, 3) in the t0 rig frame, 10 Hz."""
     hist_xyz, hist_rot = np.asarray(hist_xyz, np.float64), np.asarray(hist_rot, np.float64)
-    fut = np.asarray(future_xyz, np.float64)
-    k = int(round(HISTORY_TREND_S / dt_s))
+    k = int(round(HISTORY_TREND_S / 0.1))
     yaw = np.arctan2(hist_rot[..., 1, 0], hist_rot[..., 0, 0])
     w = np.angle(np.exp(1j * (yaw[:, -1] - yaw[:, -1 - k]))) / HISTORY_TREND_S  # (N,) [rad/s]
     chord = np.linalg.norm(hist_xyz[:, -1, :2] - hist_xyz[:, -1 - k, :2], axis=-1)
     v = chord / (HISTORY_TREND_S * np.sinc(w * HISTORY_TREND_S / (2 * np.pi)))  # arc length, not chord [m/s]
-    t = dt_s * np.arange(1, fut.shape[1] + 1)  # (T,)
+    t = dt_s * np.arange(1, steps + 1)
     wt = w[:, None] * t[None]
     small = np.abs(w[:, None]) < 1e-6
     w_safe = np.where(small, 1.0, w[:, None])
     x = np.where(small, v[:, None] * t, v[:, None] * np.sin(wt) / w_safe)
     y = np.where(small, 0.5 * v[:, None] * w[:, None] * t**2, v[:, None] * (1.0 - np.cos(wt)) / w_safe)
-    return np.linalg.norm(fut[..., :2] - np.stack([x, y], -1), axis=-1).mean(-1)
+    return np.stack([x, y], -1)
+
+
+def history_surprise_m(hist_xyz, hist_rot, future_xyz, dt_s: float = 0.1) -> np.ndarray:
+    """How far each future (N, T, 3) strays from its history's trend: the mean distance [m] over the
+    future poses between the ground truth and ``history_trend_xy``. 0 for a car that keeps its
+    speed and curvature; large where something in the scene (a bend ahead, a red light, a braking
+    lead) makes it change them — the samples a copycat gets wrong."""
+    fut = np.asarray(future_xyz, np.float64)
+    trend = history_trend_xy(hist_xyz, hist_rot, fut.shape[1], dt_s)
+    return np.linalg.norm(fut[..., :2] - trend, axis=-1).mean(-1)
 
 
 def hard_sample_weights(dataset, strength: float) -> np.ndarray:
