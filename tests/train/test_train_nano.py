@@ -28,8 +28,10 @@ def test_nano_pipeline_end_to_end(tmp_path):
     for name in ("config.json", "model.safetensors", "tokenizer.json", "README.md", "train_log.csv"):
         assert (out / name).exists(), name
     info = res["coc"]
-    assert info["clips"] == 2 and info["train_samples"] > 0 and info["val_samples"] > 0
-    assert info["events"] >= info["train_samples"] + info["val_samples"]  # every sample carries a CoC
+    n_train = info["train_samples"]["stage2"]
+    assert info["clips"] == 2 and n_train > 0 and info["val_samples"] > 0
+    assert info["train_samples"] == {"stage1": n_train, "stage2": n_train}
+    assert info["events"] >= n_train + info["val_samples"]  # every sample carries a CoC
     readme = (out / "README.md").read_text()
     assert "pytest" in readme and "val/min_ade" in readme
     assert "4 validation samples (held-out scenario seeds), K = 2, CoC sampled from the prompt" in readme
@@ -46,11 +48,15 @@ def test_nano_pipeline_end_to_end(tmp_path):
 
     # stage 2 alone on the stage-1 backbone just trained (expert / data ablations): same data
     stage1_dir = tmp_path / "work" / "coc" / "stage1" / "final"
+    hard = cfg.stage2.model_copy(update={"data": cfg.stage2.data.model_copy(update={"hard_sample_weight": 2.0})})
     again = cfg.model_copy(update={"out": str(tmp_path / "nano-s2"), "skip_generate": True,
-                                   "stage1_from": str(stage1_dir)})
-    nano.run(again, command="pytest stage1_from")
+                                   "stage1_from": str(stage1_dir), "stage2": hard})
+    info2 = nano.run(again, command="pytest stage1_from")["coc"]
     out2 = tmp_path / "nano-s2"
-    assert "stage 2 trained on the stage-1 backbone" in (out2 / "README.md").read_text()
+    assert info2["train_samples"] == {"stage2": n_train} and info2["hard_sample_weight"] == {"stage2": 2.0}
+    readme2 = (out2 / "README.md").read_text()
+    assert "stage 2 trained on the stage-1 backbone" in readme2
+    assert f"{n_train} (stage 2) training" in readme2 and "hard-sample draws (2 (stage 2))" in readme2
     with open(out2 / "train_log.csv") as f:
         assert {r["stage"] for r in csv.DictReader(f)} == {"stage2"}
     from safetensors.torch import load_file

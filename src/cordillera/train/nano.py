@@ -107,6 +107,15 @@ def _eval_line(info: dict) -> str:
     return f"{e['samples']} validation samples (held-out scenario seeds), K = {e['k']}, {how}.\n"
 
 
+def _per_stage(values) -> str:
+    """"4649" for a number or stages that agree, "5818 (stage 1), 4649 (stage 2)" otherwise."""
+    if not isinstance(values, dict):
+        return f"{values:g}"
+    if len(values) > 1 and len(set(values.values())) == 1:
+        return f"{next(iter(values.values())):g}"
+    return ", ".join(f"{v:g} ({k.replace('stage', 'stage ')})" for k, v in values.items())
+
+
 def write_readme(out: Path, info: dict) -> None:
     m = info["metrics"]
     lines = [
@@ -126,13 +135,16 @@ def write_readme(out: Path, info: dict) -> None:
         "## Data",
         "",
         f"- `{info['data_dir']}`: {info['clips']} clips of the `{info['suite']}` suite, "
-        f"{info['train_samples']} training / {info['val_samples']} validation samples (split by scenario seed)",
+        f"{_per_stage(info['train_samples'])} training / {info['val_samples']} validation samples (split by scenario seed)",
         f"- CoC events: {info['events']} (dense t0 grid every {info['t0_every_s']:g} s)",
         *([f"- DART disturbances on {info['perturb_fraction']:.0%} of the training clips (no t0 with one in its "
            "6.4 s future; `sim/policies/perturbed.py`)"] if info.get("perturb_fraction") else []),
-        *([f"- {info['handover_clips']} on-policy clips: `{info['handover_from']}` drives until a handover, then the "
-           "expert (`data/generate.py`, DAgger); t0s only where the expert drives the 6.4 s future"]
+        *([f"- {info['handover_clips']} on-policy clips: `{info['handover_from'] or 'a VLA'}` drives until a handover, "
+           "then the expert (`data/generate.py`, DAgger); t0s only where the expert drives the 6.4 s future"]
           if info.get("handover_clips") else []),
+        *([f"- hard-sample draws ({_per_stage(info['hard_sample_weight'])}): a sample is drawn with probability ∝ "
+           "1 + weight · (its future's distance from the history's own speed and turn rate) / mean "
+           "(`data.hard_sample_weight`, `train.data.history_surprise_m`)"] if info.get("hard_sample_weight") else []),
         "",
         "## Wall time",
         "",
@@ -212,7 +224,10 @@ def run(cfg: NanoConfig, command: str = "cordillera train nano") -> dict:
         tic = time.perf_counter()
         metrics = open_loop_eval(res["stage2"].final_dir, res["stage2_cfg"], cfg.eval_samples)
         t_eval = time.perf_counter() - tic
-        data = loop.open_data(res["stage1_cfg"], loop.model_config(res["stage1_cfg"]))
+        # what each stage trained on (data.on_policy may leave the DAgger clips out of one of them)
+        trained = {st: res[f"{st}_cfg"] for st in ("stage1", "stage2") if st == "stage2" or not cfg.stage1_from}
+        data = {st: loop.open_data(c, loop.model_config(c)) for st, c in trained.items()}
+        n_train = {st: len(d.train) for st, d in data.items()}
         out = Path(cfg.out if use_coc else cfg.ablation_out)
         from cordillera.model.hf_config import CordilleraVLAConfig
 
@@ -224,9 +239,12 @@ def run(cfg: NanoConfig, command: str = "cordillera train nano") -> dict:
         info = {
             "name": out.name, "preset": vcfg.name, "params": params, "use_coc": use_coc, "command": command,
             "data_dir": str(data_dir), "suite": g.suite, "clips": clips, "events": events,
-            "t0_every_s": g.t0_every_us / 1e6, "train_samples": len(data.train), "val_samples": len(data.val),
+            "t0_every_s": g.t0_every_us / 1e6, "train_samples": n_train, "val_samples": len(data["stage2"].val),
             "perturb_fraction": g.perturb_fraction, "handover_from": g.handover_from,
-            "handover_fraction": g.handover_fraction, "handover_clips": on_policy, "stage1_from": cfg.stage1_from,
+            "handover_fraction": g.handover_fraction, "stage1_from": cfg.stage1_from,
+            "handover_clips": on_policy if any(c.data.on_policy for c in trained.values()) else 0,
+            "hard_sample_weight": {st: c.data.hard_sample_weight for st, c in trained.items()
+                                   if c.data.hard_sample_weight},
             "wall_s": {**wall, "stage 1": res["stage1"].seconds, "stage 2": res["stage2"].seconds,
                        "train (incl. set-up)": t_train, "open-loop eval": t_eval,
                        "total": time.perf_counter() - t_all},
