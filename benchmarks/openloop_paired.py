@@ -49,6 +49,20 @@ def swapped_cameras(pixel_values: torch.Tensor, clip_ids: list[str]) -> tuple[to
     return pixel_values.roll(-shift * rows, dims=0), same
 
 
+def camera_prompt(batch: dict, cameras: str) -> tuple[dict, int]:
+    """The batch's prompt with its cameras as `cameras` says ("real", "grey": every image flat grey,
+    the normalisation mean; "swapped": `swapped_cameras`) and how many samples kept their own images."""
+    if cameras not in CAMERA_CONDITIONS:
+        raise ValueError(f"cameras must be one of {CAMERA_CONDITIONS}, got {cameras!r}")
+    prompt = batch[PROMPT_BATCH]
+    if cameras == "grey":
+        return {**prompt, PIXEL_VALUES: torch.zeros_like(prompt[PIXEL_VALUES])}, 0
+    if cameras == "swapped":
+        px, same = swapped_cameras(prompt[PIXEL_VALUES], list(batch[CLIP_IDS]))
+        return {**prompt, PIXEL_VALUES: px}, same
+    return prompt, 0
+
+
 def heldout_batches(checkpoint: str, data_dir: str, n: int, all_clips: bool = False):
     """(model in eval mode, the recipe's stage-2 evaluation settings for `n` samples, a callable
     yielding the same held-out batches each time): the validation split of `data_dir` as the
@@ -86,13 +100,8 @@ def per_sample_min_ade(checkpoint: str, data_dir: str, n: int, seed: int = 1234,
     out, lateral, clips, own = [], [], [], 0
     with torch.no_grad():
         for b in batches():
-            prompt = b[PROMPT_BATCH]
-            if cameras == "grey":
-                prompt = {**prompt, PIXEL_VALUES: torch.zeros_like(prompt[PIXEL_VALUES])}
-            elif cameras == "swapped":
-                px, same = swapped_cameras(prompt[PIXEL_VALUES], list(b[CLIP_IDS]))
-                prompt = {**prompt, PIXEL_VALUES: px}
-                own += same
+            prompt, same = camera_prompt(b, cameras)
+            own += same
             s = vla.sample_trajectories(prompt, num_samples=ev.k, temperature=ev.temperature, top_p=ev.top_p,
                                         flow_steps=ev.flow_steps, fast=not vla.cfg.inputs.use_coc,
                                         max_new_tokens=ev.max_new_tokens, generator=g)
