@@ -114,6 +114,19 @@ def test_compare_pairs_two_runs_on_scenario_and_seed(tmp_path):
         main_compare(a, b, policy="expert", progress=False)
     with pytest.raises(ValueError, match="share no"):
         main_compare(a, b, families="road_following", progress=False)
+    comp = json.loads((b / "comparison.json").read_text())
+    (b / "comparison.json").write_text(json.dumps({**comp, "reasoning": "privileged"}))
+    head = main_compare(a, b, progress=False)["table"].splitlines()[0]
+    assert head == f"A = {a} (vla), B = {b} (vla, the auto-labeler's CoC forced)"
+
+
+def test_comparison_table_says_when_the_reasoning_was_forced():
+    from cordillera.train.evaluate import CLOSED_LOOP_METRICS, comparison_table
+
+    row = {"n_rollouts": 2, "n_scenarios": 2, "n_failed": 0, **{m: {"mean": 0.5} for m, _ in CLOSED_LOOP_METRICS}}
+    comp = {"confidence": 0.95, "policies": {"vla": row}, "coc_minus_traj_only": {}}
+    assert "forced" not in comparison_table(comp)
+    assert "--reasoning privileged" in comparison_table({**comp, "reasoning": "privileged"})
 
 
 def test_rollout_consistency_stop_vs_keep_going():

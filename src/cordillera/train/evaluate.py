@@ -305,6 +305,9 @@ def comparison_table(comp: dict, width: int = 220) -> str:
 
     pct = int(round(comp["confidence"] * 100))
     t = Table(title=f"closed loop: mean [{pct}% CI] (clustered by scenario)")
+    if comp.get("reasoning", "own") != "own":  # a diagnostic run must not read as the model's own driving
+        t.caption = (f"{VLA_NAME}: --reasoning {comp['reasoning']} — the auto-labeler's CoC for the simulator state "
+                     "was forced into the model (a diagnostic, not its own reasoning)")
     t.add_column("policy", no_wrap=True)
     t.add_column("n", justify="right")
     for _, label in CLOSED_LOOP_METRICS:
@@ -486,15 +489,18 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
 COMPARE_METRICS = ("score", "collision_at_fault", "offroad", "close_encounter", "coc_consistent_rate")
 
 
-def _run_rollouts(run: str | Path, policy: str) -> list[dict]:
+def _run_rollouts(run: str | Path, policy: str) -> tuple[list[dict], str]:
+    """(the run's rollouts of ``policy`` that did not fail, how its CoC model reasoned: "own" or
+    "privileged" for ``--reasoning privileged``)."""
     p = Path(run)
     p = p / "comparison.json" if p.is_dir() else p
     if not p.is_file():
         raise FileNotFoundError(f"{run}: no comparison.json (an `eval closed-loop --out` directory or its JSON)")
-    rollouts = json.loads(p.read_text())["rollouts"]
+    comp = json.loads(p.read_text())
+    rollouts = comp["rollouts"]
     if policy not in rollouts:
         raise ValueError(f"{p}: no policy {policy!r} (has {sorted(rollouts)})")
-    return [r for r in rollouts[policy] if not r.get("failed")]
+    return [r for r in rollouts[policy] if not r.get("failed")], comp.get("reasoning") or "own"
 
 
 def _family(scenario_id: str) -> str:
@@ -522,9 +528,10 @@ def main_compare(run_a: str | Path, run_b: str | Path, policy: str = VLA_NAME, p
     seed 0 of a 3-seed run)."""
     keep_seeds = None if seeds is None else {int(x) for x in str(seeds).split(",")}
     keep_fams = None if families is None else set(str(families).split(","))
-    ra, rb = _run_rollouts(run_a, policy), _run_rollouts(run_b, policy_b or policy)
+    (ra, why_a), (rb, why_b) = _run_rollouts(run_a, policy), _run_rollouts(run_b, policy_b or policy)
     rows, scores = {}, None
-    lines = [f"A = {run_a} ({policy}), B = {run_b} ({policy_b or policy})",
+    forced = {"own": "", "privileged": ", the auto-labeler's CoC forced"}
+    lines = [f"A = {run_a} ({policy}{forced.get(why_a, why_a)}), B = {run_b} ({policy_b or policy}{forced.get(why_b, why_b)})",
              "| metric | pairs | A | B | B − A [95 % CI, clustered by scenario] | relative [bootstrap] |",
              "|---|---:|---:|---:|---|---|"]
     for m in COMPARE_METRICS:
