@@ -435,10 +435,88 @@ def test_privileged_reasoning_forces_the_labelers_coc_for_the_state_driven_into(
     assert checked >= 10 and pol.own_coc_steps == 0
 
 
+def test_on_path_keeps_the_distances_and_takes_the_paths_position_and_heading():
+    from cordillera.model.policy import on_path
+
+    r = 20.0  # the path: a left quarter circle of radius 20 m from the origin, heading +x
+    th = np.linspace(0.0, np.pi / 2, 200)
+    path = np.stack([r * np.sin(th), r * (1 - np.cos(th))], -1)
+    d = np.cumsum(np.full(10, 2.0))  # the plan: 2 m per step straight ahead, 20 m in all
+    xy, yaw = on_path(np.stack([d, 0 * d], -1), path, th)
+    # on the circle at arc length d: angle d / r
+    np.testing.assert_allclose(xy, np.stack([r * np.sin(d / r), r * (1 - np.cos(d / r))], -1), atol=2e-3)
+    np.testing.assert_allclose(yaw, d / r, atol=1e-3)
+    # past the path's end (arc 31.4 m) it goes straight on along the last heading
+    xy, yaw = on_path(np.array([[40.0, 0.0]]), path, th)
+    np.testing.assert_allclose(xy[0], [r + 0.0, r + (40.0 - r * np.pi / 2)], atol=2e-3)
+    assert yaw[0] == pytest.approx(np.pi / 2)
+    # a path that stands still (the expert stopped) still gives poses: straight along its heading
+    xy, _ = on_path(np.array([[1.0, 0.0], [2.0, 0.0]]), np.zeros((65, 2)), np.zeros(65))
+    np.testing.assert_allclose(xy, [[1.0, 0.0], [2.0, 0.0]], atol=1e-6)
+
+
+def test_privileged_steering_drives_the_models_speeds_along_the_experts_path(nano_model):
+    """steering="privileged": the driven plan is the same model's unsteered plan (same seeds) laid onto
+    the path the expert planned at that step — its speeds, the expert's path."""
+    from dataclasses import replace
+
+    from cordillera.model.policy import on_path
+    from cordillera.render import make_renderer
+    from cordillera.render.rig import default_rig
+    from cordillera.sim.runtime import SimConfig, run_rollout
+    from cordillera.world import generator
+
+    torch.set_num_threads(1)
+    sc = replace(generator.make("road_following", 1000), duration_us=2_500_000, force_gt_duration_us=1_000_000)
+    renderer = make_renderer(sc, default_rig(DEFAULT_CAMERAS, height=96, width=160), backend="cv")
+    pol = VLAPolicy(nano_model, num_samples=1, fast=True, threads=1, steering="privileged")
+    shadow = VLAPolicy(nano_model, num_samples=1, fast=True, threads=1)  # the same model unsteered
+    expert_plans = {}
+    step = pol._reasoner.step
+
+    def recording_step(obs, t, tq):
+        out = step(obs, t, tq)
+        expert_plans[t] = out[0]
+        return out
+
+    pol._reasoner.step = recording_step
+    checked = []
+
+    class Both:
+        name = "vla"
+
+        def start(self, session):
+            pol.start(session)
+            shadow.start(session)
+
+        def observe_world(self, ws, scenario):
+            pol.observe_world(ws, scenario)
+
+        def plan(self, obs, t, tq):
+            p, q = pol.plan(obs, t, tq), shadow.plan(obs, t, tq)
+            if not p.warming_up:
+                e = expert_plans[t]
+                want_xy, want_yaw = on_path(q.xyz_rig[1:, :2], e.xyz_rig[:, :2], e.yaw_rig)
+                np.testing.assert_allclose(p.xyz_rig[1:, :2], want_xy, atol=1e-9)
+                np.testing.assert_allclose(p.yaw_rig[1:], want_yaw, atol=1e-9)
+                checked.append(t)
+            return p
+
+        def close(self):
+            pol.close()
+            shadow.close()
+
+    ro = run_rollout(sc, Both(), SimConfig(cameras=DEFAULT_CAMERAS), renderer, seed=5)
+    assert ro.status == "ok", ro.error
+    assert len(checked) >= 10
+
+
 def test_privileged_reasoning_needs_the_coc_decoder(nano_model):
     with pytest.raises(ValueError, match="privileged"):
         VLAPolicy(nano_model, fast=True, reasoning="privileged")
     with pytest.raises(ValueError, match="reasoning must be one of"):
         VLAPolicy(nano_model, reasoning="label")
+    with pytest.raises(ValueError, match="steering must be one of"):
+        VLAPolicy(nano_model, steering="expert")
     pol = VLAPolicy(nano_model, num_samples=1, threads=1)  # own reasoning ignores privileged state
     pol.observe_world(object(), object())

@@ -127,6 +127,8 @@ def test_comparison_table_says_when_the_reasoning_was_forced():
     comp = {"confidence": 0.95, "policies": {"vla": row}, "coc_minus_traj_only": {}}
     assert "forced" not in comparison_table(comp)
     assert "--reasoning privileged" in comparison_table({**comp, "reasoning": "privileged"})
+    both = comparison_table({**comp, "reasoning": "privileged", "steering": "privileged"})
+    assert "--reasoning privileged" in both and "--steering privileged" in both
 
 
 def test_rollout_consistency_stop_vs_keep_going():
@@ -274,6 +276,8 @@ def test_closed_loop_options_are_checked_before_anything_runs(tmp_path):
         main_closed_loop(tmp_path, out=tmp_path / "ev", reasoning="label")
     with pytest.raises(ValueError, match="privileged reasoning"):
         main_closed_loop(tmp_path, out=tmp_path / "ev", reasoning="privileged", fast=True)
+    with pytest.raises(ValueError, match="steering must be one of"):
+        main_closed_loop(tmp_path, out=tmp_path / "ev", steering="expert")
     assert not (tmp_path / "ev").exists()
 
 

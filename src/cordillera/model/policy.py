@@ -46,6 +46,10 @@ text the auto-labeler writes for the current simulator state and the expert's de
 token by token (``modeling.forcing``) and the action expert conditions on it. The car is still
 driven by the VLA's own trajectory; the run measures how the action expert drives given the right
 reasoning, which bounds what better perception → decision could buy in closed loop.
+``steering="privileged"`` is the lateral counterpart: each plan the model makes is laid onto the
+path the expert plans from the same state (``on_path``: the model's distances along its own plan,
+hence its speeds, are kept; position and heading at each distance are the expert path's), so the car
+steers like the expert at the model's speeds — what perfect lateral control would buy.
 
 Determinism: inference ``n`` of a session draws from ``torch.Generator`` seeded with
 ``SeedSequence([policy seed, session seed, n])``. AlpaSim uses ``session seed + n``; mixing
@@ -78,12 +82,13 @@ from cordillera.sim.navigation import nav_text_from_route
 from cordillera.sim.types import PLAN_PERIOD_US, CameraFrame, Observation, Plan, SessionInfo
 
 __all__ = [
-    "MAX_FRAME_AGE_US", "SELECT_MODES", "REASONING_MODES", "VLAPolicy", "VLAPolicyFactory", "load_model", "select_frames",
+    "MAX_FRAME_AGE_US", "SELECT_MODES", "REASONING_MODES", "STEERING_MODES", "on_path", "VLAPolicy", "VLAPolicyFactory", "load_model", "select_frames",
     "history_in_rig", "inference_seed", "check_temperature", "check_select", "medoid_order",
 ]
 
 SELECT_MODES = ("first", "consistent", "medoid")
 REASONING_MODES = ("own", "privileged")  # who writes the CoC the action expert conditions on
+STEERING_MODES = ("own", "privileged")  # whose path the model's speed profile is driven along
 MAX_FRAME_AGE_US = 100_000  # [µs] a frame may be at most one control period older than its request time
 MAX_REPLAN_EVERY_S = 2.0  # [s] a held 6.4 s plan must still cover MIN_HELD_HORIZON_US
 MIN_HELD_HORIZON_US = 3_000_000  # [µs] re-anchor the last plan only while it reaches this far ahead
@@ -166,6 +171,24 @@ def medoid_order(xy: np.ndarray) -> list[int]:
     return [best] + [k for k in range(len(xy)) if k != best]
 
 
+def on_path(xy: np.ndarray, path_xy: np.ndarray, path_yaw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Poses (T, 2) driven from the rig origin, laid onto another path (P, 2) with headings (P,)
+    that also starts at the origin: the i-th pose goes where the path has covered the same distance
+    as the poses up to i, with the path's heading there, so the speeds stay and the steering is the
+    path's. Beyond the path's end it continues straight along its last heading. → (xy (T, 2), yaw (T,))."""
+    xy, path_xy = np.asarray(xy, np.float64), np.asarray(path_xy, np.float64)
+    path_yaw = np.unwrap(np.asarray(path_yaw, np.float64))
+    s = np.cumsum(np.linalg.norm(np.diff(np.vstack([[0.0, 0.0], xy]), axis=0), axis=1))  # (T,) [m]
+    s_path = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path_xy, axis=0), axis=1))])
+    s_path = s_path + 1e-9 * np.arange(len(s_path))  # strictly increasing where the path stands still
+    extra = max(float(s.max(initial=0.0)) - float(s_path[-1]), 0.0) + 1.0
+    heading = np.array([np.cos(path_yaw[-1]), np.sin(path_yaw[-1])])
+    path_xy = np.vstack([path_xy, path_xy[-1] + extra * heading])
+    s_path, path_yaw = np.append(s_path, s_path[-1] + extra), np.append(path_yaw, path_yaw[-1])
+    out = np.stack([np.interp(s, s_path, path_xy[:, 0]), np.interp(s, s_path, path_xy[:, 1])], -1)
+    return out, np.interp(s, s_path, path_yaw)
+
+
 def _pose2d_at(ego_history, t_us: int) -> np.ndarray:
     """(x, y, yaw) of the rig in the local frame at ``t_us``, interpolated from the history."""
     t = np.asarray(ego_history.t_us, dtype=np.int64)
@@ -212,6 +235,8 @@ class VLAPolicy:
             the simulator state is forced; needs ``observe_world`` and CoC decoding; see the module
             docstring). When the labeler has no label for a step the model's own CoC is used and
             ``own_coc_steps`` counts it.
+        steering: "own" or "privileged" (each plan laid onto the expert's path at the model's own
+            distances, ``on_path``; needs ``observe_world``; see the module docstring).
     """
 
     def __init__(self, checkpoint: str | Path | CordilleraVLA, num_samples: int = 1, temperature: float = 0.6,
@@ -219,7 +244,7 @@ class VLAPolicy:
                  device: str = "cpu", threads: int | None = 2, max_new_tokens: int | None = None,
                  use_nav: bool = True, name: str = "vla", cache_vision: bool = True, replan_every_s: float = 0.0,
                  dtype: str = "float32", select: str = "first", noise_temperature: float | None = None,
-                 reasoning: str = "own"):
+                 reasoning: str = "own", steering: str = "own"):
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         if flow_steps < 1:
@@ -252,8 +277,11 @@ class VLAPolicy:
             raise ValueError(f"reasoning must be one of {REASONING_MODES}, got {reasoning!r}")
         if reasoning == "privileged" and self.fast:
             raise ValueError("reasoning='privileged' forces a CoC into the decoder: it needs a CoC model without fast=True")
-        self.reasoning = reasoning
-        self._reasoner = PrivilegedReasoner(seed) if reasoning == "privileged" else None
+        if steering not in STEERING_MODES:
+            raise ValueError(f"steering must be one of {STEERING_MODES}, got {steering!r}")
+        self.reasoning, self.steering = reasoning, steering
+        # the labeler's expert, run alongside for privileged reasoning and/or steering
+        self._reasoner = PrivilegedReasoner(seed) if "privileged" in (reasoning, steering) else None
         self.own_coc_steps = 0  # privileged reasoning: inferences the labeler had no label for
         self.noise_temperature = None if noise_temperature is None else float(noise_temperature)
         self.seed, self.device, self.threads = int(seed), device, threads
@@ -308,7 +336,9 @@ class VLAPolicy:
         t0 = int(t_now_us)
         self.observe(observation, t0)
         # the labeler's expert runs every step, as in a continuous drive (its memory of stops served)
-        forced = None if self._reasoner is None else self._reasoner.coc(observation, t0, t_query_us)
+        expert_plan, forced = (None, None) if self._reasoner is None else self._reasoner.step(observation, t0, t_query_us)
+        if self.reasoning != "privileged":
+            forced = None
         sample, reason = self._inputs(observation, t0)
         if sample is None:
             self.warmup_reason = reason
@@ -330,7 +360,7 @@ class VLAPolicy:
             coc_kw = {"max_new_tokens": self.max_new_tokens}
             if forced is not None:
                 coc_kw = self._forcing(forced)
-            elif self._reasoner is not None:
+            elif self.reasoning == "privileged":
                 self.own_coc_steps += 1
             out = self.model.sample_trajectories(
                 batch, num_samples=self.num_samples, temperature=self.temperature, top_p=self.top_p,
@@ -344,6 +374,9 @@ class VLAPolicy:
                 cocs = self.processor.decode_text(out.coc_token_ids[0, :n], "cot")
         xyz = out.xyz[0].double().cpu().numpy()  # (K, T, 3)
         yaw = torch.atan2(out.rot[0, ..., 1, 0], out.rot[0, ..., 0, 0]).double().cpu().numpy()  # (K, T)
+        if self.steering == "privileged":
+            for k in range(len(xyz)):
+                xyz[k, :, :2], yaw[k] = on_path(xyz[k, :, :2], expert_plan.xyz_rig[:, :2], expert_plan.yaw_rig)
         t_us, plans = self._to_plan_arrays(t0, xyz, yaw)
         c2 = time.perf_counter()
         if self.select == "consistent":

@@ -504,13 +504,17 @@ class PrivilegedReasoner:
         self.expert.observe_world(world_state, scenario)
         self._world, self._scenario = world_state, scenario
 
+    def step(self, observation, t_now_us: int, t_query_us: int):
+        """(the expert's plan at ``t_now_us``, the labeler's CoC for it or None when its decision
+        gives no label). Call it at every control step: the expert keeps memory across steps (stop
+        signs served, committed manoeuvres) as in a continuous drive."""
+        plan = self.expert.plan(observation, t_now_us, t_query_us)
+        rec = record_at(self._scenario, self._world, plan.decisions, int(t_now_us))
+        return plan, None if rec is None else phrase(rec, _seed_for(self.seed, self._scenario.id, int(t_now_us)))
+
     def coc(self, observation, t_now_us: int, t_query_us: int) -> str | None:
-        """The labeler's CoC at ``t_now_us`` (None when the expert's decision gives no label).
-        Call it at every control step: the expert keeps memory across steps (stop signs served,
-        committed manoeuvres) as in a continuous drive."""
-        decisions = self.expert.plan(observation, t_now_us, t_query_us).decisions
-        rec = record_at(self._scenario, self._world, decisions, int(t_now_us))
-        return None if rec is None else phrase(rec, _seed_for(self.seed, self._scenario.id, int(t_now_us)))
+        """The labeler's CoC at ``t_now_us`` (``step`` without the expert's plan)."""
+        return self.step(observation, t_now_us, t_query_us)[1]
 
 
 __all__ = [

@@ -305,9 +305,13 @@ def comparison_table(comp: dict, width: int = 220) -> str:
 
     pct = int(round(comp["confidence"] * 100))
     t = Table(title=f"closed loop: mean [{pct}% CI] (clustered by scenario)")
-    if comp.get("reasoning", "own") != "own":  # a diagnostic run must not read as the model's own driving
-        t.caption = (f"{VLA_NAME}: --reasoning {comp['reasoning']} — the auto-labeler's CoC for the simulator state "
-                     "was forced into the model (a diagnostic, not its own reasoning)")
+    notes = []  # a diagnostic run must not read as the model's own driving
+    if comp.get("reasoning", "own") != "own":
+        notes.append(f"--reasoning {comp['reasoning']}: the auto-labeler's CoC for the simulator state was forced")
+    if comp.get("steering", "own") != "own":
+        notes.append(f"--steering {comp['steering']}: its plans were laid onto the expert's path")
+    if notes:
+        t.caption = f"{VLA_NAME} (a diagnostic, not its own driving): " + "; ".join(notes)
     t.add_column("policy", no_wrap=True)
     t.add_column("n", justify="right")
     for _, label in CLOSED_LOOP_METRICS:
@@ -389,7 +393,8 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
                      duration_s: float | None = None, scenarios=None, progress: bool = True,
                      render_backend: str = "auto", replan_every_s: float = 0.0, select: str = "first",
                      families: str | tuple | None = None, noise_temperature: float | None = None,
-                     coc_temperature: float | None = None, reasoning: str = "own") -> dict:  # fmt: skip
+                     coc_temperature: float | None = None, reasoning: str = "own",
+                     steering: str = "own") -> dict:  # fmt: skip
     """``cordillera eval closed-loop``: VLA + baselines (+ trajectory-only model) on one suite with
     ``seeds`` rollouts per scenario; writes ``out/<policy>/`` and ``out/comparison.json`` and
     returns the comparison dict. ``traj_only="auto"`` uses ``checkpoints/nano-traj-only`` when it
@@ -402,9 +407,10 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     checkpoint's, 1.0); ``coc_temperature`` is the CoC model's token sampling temperature (None = the
     ``VLAPolicy`` default 0.6 of spec §5.1; 0 = greedy); ``fast`` plans without decoding CoC (both models);
     ``reasoning="privileged"`` forces the auto-labeler's CoC for the simulator state into the CoC model
-    (a diagnostic: how it drives given the right reasoning; ``VLAPolicy``)."""
+    (a diagnostic: how it drives given the right reasoning; ``VLAPolicy``); ``steering="privileged"``
+    lays its plans onto the expert's path at its own speeds (what perfect lateral control would buy)."""
     from cordillera.config import REPO_ROOT
-    from cordillera.model.policy import REASONING_MODES, check_select, check_temperature
+    from cordillera.model.policy import REASONING_MODES, STEERING_MODES, check_select, check_temperature
     from cordillera.sim.batch import POLICY_NAMES, PolicyFactory, run_batch
     from cordillera.sim.runtime import SimConfig
 
@@ -416,6 +422,8 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
         raise ValueError(f"reasoning must be one of {REASONING_MODES}, got {reasoning!r}")
     if reasoning != "own" and fast:
         raise ValueError("privileged reasoning forces a CoC: it cannot run with fast (no CoC decoding)")
+    if steering not in STEERING_MODES:
+        raise ValueError(f"steering must be one of {STEERING_MODES}, got {steering!r}")
     ckpt = Path(checkpoint)
     if not ckpt.is_dir():
         raise ValueError(f"checkpoint directory {ckpt} not found")
@@ -447,6 +455,8 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
         vla_kw["temperature"] = float(coc_temperature)
     if reasoning != "own":  # likewise: default runs keep their fingerprint
         vla_kw["reasoning"] = reasoning
+    if steering != "own":
+        vla_kw["steering"] = steering
     if select != "first":
         vla_kw["select"] = select
         base_kw["num_samples"] = 1
@@ -473,7 +483,7 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     comp.update({"suite": suite, "families": families, "seeds": seeds, "checkpoint": str(ckpt),
                  "replan_every_s": float(replan_every_s), "noise_temperature": noise_temperature,
                  "coc_temperature": coc_temperature, "num_samples": num_samples, "select": select, "fast": fast,
-                 "reasoning": reasoning, "traj_only_checkpoint": None if traj_only is None else str(traj_only), "runs": runs,
+                 "reasoning": reasoning, "steering": steering, "traj_only_checkpoint": None if traj_only is None else str(traj_only), "runs": runs,
                  "statistics": "per-scenario means over seeds, Student t over scenarios; paired differences on "
                                "(scenario, seed); relative difference by paired bootstrap over scenarios",
                  "rollouts": {p: [{"scenario": k[0], "seed": k[1], **v} for k, v in r.items()]
@@ -490,8 +500,8 @@ COMPARE_METRICS = ("score", "collision_at_fault", "offroad", "close_encounter", 
 
 
 def _run_rollouts(run: str | Path, policy: str) -> tuple[list[dict], str]:
-    """(the run's rollouts of ``policy`` that did not fail, how its CoC model reasoned: "own" or
-    "privileged" for ``--reasoning privileged``)."""
+    """(the run's rollouts of ``policy`` that did not fail, ", …" naming what a diagnostic run forced:
+    ``--reasoning privileged`` / ``--steering privileged``; "" for the model's own driving)."""
     p = Path(run)
     p = p / "comparison.json" if p.is_dir() else p
     if not p.is_file():
@@ -500,7 +510,9 @@ def _run_rollouts(run: str | Path, policy: str) -> tuple[list[dict], str]:
     rollouts = comp["rollouts"]
     if policy not in rollouts:
         raise ValueError(f"{p}: no policy {policy!r} (has {sorted(rollouts)})")
-    return [r for r in rollouts[policy] if not r.get("failed")], comp.get("reasoning") or "own"
+    forced = [w for w, key in (("the auto-labeler's CoC forced", "reasoning"), ("the expert's path", "steering"))
+              if (comp.get(key) or "own") != "own"]
+    return [r for r in rollouts[policy] if not r.get("failed")], "".join(f", {w}" for w in forced)
 
 
 def _family(scenario_id: str) -> str:
@@ -530,8 +542,7 @@ def main_compare(run_a: str | Path, run_b: str | Path, policy: str = VLA_NAME, p
     keep_fams = None if families is None else set(str(families).split(","))
     (ra, why_a), (rb, why_b) = _run_rollouts(run_a, policy), _run_rollouts(run_b, policy_b or policy)
     rows, scores = {}, None
-    forced = {"own": "", "privileged": ", the auto-labeler's CoC forced"}
-    lines = [f"A = {run_a} ({policy}{forced.get(why_a, why_a)}), B = {run_b} ({policy_b or policy}{forced.get(why_b, why_b)})",
+    lines = [f"A = {run_a} ({policy}{why_a}), B = {run_b} ({policy_b or policy}{why_b})",
              "| metric | pairs | A | B | B − A [95 % CI, clustered by scenario] | relative [bootstrap] |",
              "|---|---:|---:|---:|---|---|"]
     for m in COMPARE_METRICS:
