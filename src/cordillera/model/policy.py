@@ -82,8 +82,8 @@ from cordillera.sim.navigation import nav_text_from_route
 from cordillera.sim.types import PLAN_PERIOD_US, CameraFrame, Observation, Plan, SessionInfo
 
 __all__ = [
-    "MAX_FRAME_AGE_US", "SELECT_MODES", "REASONING_MODES", "STEERING_MODES", "on_path", "VLAPolicy", "VLAPolicyFactory", "load_model", "select_frames",
-    "history_in_rig", "inference_seed", "check_temperature", "check_select", "medoid_order",
+    "MAX_FRAME_AGE_US", "SELECT_MODES", "REASONING_MODES", "STEERING_MODES", "on_path", "VLAPolicy",
+    "VLAPolicyFactory", "load_model", "select_frames", "history_in_rig", "inference_seed", "check_temperature", "check_select", "medoid_order",
 ]
 
 SELECT_MODES = ("first", "consistent", "medoid")
@@ -318,8 +318,8 @@ class VLAPolicy:
             self._reasoner.start(session)
 
     def observe_world(self, world_state, scenario) -> None:
-        """Privileged state for ``reasoning="privileged"`` (the runtime calls it before ``plan``);
-        ignored otherwise — the model itself never sees it."""
+        """Privileged state for ``reasoning`` / ``steering="privileged"`` (the runtime calls it
+        before ``plan``); ignored otherwise — the model itself never sees it."""
         if self._reasoner is not None:
             self._reasoner.observe_world(world_state, scenario)
 
