@@ -483,7 +483,8 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     comp.update({"suite": suite, "families": families, "seeds": seeds, "checkpoint": str(ckpt),
                  "replan_every_s": float(replan_every_s), "noise_temperature": noise_temperature,
                  "coc_temperature": coc_temperature, "num_samples": num_samples, "select": select, "fast": fast,
-                 "reasoning": reasoning, "steering": steering, "traj_only_checkpoint": None if traj_only is None else str(traj_only), "runs": runs,
+                 "reasoning": reasoning, "steering": steering,
+                 "traj_only_checkpoint": None if traj_only is None else str(traj_only), "runs": runs,
                  "statistics": "per-scenario means over seeds, Student t over scenarios; paired differences on "
                                "(scenario, seed); relative difference by paired bootstrap over scenarios",
                  "rollouts": {p: [{"scenario": k[0], "seed": k[1], **v} for k, v in r.items()]

@@ -237,11 +237,10 @@ class ResumableSampler(Sampler[int]):
         self.epoch = self.position = 0
 
     def order(self, epoch: int) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed + epoch)
         if self.weights is not None:
-            g = torch.Generator().manual_seed(self.seed + epoch)
             perm = torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist()
         elif self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + epoch)
             perm = torch.randperm(self.n, generator=g).tolist()
         else:
             perm = list(range(self.n))
