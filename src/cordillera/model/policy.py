@@ -83,7 +83,8 @@ from cordillera.sim.types import PLAN_PERIOD_US, CameraFrame, Observation, Plan,
 
 __all__ = [
     "MAX_FRAME_AGE_US", "SELECT_MODES", "REASONING_MODES", "STEERING_MODES", "on_path", "VLAPolicy",
-    "VLAPolicyFactory", "load_model", "select_frames", "history_in_rig", "inference_seed", "check_temperature", "check_select", "medoid_order",
+    "VLAPolicyFactory", "load_model", "select_frames", "history_in_rig", "inference_seed", "check_temperature",
+    "check_select", "check_diagnostics", "medoid_order",
 ]
 
 SELECT_MODES = ("first", "consistent", "medoid")
@@ -160,6 +161,18 @@ def check_select(select: str, num_samples: int, fast: bool) -> str:
     if select == "medoid" and num_samples < 2:
         raise ValueError(f"select='medoid' needs num_samples >= 2, got {num_samples}")
     return select
+
+
+def check_diagnostics(reasoning: str, steering: str, fast: bool) -> None:
+    """A ValueError saying why unless ``reasoning`` / ``steering`` are known modes that can work
+    with ``fast`` (privileged reasoning forces a CoC, so it needs CoC decoding)."""
+    if reasoning not in REASONING_MODES:
+        raise ValueError(f"reasoning must be one of {REASONING_MODES}, got {reasoning!r}")
+    if reasoning == "privileged" and fast:
+        raise ValueError("privileged reasoning forces a CoC into the decoder: it needs CoC decoding (not fast, "
+                         "a CoC model)")
+    if steering not in STEERING_MODES:
+        raise ValueError(f"steering must be one of {STEERING_MODES}, got {steering!r}")
 
 
 def medoid_order(xy: np.ndarray) -> list[int]:
@@ -273,12 +286,7 @@ class VLAPolicy:
         self.num_samples, self.temperature, self.top_p = int(num_samples), float(temperature), float(top_p)
         self.flow_steps, self.fast = int(flow_steps), bool(fast) or not getattr(cfg.inputs, "use_coc", True)
         self.select = check_select(select, self.num_samples, self.fast)
-        if reasoning not in REASONING_MODES:
-            raise ValueError(f"reasoning must be one of {REASONING_MODES}, got {reasoning!r}")
-        if reasoning == "privileged" and self.fast:
-            raise ValueError("reasoning='privileged' forces a CoC into the decoder: it needs a CoC model without fast=True")
-        if steering not in STEERING_MODES:
-            raise ValueError(f"steering must be one of {STEERING_MODES}, got {steering!r}")
+        check_diagnostics(reasoning, steering, self.fast)
         self.reasoning, self.steering = reasoning, steering
         # the labeler's expert, run alongside for privileged reasoning and/or steering
         self._reasoner = PrivilegedReasoner(seed) if "privileged" in (reasoning, steering) else None

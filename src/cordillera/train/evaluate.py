@@ -410,7 +410,7 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     (a diagnostic: how it drives given the right reasoning; ``VLAPolicy``); ``steering="privileged"``
     lays its plans onto the expert's path at its own speeds (what perfect lateral control would buy)."""
     from cordillera.config import REPO_ROOT
-    from cordillera.model.policy import REASONING_MODES, STEERING_MODES, check_select, check_temperature
+    from cordillera.model.policy import check_diagnostics, check_select, check_temperature
     from cordillera.sim.batch import POLICY_NAMES, PolicyFactory, run_batch
     from cordillera.sim.runtime import SimConfig
 
@@ -418,12 +418,7 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     check_temperature("coc_temperature", coc_temperature)
     check_select(select, num_samples, fast)
-    if reasoning not in REASONING_MODES:
-        raise ValueError(f"reasoning must be one of {REASONING_MODES}, got {reasoning!r}")
-    if reasoning != "own" and fast:
-        raise ValueError("privileged reasoning forces a CoC: it cannot run with fast (no CoC decoding)")
-    if steering not in STEERING_MODES:
-        raise ValueError(f"steering must be one of {STEERING_MODES}, got {steering!r}")
+    check_diagnostics(reasoning, steering, fast)
     ckpt = Path(checkpoint)
     if not ckpt.is_dir():
         raise ValueError(f"checkpoint directory {ckpt} not found")
