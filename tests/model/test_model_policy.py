@@ -427,7 +427,7 @@ def test_privileged_reasoning_forces_the_labelers_coc_for_the_state_driven_into(
     checked = 0
     for st in ro.steps:
         replay.observe_world(WorldState(st.t_us, st.ego, st.actors, st.signals), sc)
-        want = replay.coc(None, st.t_us, st.t_us + DT)
+        want = replay.step(None, st.t_us, st.t_us + DT)[1]
         if st.plan is not None and not st.plan.warming_up:
             assert want is not None and st.plan.coc == want, (st.t_us, st.plan.coc, want)
             assert st.plan.decisions["longitudinal"] is not None

@@ -512,10 +512,6 @@ class PrivilegedReasoner:
         rec = record_at(self._scenario, self._world, plan.decisions, int(t_now_us))
         return plan, None if rec is None else phrase(rec, _seed_for(self.seed, self._scenario.id, int(t_now_us)))
 
-    def coc(self, observation, t_now_us: int, t_query_us: int) -> str | None:
-        """The labeler's CoC at ``t_now_us`` (``step`` without the expert's plan)."""
-        return self.step(observation, t_now_us, t_query_us)[1]
-
 
 __all__ = [
     "PERCEPTION_RANGE_M", "CAMERA_HALF_FOV_RAD", "CocEvent", "to_rig", "in_view", "actor_visible_at",

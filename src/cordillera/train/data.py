@@ -396,12 +396,11 @@ def history_surprise_m(hist_xyz, hist_rot, future_xyz, dt_s: float = 0.1) -> np.
 def hard_sample_weights(dataset, strength: float) -> np.ndarray:
     """Per-sample draw weights 1 + strength · e / mean(e) (``history_surprise_m``) of a
     `SampleCache` or a `Subset` of one (poses only: no frame is read)."""
-    base, idx = (dataset.dataset, np.asarray(dataset.indices)) if isinstance(dataset, Subset) else (dataset, None)
+    base, idx = (dataset.dataset, np.asarray(dataset.indices)) if isinstance(dataset, Subset) else (dataset, slice(None))
     if not isinstance(base, SampleCache):
         raise ValueError("hard_sample_weight needs the sample cache (data.cache: true)")
     a = base.arrays
-    pick = (lambda x: x) if idx is None else (lambda x: x[idx])
-    e = history_surprise_m(pick(a[K.EGO_HISTORY_XYZ]), pick(a[K.EGO_HISTORY_ROT]), pick(a[K.EGO_FUTURE_XYZ]))
+    e = history_surprise_m(a[K.EGO_HISTORY_XYZ][idx], a[K.EGO_HISTORY_ROT][idx], a[K.EGO_FUTURE_XYZ][idx])
     return 1.0 + float(strength) * e / max(float(e.mean()), 1e-9)
 
 

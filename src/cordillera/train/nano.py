@@ -226,7 +226,12 @@ def run(cfg: NanoConfig, command: str = "cordillera train nano") -> dict:
         t_eval = time.perf_counter() - tic
         # what each stage trained on (data.on_policy may leave the DAgger clips out of one of them)
         trained = {st: res[f"{st}_cfg"] for st in ("stage1", "stage2") if st == "stage2" or not cfg.stage1_from}
-        data = {st: loop.open_data(c, loop.model_config(c)) for st, c in trained.items()}
+        opened, data = {}, {}  # one split per distinct data settings (the stages usually share them)
+        for st, c in trained.items():
+            key = c.data.model_dump_json()
+            if key not in opened:
+                opened[key] = loop.open_data(c, loop.model_config(c))
+            data[st] = opened[key]
         n_train = {st: len(d.train) for st, d in data.items()}
         out = Path(cfg.out if use_coc else cfg.ablation_out)
         from cordillera.model.hf_config import CordilleraVLAConfig
