@@ -136,6 +136,9 @@ def data_generate(
     address: Optional[str] = typer.Option(None),
     perturb_fraction: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training clips driven with a "
                                            "DART disturbance (the expert pushed off its line, then recovering)."),
+    perturb_profile: str = typer.Option("push", help="The disturbances' ranges (sim/policies/perturbed.py "
+                                        "PERTURB_PROFILES): push = brief nudges, drift = a turned plan held for "
+                                        "seconds (1–3 m off the lane before the recovery)."),
     image_hw: str = typer.Option("320x576", "--image-hw", help="Camera image size HxW (the nano training data "
                                  "and held-out sets are 160x288)."),
     seeds_per_family: Optional[int] = typer.Option(None, min=1, help="Only the first N scenario seeds of each "
@@ -154,7 +157,7 @@ def data_generate(
     fn(suite=suite, clips=clips, out=out, workers=workers, address=address, perturb_fraction=perturb_fraction,
        image_hw=_hw(image_hw), seeds_per_family=seeds_per_family, handover_from=handover_from,
        handover_fraction=handover_fraction if handover_from is not None else 0.0,
-       label_every_us=None if label_every_s is None else round(label_every_s * 1e6))
+       label_every_us=None if label_every_s is None else round(label_every_s * 1e6), perturb_profile=perturb_profile)
 
 
 @data_app.command("inspect")

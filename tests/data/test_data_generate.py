@@ -106,6 +106,13 @@ def test_perturbation_draw_is_seeded_train_only_and_checked():
     assert perturbation_for("road_following", val_seed, 0, 1.0) is None  # validation clips stay clean
     with pytest.raises(ValueError, match="perturb_fraction"):
         perturbation_for("road_following", 1005, 0, 1.5)
+    # the "drift" profile: the same seeded draw in its own ranges (held for seconds, smaller turns)
+    d = perturbation_for("road_following", 1005, 0, 1.0, "drift")
+    assert d == perturbation_for("road_following", 1005, 0, 1.0, "drift") and d != p
+    assert 2_000_000 <= d.t_end_us - d.t_start_us <= 4_000_000 and 2_500_000 <= d.t_start_us <= 6_000_000
+    assert np.deg2rad(1.5) - 1e-9 <= abs(d.yaw_offset_rad) <= np.deg2rad(4.0) + 1e-9
+    with pytest.raises(ValueError, match="unknown perturb profile 'wobble'"):
+        perturbation_for("road_following", 1005, 0, 1.0, "wobble")
 
 
 def test_perturbed_clip_stores_its_push_and_labels_only_clean_futures(tmp_path):

@@ -94,12 +94,17 @@ def _stored_window(metadata: dict, column: str, cls):
     return cls.from_json(value if isinstance(value, str) else None)
 
 
-def perturbation_for(family: str, seed: int, rollout_seed: int, fraction: float):
+def perturbation_for(family: str, seed: int, rollout_seed: int, fraction: float, profile: str = "push"):
     """The clip's DART disturbance or None: a `fraction` of the training clips get one, drawn from
-    (family, seed, rollout seed) so every run and every re-drive picks the same."""
-    from cordillera.sim.policies.perturbed import sample_perturbation
+    (family, seed, rollout seed) so every run and every re-drive picks the same, in the ranges of
+    `sim.policies.perturbed.PERTURB_PROFILES[profile]` ("push": brief nudges; "drift": seconds-long)."""
+    from cordillera.sim.policies.perturbed import PERTURB_PROFILES, sample_perturbation
 
-    return _training_draw(family, seed, rollout_seed, fraction, "perturb_fraction", family, sample_perturbation)
+    if profile not in PERTURB_PROFILES:
+        raise ValueError(f"unknown perturb profile {profile!r}; choose one of {sorted(PERTURB_PROFILES)}")
+    ranges = PERTURB_PROFILES[profile]
+    return _training_draw(family, seed, rollout_seed, fraction, "perturb_fraction", family,
+                          lambda rng: sample_perturbation(rng, **ranges))
 
 
 def clip_perturbation(metadata: dict):
@@ -280,7 +285,7 @@ def redrive_drift_m(rollout, ego_xy: np.ndarray) -> float:
 def generate_one(family: str, seed: int, out, cameras, image_hw=DEFAULT_IMAGE_HW,
                  duration_us: int = CLIP_DURATION_US, rollout_seed: int = 0, backend: str = "auto",
                  perturb_fraction: float = 0.0, handover=None, label_every_us: int | None = None,
-                 label_start_us: int | None = None) -> dict:  # fmt: skip
+                 label_start_us: int | None = None, perturb_profile: str = "push") -> dict:  # fmt: skip
     """Build, drive, render, label and stage one clip (with a ``handover``: the scenario's on-policy
     clip, labelled on the ``label_every_us`` grid). Returns ``{"ok": True, "record": json}`` or
     ``{"ok": False, "family", "seed", "error"}`` — it never raises for a broken scenario."""
@@ -294,7 +299,7 @@ def generate_one(family: str, seed: int, out, cameras, image_hw=DEFAULT_IMAGE_HW
         rig = default_rig(tuple(cameras), height=int(image_hw[0]), width=int(image_hw[1]))
         renderer = make_renderer(scenario, rig, backend=backend)
         config = SimConfig(cameras=tuple(cameras), keep_images=True)
-        pert = perturbation_for(family, seed, rollout_seed, perturb_fraction) if handover is None else None
+        pert = perturbation_for(family, seed, rollout_seed, perturb_fraction, perturb_profile) if handover is None else None
         rollout = run_rollout(scenario, expert_policy(pert, handover), config, renderer=renderer, seed=rollout_seed)
         if rollout.failed:
             raise ValueError(f"{'handover' if handover else 'expert'} rollout failed: {rollout.error}")
@@ -359,11 +364,12 @@ def generate(suite, clips: int | None, out, workers: int | None = None, address:
              cameras=None, image_hw=DEFAULT_IMAGE_HW, duration_us: int = CLIP_DURATION_US,
              chunk_size: int = DEFAULT_CHUNK_SIZE, progress: bool = True, backend: str = "auto",
              perturb_fraction: float = 0.0, handover_from: str | Path | None = None, handover_fraction: float = 0.0,
-             label_every_us: int | None = None, label_start_us: int | None = None) -> dict:  # fmt: skip
+             label_every_us: int | None = None, label_start_us: int | None = None,
+             perturb_profile: str = "push") -> dict:  # fmt: skip
     """Generate ``clips`` clips of ``suite`` (a suite name or a list of (family, seed)) into ``out``.
 
     ``seed`` seeds the rollouts and the CoC phrasing; ``perturb_fraction`` is the share of training
-    clips driven with a DART disturbance; ``handover_from`` (a VLA checkpoint) and ``handover_fraction``
+    clips driven with a DART disturbance of ``perturb_profile``; ``handover_from`` (a VLA checkpoint) and ``handover_fraction``
     add an on-policy clip for that share of the training scenarios, labelled on the ``label_every_us``
     grid (module docstring). Returns a report dict: ``written`` (new clip ids), ``skipped`` (already
     present), ``failed`` (list of {family, seed, error}), ``clips_total``, ``wall_s``, ``clip_wall_s``
@@ -377,7 +383,7 @@ def generate(suite, clips: int | None, out, workers: int | None = None, address:
     out = Path(out)
     t_start = time.perf_counter()
     pairs = _pairs(suite, clips)
-    perturbation_for("", 0, 0, perturb_fraction)  # a bad fraction fails here, not once per clip
+    perturbation_for("", 0, 0, perturb_fraction, perturb_profile)  # a bad fraction/profile fails here, not per clip
     jobs = [(f, s, None) for f, s in pairs]  # (family, seed, handover)
     if handover_from is None:
         if handover_fraction:  # a share of on-policy clips without a learner to drive them: a config slip
@@ -415,7 +421,7 @@ def generate(suite, clips: int | None, out, workers: int | None = None, address:
     n_workers = int(workers or os.cpu_count() or 1)
     args = dict(out=str(out), cameras=cameras, image_hw=tuple(image_hw), duration_us=int(duration_us),
                 rollout_seed=int(seed), backend=backend, perturb_fraction=float(perturb_fraction),
-                label_every_us=label_every_us, label_start_us=label_start_us)
+                perturb_profile=perturb_profile, label_every_us=label_every_us, label_start_us=label_start_us)
     try:
         if address is None and n_workers == 1:
             for f, s, h in todo:
@@ -457,7 +463,7 @@ DEFAULT_TRAIN_CLIPS = 100  # `cordillera data generate --suite train` without --
 def main_generate(suite: str, clips: int | None, out, workers: int | None = None, address: str | None = None,
                   perturb_fraction: float = 0.0, image_hw=DEFAULT_IMAGE_HW, seeds_per_family: int | None = None,
                   handover_from=None, handover_fraction: float = 0.0,
-                  label_every_us: int | None = None) -> dict:  # fmt: skip
+                  label_every_us: int | None = None, perturb_profile: str = "push") -> dict:  # fmt: skip
     """CLI entry (`cordillera data generate`): generate, then print a summary and any failures.
     ``clips`` None: ``DEFAULT_TRAIN_CLIPS`` of ``train``, every scenario of another suite;
     ``seeds_per_family``: only the first that many seeds of each family of the suite; ``handover_from``
@@ -475,7 +481,7 @@ def main_generate(suite: str, clips: int | None, out, workers: int | None = None
         scenarios = first_per_family(suite_pairs(suite), seeds_per_family)
     rep = generate(scenarios, clips, out, workers=workers, address=address, perturb_fraction=perturb_fraction,
                    image_hw=tuple(image_hw), handover_from=handover_from, handover_fraction=handover_fraction,
-                   label_every_us=label_every_us)
+                   label_every_us=label_every_us, perturb_profile=perturb_profile)
     con = Console()
     t = Table(title=f"data generate → {out}")
     for col in ("written", "skipped (resume)", "failed", "clips in dataset", "wall [s]", "clips/min"):

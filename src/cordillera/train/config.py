@@ -166,6 +166,7 @@ class GenerateSettings(StrictModel):
     t0_every_us: int = Field(1_000_000, gt=0)
     workers: int | None = Field(None, ge=1)  # Ray workers (None = all cores, 1 = serial)
     perturb_fraction: float = Field(0.0, ge=0.0, le=1.0)  # share of training clips with a DART disturbance
+    perturb_profile: Literal["push", "drift"] = "push"  # their ranges (sim.policies.perturbed.PERTURB_PROFILES)
     handover_from: str | None = None  # a VLA checkpoint: add on-policy clips it drives before the expert takes over
     handover_fraction: float = Field(0.0, ge=0.0, le=1.0)  # share of training scenarios with such a clip
 

@@ -137,8 +137,9 @@ def write_readme(out: Path, info: dict) -> None:
         f"- `{info['data_dir']}`: {info['clips']} clips of the `{info['suite']}` suite, "
         f"{_per_stage(info['train_samples'])} training / {info['val_samples']} validation samples (split by scenario seed)",
         f"- CoC events: {info['events']} (dense t0 grid every {info['t0_every_s']:g} s)",
-        *([f"- DART disturbances on {info['perturb_fraction']:.0%} of the training clips (no t0 with one in its "
-           "6.4 s future; `sim/policies/perturbed.py`)"] if info.get("perturb_fraction") else []),
+        *([f"- DART disturbances ({info.get('perturb_profile', 'push')}) on {info['perturb_fraction']:.0%} of the "
+           "training clips (no t0 with one in its 6.4 s future; `sim/policies/perturbed.py`)"]
+          if info.get("perturb_fraction") else []),
         *([f"- {info['handover_clips']} on-policy clips: `{info['handover_from'] or 'a VLA'}` drives until a handover, "
            "then the expert (`data/generate.py`, DAgger); t0s only where the expert drives the 6.4 s future"]
           if info.get("handover_clips") else []),
@@ -193,9 +194,9 @@ def run(cfg: NanoConfig, command: str = "cordillera train nano") -> dict:
         from cordillera.data.generate import generate
 
         rep = generate(g.suite, g.clips, data_dir, workers=g.workers, image_hw=(g.image_height, g.image_width),
-                       perturb_fraction=g.perturb_fraction, handover_from=g.handover_from,
-                       handover_fraction=g.handover_fraction, label_every_us=g.t0_every_us,
-                       label_start_us=g.t0_start_us)
+                       perturb_fraction=g.perturb_fraction, perturb_profile=g.perturb_profile,
+                       handover_from=g.handover_from, handover_fraction=g.handover_fraction,
+                       label_every_us=g.t0_every_us, label_start_us=g.t0_start_us)
         if rep["failed"]:
             print(f"data: {len(rep['failed'])} scenarios failed and were skipped")
         wall["generate"] = time.perf_counter() - tic
@@ -245,7 +246,8 @@ def run(cfg: NanoConfig, command: str = "cordillera train nano") -> dict:
             "name": out.name, "preset": vcfg.name, "params": params, "use_coc": use_coc, "command": command,
             "data_dir": str(data_dir), "suite": g.suite, "clips": clips, "events": events,
             "t0_every_s": g.t0_every_us / 1e6, "train_samples": n_train, "val_samples": len(data["stage2"].val),
-            "perturb_fraction": g.perturb_fraction, "handover_from": g.handover_from,
+            "perturb_fraction": g.perturb_fraction, "perturb_profile": g.perturb_profile,
+            "handover_from": g.handover_from,
             "handover_fraction": g.handover_fraction, "stage1_from": cfg.stage1_from,
             "handover_clips": on_policy if any(c.data.on_policy for c in trained.values()) else 0,
             "hard_sample_weight": {st: c.data.hard_sample_weight for st, c in trained.items()
