@@ -262,6 +262,11 @@ class LossConfig:
     # decisions (longitudinal; lateral with direction) from the backbone's state at `<|cot_start|>`,
     # the state the CoC is decoded from; its CE (mean of the two) is added with this weight.
     decision_head_weight: float = 0.0
+    # stage 2, cordillera-only: > 0 adds the `lane_reader` — its own copy of the vision tower and a
+    # `VisionProbe` head read the ego's lane from each camera's last frame (trained with this weight on
+    # the probe's targets, beside the flow-matching loss), and a linear map, zero at initialisation, adds
+    # the reading (detached) to every action token's input: the lane handed to the expert directly.
+    lane_reader_weight: float = 0.0
 
 
 # --- top level ----------------------------------------------------------------------------------

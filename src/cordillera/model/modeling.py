@@ -87,7 +87,7 @@ DROPPED_ORIGINAL_PREFIXES = ("action_space.",)
 # Batch keys of the vision probe's targets (SI, `PROBE_FIELDS` order) and their validity (B, F).
 LANE_AHEAD, LANE_AHEAD_VALID = "lane_ahead", "lane_ahead_valid"
 # cordillera-only heads (no counterpart in an original checkpoint), kept as they are on load.
-OWN_PREFIXES = ("vision_probe.", "decision_head.")
+OWN_PREFIXES = ("vision_probe.", "decision_head.", "lane_reader.")
 # Opt-in reduced-precision inference (issue #7): the weights are cast, buffers stay fp32. fp32 is
 # the default everywhere (DESIGN: SDPA/fp32 on CPU); bf16 uses AMX/AVX512-BF16 matmuls.
 INFERENCE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -221,8 +221,11 @@ class VisionProbe(nn.Module):
         if N == 0 or N % per_camera:
             raise ValueError(f"the vision probe reads {self.cameras} cameras of frames of {self.tokens_per_frame} "
                              f"tokens; got {N} image tokens per row")
-        x = tokens.reshape(B, self.cameras, -1, self.tokens_per_frame, D)[:, :, -1]
-        return self.mlp(self.proj(x).flatten(1)).float()  # (B, F)
+        return self.read_frames(tokens.reshape(B, self.cameras, -1, self.tokens_per_frame, D)[:, :, -1])
+
+    def read_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, cameras, tokens_per_frame, D): one frame per camera → predictions (B, F) in probe units."""
+        return self.mlp(self.proj(x).flatten(1)).float()
 
     def loss(self, tokens: torch.Tensor, target_si: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """`vision_probe_loss` of this head's predictions."""
@@ -235,6 +238,47 @@ def vision_probe_loss(pred: torch.Tensor, target_si: torch.Tensor, valid: torch.
     valid (B, F) entries (0 with a graph when none is valid)."""
     err = criterion(pred, vision_probe_normalise(target_si.float()), reduction="none")
     return err[valid].mean() if valid.any() else err.sum() * 0.0
+
+
+class LaneReader(nn.Module):
+    """The lane handed to the action expert (cordillera-only, stage 2; `LossConfig.lane_reader_weight`).
+
+    Every nano model so far plans its lateral motion from its ego history, not its cameras: in
+    closed loop it drifts off its lane on straight roads and holds its curvature into bends
+    (benchmarks/RESULTS.md ## closed_loop_eval, Sessions 16–17), although a probe on its vision
+    tower reads the bends. This module gives the expert that reading as an input: its own copy of
+    the vision tower (initialised from the backbone's, trained — the backbone and its KV cache stay
+    frozen) encodes the last frame of every camera, a `VisionProbe` head reads the `PROBE_FIELDS`
+    (trained on `train.data.LaneAhead` targets), and `to_expert` (zero at initialisation, so a new
+    reader starts as the plain expert) maps the reading, detached, to an offset added to every
+    action token's input embedding. The reader's loss shapes what it reads; the flow-matching loss
+    shapes only how the expert uses it."""
+
+    def __init__(self, visual: nn.Module, hidden: int, cameras: int, tokens_per_frame: int, expert_hidden: int):
+        super().__init__()
+        self.visual = copy.deepcopy(visual)
+        self.head = VisionProbe(hidden, cameras, tokens_per_frame)
+        self.to_expert = nn.Linear(len(self.head.fields), expert_hidden)
+        nn.init.zeros_(self.to_expert.weight)
+        nn.init.zeros_(self.to_expert.bias)
+
+    def read(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """The lane reading (B, F) in probe units from a prompt batch's images (camera-major, then
+        frame, per row; only each camera's last frame is encoded)."""
+        cams = self.head.cameras
+        n_img = image_grid_thw.shape[0]
+        if n_img % (batch_size * cams):
+            raise ValueError(f"{n_img} images do not split into {batch_size} rows of {cams} cameras")
+        frames = n_img // (batch_size * cams)
+        last = [(r * cams + c) * frames + frames - 1 for r in range(batch_size) for c in range(cams)]
+        chunks = pixel_values.split(image_grid_thw.prod(-1).tolist())
+        pv = torch.cat([chunks[i] for i in last]).to(self.to_expert.weight.dtype)
+        tokens = self.visual(pv, grid_thw=image_grid_thw[last], return_dict=True).pooler_output
+        return self.head.read_frames(tokens.reshape(batch_size, cams, self.head.tokens_per_frame, -1))
+
+    def expert_offset(self, reading: torch.Tensor) -> torch.Tensor:
+        """(B, F) reading in probe units → (B, 1, D_e), added to every action token's input."""
+        return self.to_expert(reading.detach().to(self.to_expert.weight.dtype))[:, None, :]
 
 
 class DecisionHead(nn.Module):
@@ -333,6 +377,7 @@ class ExpertContext:
     prefix: PrefixKV
     cos_sin: tuple[torch.Tensor, torch.Tensor]  # rotary of the T action positions, each (B, T, head_dim)
     mask: torch.Tensor  # (B, 1, T, C + T) additive float mask in the expert's dtype
+    lane: torch.Tensor | None = None  # (B, 1, D_e) the lane reader's offset to the action tokens' inputs
 
 
 @dataclass
@@ -367,6 +412,10 @@ class VLAModel(nn.Module):
             self.vision_probe = VisionProbe(cfg.text.hidden_size, len(cfg.inputs.cameras), cfg.num_image_tokens,
                                             lead=cfg.loss.vision_probe_lead)
         self.decision_head = DecisionHead(cfg.text.hidden_size) if cfg.loss.decision_head_weight > 0 else None
+        self.lane_reader = None
+        if cfg.loss.lane_reader_weight > 0:
+            self.lane_reader = LaneReader(self.vlm.model.visual, cfg.text.hidden_size, len(cfg.inputs.cameras),
+                                          cfg.num_image_tokens, cfg.expert.hidden_size)
         ids = cfg.special_ids
         self.cot_start_id = ids["<|cot_start|>"]
         self.tfs_id = ids["<|traj_future_start|>"]
@@ -376,7 +425,7 @@ class VLAModel(nn.Module):
     def stage1_heads(self) -> dict[str, nn.Module]:
         """The cordillera-only auxiliary heads this model has (`OWN_PREFIXES` name → module): they
         train in stage 1 with the backbone and are frozen after it."""
-        heads = {p.rstrip("."): getattr(self, p.rstrip(".")) for p in OWN_PREFIXES}
+        heads = {p.rstrip("."): getattr(self, p.rstrip(".")) for p in OWN_PREFIXES if p != "lane_reader."}
         return {name: h for name, h in heads.items() if h is not None}
 
     # ---- backbone helpers ----
@@ -445,15 +494,18 @@ class VLAModel(nn.Module):
         return m.masked_fill(~keep[:, None, None, :], torch.finfo(torch.float32).min)  # (B, 1, T, C+T)
 
     def expert_velocity(self, x_t: torch.Tensor, t: torch.Tensor, cache: DynamicCache,
-                        positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # fmt: skip
+                        positions: torch.Tensor, mask: torch.Tensor, lane: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """v(x_t, t) (B, T, 2) from the expert over `cache`; the cache is left as it was.
 
         x_t (B, T, 2) noisy normalised actions; t (B,) or scalar; positions (B, T) text positions
-        of the action tokens; mask (B, 1, T, C+T) from `expert_mask`.
+        of the action tokens; mask (B, 1, T, C+T) from `expert_mask`; lane (B, 1, D_e) the lane
+        reader's offset to the action tokens' inputs (`LaneReader.expert_offset`) or None.
         """
         B, T, _ = x_t.shape
         t = t.expand(B) if t.ndim == 0 else t
         h = self.action_in_proj(x_t, t)  # (B, T, D_e)
+        if lane is not None:
+            h = h + lane
         pos3 = positions[None].expand(3, B, T)  # (3, B, T) all mRoPE axes equal
         try:
             out = self.expert(inputs_embeds=h, attention_mask=mask.to(h.dtype), position_ids=pos3,
@@ -462,19 +514,24 @@ class VLAModel(nn.Module):
             _crop_layers(cache, self.cfg.expert.num_hidden_layers, T)
         return self.action_out_proj(out[:, -T:]).float()  # (B, T, 2)
 
-    def expert_context(self, cache: DynamicCache, positions: torch.Tensor, mask: torch.Tensor) -> ExpertContext:
-        """Precompute the flow-time-independent parts of `expert_velocity` (prefix K/V, rotary, mask)."""
+    def expert_context(self, cache: DynamicCache, positions: torch.Tensor, mask: torch.Tensor,
+                       lane: torch.Tensor | None = None) -> ExpertContext:  # fmt: skip
+        """Precompute the flow-time-independent parts of `expert_velocity` (prefix K/V, rotary, mask,
+        the lane reader's offset)."""
         B, T = positions.shape
         dtype = self.action_out_proj.weight.dtype
         probe = self.action_out_proj.weight[:1]  # rotary_emb only reads x's dtype and device
         cos_sin = self.expert.rotary_emb(probe, positions[None].expand(3, B, T))
-        return ExpertContext(PrefixKV(cache, self.cfg.expert.num_hidden_layers), cos_sin, mask.to(dtype))
+        return ExpertContext(PrefixKV(cache, self.cfg.expert.num_hidden_layers), cos_sin, mask.to(dtype), lane)
 
     def expert_velocity_fast(self, x_t: torch.Tensor, t: torch.Tensor, ctx: ExpertContext) -> torch.Tensor:
         """`expert_velocity` with the per-plan work hoisted into `ctx`; same result (tests assert it)."""
         B = x_t.shape[0]
         t = t.expand(B) if t.ndim == 0 else t
-        h = _run_layers(self.expert, self.action_in_proj(x_t, t), ctx.cos_sin, ctx.mask, ctx.prefix)
+        h = self.action_in_proj(x_t, t)
+        if ctx.lane is not None:
+            h = h + ctx.lane
+        h = _run_layers(self.expert, h, ctx.cos_sin, ctx.mask, ctx.prefix)
         return self.action_out_proj(h).float()  # (B, T, 2)
 
     # ---- losses ----
@@ -498,8 +555,9 @@ class VLAModel(nn.Module):
         return ce, sel & is_traj, sel & ~is_traj, self.image_tokens(feats, input_ids.shape[0]), cot_state
 
     def stage2_losses(self, input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids,
-                      actions, noise, t):  # fmt: skip
-        """Flow-matching squared error (B, T, 2) with the backbone frozen (spec §1.2 training)."""
+                      actions, noise, t, lane: torch.Tensor | None = None):  # fmt: skip
+        """Flow-matching squared error (B, T, 2) with the backbone frozen (spec §1.2 training); `lane`
+        (B, 1, D_e): the lane reader's offset to the action tokens' inputs, or None."""
         B = input_ids.shape[0]
         is_tfs = input_ids == self.tfs_id
         if not is_tfs.any(dim=1).all():
@@ -520,7 +578,7 @@ class VLAModel(nn.Module):
         tfs_pos = pos[0, torch.arange(B), last]  # (B,)
         positions = tfs_pos[:, None] + 1 + torch.arange(self.T, device=input_ids.device)  # (B, T)
         x_t = fm.interpolate(actions, noise, t.view(B, 1, 1))
-        v = self.expert_velocity(x_t, t, cache, positions, self.expert_mask(prefix))  # (B, T, 2)
+        v = self.expert_velocity(x_t, t, cache, positions, self.expert_mask(prefix), lane)  # (B, T, 2)
         return (v - fm.target_velocity(actions, noise)) ** 2  # (B, T, 2)
 
 
@@ -603,10 +661,20 @@ class CordilleraVLA(nn.Module):
                 noise = fm.sample_noise(tuple(x1.shape), generator, x1.device)
             if t is None:
                 t = fm.sample_t((B,), generator, f.time_beta_alpha, f.time_beta_beta, f.time_scale, x1.device)
-            per_elem = m.stage2_losses(*args, x1, noise, t)  # (B, T, 2)
+            reading = lane = None
+            if m.lane_reader is not None:
+                reading = m.lane_reader.read(batch[PIXEL_VALUES], batch[IMAGE_GRID_THW], B)
+                lane = m.lane_reader.expert_offset(reading)
+            per_elem = m.stage2_losses(*args, x1, noise, t, lane)  # (B, T, 2)
             loss = per_elem.mean()
-            return loss, {"loss": loss.item(), "fm_accel": per_elem[..., 0].mean().item(),
-                          "fm_curvature": per_elem[..., 1].mean().item()}  # fmt: skip
+            logs = {"fm_accel": per_elem[..., 0].mean().item(), "fm_curvature": per_elem[..., 1].mean().item()}
+            if reading is not None and batch.get(LANE_AHEAD) is not None:
+                F_ = reading.shape[1]  # the lane fields (a lead-probe model's batches also carry the lead gap)
+                read_loss = vision_probe_loss(reading, batch[LANE_AHEAD][:, :F_], batch[LANE_AHEAD_VALID][:, :F_])
+                logs["fm"] = loss.item()
+                loss = loss + self.cfg.loss.lane_reader_weight * read_loss
+                logs["lane_reader"] = read_loss.item()
+            return loss, {"loss": loss.item(), **logs}
         raise ValueError(f"stage must be 'stage1' or 'stage2', got {stage!r}")
 
     # ---- decoding primitives ----
@@ -807,11 +875,16 @@ class CordilleraVLA(nn.Module):
             feats = m.image_features_cached(batch[PIXEL_VALUES], batch[IMAGE_GRID_THW], image_keys, image_store)
         else:
             feats = m.image_features(batch[PIXEL_VALUES], batch[IMAGE_GRID_THW])
+        lane = None  # the lane reader's offset to the expert's action tokens, one per row
+        if m.lane_reader is not None:
+            rows = batch[INPUT_IDS].shape[0]
+            lane = m.lane_reader.expert_offset(m.lane_reader.read(batch[PIXEL_VALUES], batch[IMAGE_GRID_THW], rows))
         timings["vision_ms"] = (time.perf_counter() - tic) * 1e3
 
         tic = time.perf_counter()
         logits, cache, next_pos, mask, _ = self._prefill(batch, image_feats=feats)
         B = logits.shape[0]
+        lane = None if lane is None else self._expand(lane, K)  # (B·K, 1, D_e)
         prompt_len = mask.shape[1]
         if fast:  # feed <|cot_end|><|traj_future_start|> once per row, then share it across K
             tail = torch.tensor([self.ids["<|cot_end|>"], m.tfs_id], device=logits.device).expand(B, 2)
@@ -863,8 +936,8 @@ class CordilleraVLA(nn.Module):
             uncond = (ucache, upos, m.expert_mask(uprefix))
 
         if optimized:
-            ctx = m.expert_context(cache, positions, emask)
-            uctx = None if uncond is None else m.expert_context(*uncond)
+            ctx = m.expert_context(cache, positions, emask, lane)
+            uctx = None if uncond is None else m.expert_context(*uncond, lane)
 
             def velocity(x, t):
                 v = m.expert_velocity_fast(x, t, ctx)
@@ -872,9 +945,9 @@ class CordilleraVLA(nn.Module):
         else:
 
             def velocity(x, t):
-                v = m.expert_velocity(x, t, cache, positions, emask)
+                v = m.expert_velocity(x, t, cache, positions, emask, lane)
                 if uncond is not None:
-                    v = fm.guided_velocity(m.expert_velocity(x, t, *uncond), v, guidance)
+                    v = fm.guided_velocity(m.expert_velocity(x, t, *uncond, lane), v, guidance)
                 return v
 
         actions = fm.euler_integrate(velocity, x0, steps)  # (B·K, T, 2)

@@ -131,6 +131,9 @@ class TrainConfig(StrictModel):
     vision_probe_lead: bool = False  # the probe also reads the gap to the nearest object ahead
     # stage 1: weight of the decision head's CE (`model.modeling.DecisionHead`; 0 = no head; CoC models only)
     decision_head_weight: float = Field(0.0, ge=0.0)
+    # stage 2: weight of the lane reader's loss (`model.modeling.LaneReader`: the ego's lane read from the
+    # cameras by its own copy of the vision tower and handed to the expert; 0 = no reader)
+    lane_reader_weight: float = Field(0.0, ge=0.0)
     # a fresh model's input images (H, W) instead of the preset's; each a multiple of the vision
     # tower's patch × merge size (32 for nano: 96×160 → 15 tokens per frame, 128×224 → 28)
     image_hw: tuple[int, int] | None = None
@@ -149,6 +152,8 @@ class TrainConfig(StrictModel):
     def _check(self):
         if self.decision_head_weight > 0 and not self.use_coc:
             raise ValueError("decision_head_weight > 0 with use_coc false: the head's targets are the CoC's decisions")
+        if self.lane_reader_weight > 0 and self.stage != "stage2":
+            raise ValueError(f"lane_reader_weight > 0 with stage {self.stage!r}: the lane reader trains in stage 2")
         if self.stage == "stage2" and self.lora.enabled:
             raise ValueError("lora.enabled with stage 'stage2': the backbone is frozen in stage 2")
         if self.image_hw is not None and self.init_from:

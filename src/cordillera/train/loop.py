@@ -867,7 +867,8 @@ def run_stage(cfg, vla, data: RunData, loss_fn: Callable, freeze_eval: Callable 
     nav_dropout = cfg.data.nav_dropout if cfg.data.nav else 1.0
     lanes = None  # the vision probe's targets need the clips' scenario maps (simulated data)
     reader = getattr(getattr(data.train, "dataset", None), "reader", None)
-    if vla.model.vision_probe is not None and cfg.stage != "stage2" and reader is not None:
+    wants_lanes = (vla.model.vision_probe is not None and cfg.stage != "stage2") or vla.model.lane_reader is not None
+    if wants_lanes and reader is not None:
         from cordillera.train.data import LaneAhead
 
         lanes = LaneAhead(reader, lead=vla.cfg.loss.vision_probe_lead)

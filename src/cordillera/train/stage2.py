@@ -79,11 +79,17 @@ def build_model(cfg: TrainConfig, data: loop.RunData):
             from cordillera.train.data import fit_action_stats
 
             vla_cfg = loop.with_action_stats(vla_cfg, fit_action_stats(data.train))
+    if cfg.lane_reader_weight > 0:
+        import dataclasses
+
+        vla_cfg = vla_cfg.replace(loss=dataclasses.replace(vla_cfg.loss, lane_reader_weight=cfg.lane_reader_weight))
     loop.seed_everything(cfg.seed)
     vla = CordilleraVLA(vla_cfg)
     if cfg.init_from:
         n = load_stage1_backbone(vla, cfg.init_from)
         print(f"stage2: loaded {n} backbone tensors from {cfg.init_from}")
+    if vla.model.lane_reader is not None:  # its tower starts as the (loaded) backbone's
+        vla.model.lane_reader.visual.load_state_dict(vla.model.vlm.model.visual.state_dict())
     vla.model.requires_grad_(True)
     if cfg.stage == "stage2":
         vla.model.vlm.requires_grad_(False)

@@ -1,0 +1,124 @@
+"""The lane reader (stage-2 module handing the cameras' lane reading to the action expert): it starts as the
+plain expert, reads only each camera's last frame through its own vision tower, its loss trains the reader and
+the flow-matching loss only the expert's use of it, and it travels through stage-2 set-up and save/load."""
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_synth import make_samples, tiny_config  # noqa: E402
+
+from cordillera.model.modeling import LANE_AHEAD, LANE_AHEAD_VALID, PROBE_FIELDS, CordilleraVLA  # noqa: E402
+
+torch.set_num_threads(1)
+NF = len(PROBE_FIELDS)
+
+
+def _reader_config(weight=1.0):
+    cfg = tiny_config()
+    return cfg.replace(loss=dataclasses.replace(cfg.loss, lane_reader_weight=weight))
+
+
+@pytest.fixture(scope="module")
+def proc():
+    from cordillera.model.processor import VLAProcessor
+    from cordillera.model.tokenizer import load_tokenizer
+
+    return VLAProcessor(_reader_config(), load_tokenizer(_reader_config()))
+
+
+def _with_targets(batch):
+    B = batch["input_ids"].shape[0]
+    g = torch.Generator().manual_seed(5)
+    batch[LANE_AHEAD] = torch.randn(B, NF, generator=g) * 0.05
+    batch[LANE_AHEAD_VALID] = torch.ones(B, NF, dtype=torch.bool)
+    return batch
+
+
+def _plan(vla, batch, noise):
+    with torch.no_grad():
+        return vla.sample_trajectories(batch, num_samples=2, fast=True, noise=noise, flow_steps=3).xyz
+
+
+def test_reader_starts_as_the_plain_expert_and_reads_only_last_frames(proc):
+    torch.manual_seed(0)
+    vla = CordilleraVLA(_reader_config()).eval()
+    plain = CordilleraVLA(tiny_config()).eval()
+    missing, unexpected = plain.load_state_dict(vla.state_dict(), strict=False)
+    assert not missing and unexpected and all(k.startswith("model.lane_reader.") for k in unexpected)
+    samples = make_samples(2, seed=3, frames=2)
+    batch = proc(samples)
+    noise = torch.randn(2, 2, 64, 2, generator=torch.Generator().manual_seed(1))
+    # to_expert is zero at initialisation: the same trajectories as the model without a reader
+    assert torch.equal(_plan(vla, batch, noise), _plan(plain, batch, noise))
+    reader = vla.model.lane_reader
+    with torch.no_grad():
+        base = reader.read(batch["pixel_values"], batch["image_grid_thw"], 2)
+        older = [dict(s, image_frames=s["image_frames"].clone()) for s in samples]
+        for s in older:
+            s["image_frames"][:, 0] = 255 - s["image_frames"][:, 0]  # every camera's older frame
+        assert torch.allclose(reader.read(proc(older)["pixel_values"], batch["image_grid_thw"], 2), base, atol=1e-6)
+        last = [dict(s, image_frames=s["image_frames"].clone()) for s in samples]
+        last[1]["image_frames"][1, 1] = 255 - last[1]["image_frames"][1, 1]  # row 1, camera 1, last frame
+        changed = reader.read(proc(last)["pixel_values"], batch["image_grid_thw"], 2)
+    assert torch.equal(changed[0], base[0]) and not torch.allclose(changed[1], base[1], atol=1e-4)
+    # once the expert uses the reading, what the last frames show changes the plan
+    with torch.no_grad():
+        reader.to_expert.weight.normal_(0.0, 1.0)
+    assert not torch.allclose(_plan(vla, proc(last), noise)[1], _plan(vla, batch, noise)[1], atol=1e-4)
+    with pytest.raises(ValueError, match="do not split into 3 rows"):
+        reader.read(batch["pixel_values"], batch["image_grid_thw"], 3)
+
+
+def test_stage2_loss_trains_the_reader_and_the_expert_separately(proc):
+    torch.manual_seed(0)
+    vla = CordilleraVLA(_reader_config(0.5))
+    vla.model.vlm.requires_grad_(False)
+    batch = _with_targets(proc(make_samples(2, seed=2)))
+    g = torch.Generator().manual_seed(0)
+    loss, logs = vla(batch, stage="stage2", generator=g)
+    assert loss.item() == pytest.approx(logs["fm"] + 0.5 * logs["lane_reader"], rel=1e-5) and logs["lane_reader"] > 0
+    loss.backward()
+    r = vla.model.lane_reader
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in r.visual.parameters())
+    assert r.to_expert.weight.grad.abs().sum() > 0  # the FM loss reaches the (zero) map into the expert
+    assert all(p.grad is None for p in vla.model.vlm.parameters())
+    # the FM loss alone does not reach what the reader reads (the reading is detached)
+    vla.zero_grad()
+    _, logs = vla({k: v for k, v in batch.items() if k not in (LANE_AHEAD, LANE_AHEAD_VALID)}, stage="stage2",
+                  generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert "lane_reader" not in logs
+    vla.zero_grad()
+    vla.model.stage2_losses(*[batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw",
+                                                  "mm_token_type_ids")], batch["actions"].float(),
+                            torch.randn(2, 64, 2), torch.rand(2),
+                            r.expert_offset(r.read(batch["pixel_values"], batch["image_grid_thw"], 2))).mean().backward()
+    assert all(p.grad is None for p in r.visual.parameters()) and all(p.grad is None for p in r.head.parameters())
+
+
+def test_stage2_build_copies_the_backbone_tower_and_checkpoints_round_trip(tmp_path):
+    from cordillera.train import loop, stage2
+    from cordillera.train.config import TrainConfig
+
+    torch.manual_seed(0)
+    CordilleraVLA(tiny_config()).save_pretrained(tmp_path / "s1")
+    cfg = TrainConfig(stage="stage2", init_from=str(tmp_path / "s1"), lane_reader_weight=0.5, progress=False,
+                      tensorboard=False, checkpoint=dict(out_dir=str(tmp_path / "s2")))  # fmt: skip
+    vla = stage2.build_model(cfg, loop.RunData(None, None))
+    assert vla.cfg.loss.lane_reader_weight == 0.5
+    r = vla.model.lane_reader
+    for k, v in vla.model.vlm.model.visual.state_dict().items():
+        assert torch.equal(r.visual.state_dict()[k], v), k
+    assert all(p.requires_grad for p in r.parameters()) and not any(p.requires_grad for p in vla.model.vlm.parameters())
+    with torch.no_grad():
+        r.to_expert.weight.normal_()
+    vla.save_pretrained(tmp_path / "out")
+    back = CordilleraVLA.from_pretrained(tmp_path / "out")
+    for k, v in r.state_dict().items():
+        assert torch.equal(back.model.lane_reader.state_dict()[k], v), k
+    with pytest.raises(ValueError, match="the lane reader trains in stage 2"):
+        TrainConfig(stage="stage1", lane_reader_weight=1.0)
