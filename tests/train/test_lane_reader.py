@@ -122,3 +122,27 @@ def test_stage2_build_copies_the_backbone_tower_and_checkpoints_round_trip(tmp_p
         assert torch.equal(back.model.lane_reader.state_dict()[k], v), k
     with pytest.raises(ValueError, match="the lane reader trains in stage 2"):
         TrainConfig(stage="stage1", lane_reader_weight=1.0)
+
+
+def test_bf16_inference_keeps_the_reader_fp32(proc):
+    torch.manual_seed(0)
+    vla = CordilleraVLA(_reader_config()).eval()
+    with torch.no_grad():
+        vla.model.lane_reader.to_expert.weight.normal_(0.0, 0.1)
+    batch = proc(make_samples(2, seed=3))
+    noise = torch.randn(2, 2, 64, 2, generator=torch.Generator().manual_seed(1))
+    reader = vla.model.lane_reader
+
+    def run():
+        with torch.no_grad():
+            reading = reader.read(batch["pixel_values"], batch["image_grid_thw"], 2)
+            return reading, vla.sample_trajectories(batch, num_samples=2, fast=True, noise=noise, flow_steps=3).actions
+
+    reading, ref = run()
+    vla.to_inference_dtype("bfloat16")
+    assert all(p.dtype == torch.float32 for p in reader.parameters())
+    assert vla.model.expert.layers[0].mlp.up_proj.weight.dtype == torch.bfloat16
+    reading_bf16, out = run()
+    assert torch.equal(reading_bf16, reading)  # the reader itself is untouched by the cast
+    # the bf16 expert runs on it (this random tiny model's bf16 actions are ~17 % off fp32 with or without a reader)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all() and not torch.equal(out, ref)

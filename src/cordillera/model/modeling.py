@@ -92,7 +92,7 @@ OWN_PREFIXES = ("vision_probe.", "decision_head.", "lane_reader.")
 # the default everywhere (DESIGN: SDPA/fp32 on CPU); bf16 uses AMX/AVX512-BF16 matmuls.
 INFERENCE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 FP32_DECODE_MAX_ROWS = 8  # a bf16 model decodes up to this many rows with fp32 copies (`DecodeWeights`)
-FP32_MODULE_PREFIXES = ("vlm.model.visual.",)  # kept fp32 by `to_inference_dtype` (measured faster)
+FP32_MODULE_PREFIXES = ("vlm.model.visual.", "lane_reader.")  # kept fp32 by `to_inference_dtype` (measured faster)
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -505,7 +505,7 @@ class VLAModel(nn.Module):
         t = t.expand(B) if t.ndim == 0 else t
         h = self.action_in_proj(x_t, t)  # (B, T, D_e)
         if lane is not None:
-            h = h + lane
+            h = h + lane.to(h.dtype)
         pos3 = positions[None].expand(3, B, T)  # (3, B, T) all mRoPE axes equal
         try:
             out = self.expert(inputs_embeds=h, attention_mask=mask.to(h.dtype), position_ids=pos3,
@@ -530,7 +530,7 @@ class VLAModel(nn.Module):
         t = t.expand(B) if t.ndim == 0 else t
         h = self.action_in_proj(x_t, t)
         if ctx.lane is not None:
-            h = h + ctx.lane
+            h = h + ctx.lane.to(h.dtype)
         h = _run_layers(self.expert, h, ctx.cos_sin, ctx.mask, ctx.prefix)
         return self.action_out_proj(h).float()  # (B, T, 2)
 
