@@ -2,7 +2,6 @@
 loss reads the state at <|cot_start|> and reaches the vision tower, and it travels through save/load
 and the stage-1 → 2 hand-over (frozen there)."""
 
-import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_synth import make_samples, tiny_config  # noqa: E402
+from train_synth import make_samples, tiny_config, tiny_config_with_loss  # noqa: E402
 
 from cordillera.model.modeling import CordilleraVLA, decision_targets  # noqa: E402
 from cordillera.model.processor import COT_TEXT  # noqa: E402
@@ -27,8 +26,7 @@ STAGE1_ARGS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", 
 
 
 def _head_config(weight=1.0):
-    cfg = tiny_config()
-    return cfg.replace(loss=dataclasses.replace(cfg.loss, decision_head_weight=weight))
+    return tiny_config_with_loss(decision_head_weight=weight)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 plain expert, reads only each camera's last frame through its own vision tower, its loss trains the reader and
 the flow-matching loss only the expert's use of it, and it travels through stage-2 set-up and save/load."""
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -10,17 +9,15 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_synth import make_samples, tiny_config  # noqa: E402
+from train_synth import make_samples, tiny_config, tiny_config_with_loss, with_lane_targets  # noqa: E402
 
-from cordillera.model.modeling import LANE_AHEAD, LANE_AHEAD_VALID, PROBE_FIELDS, CordilleraVLA  # noqa: E402
+from cordillera.model.modeling import LANE_AHEAD, LANE_AHEAD_VALID, CordilleraVLA  # noqa: E402
 
 torch.set_num_threads(1)
-NF = len(PROBE_FIELDS)
 
 
 def _reader_config(weight=1.0):
-    cfg = tiny_config()
-    return cfg.replace(loss=dataclasses.replace(cfg.loss, lane_reader_weight=weight))
+    return tiny_config_with_loss(lane_reader_weight=weight)
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +26,6 @@ def proc():
     from cordillera.model.tokenizer import load_tokenizer
 
     return VLAProcessor(_reader_config(), load_tokenizer(_reader_config()))
-
-
-def _with_targets(batch):
-    B = batch["input_ids"].shape[0]
-    g = torch.Generator().manual_seed(5)
-    batch[LANE_AHEAD] = torch.randn(B, NF, generator=g) * 0.05
-    batch[LANE_AHEAD_VALID] = torch.ones(B, NF, dtype=torch.bool)
-    return batch
 
 
 def _plan(vla, batch, noise):
@@ -78,7 +67,7 @@ def test_stage2_loss_trains_the_reader_and_the_expert_separately(proc):
     torch.manual_seed(0)
     vla = CordilleraVLA(_reader_config(0.5))
     vla.model.vlm.requires_grad_(False)
-    batch = _with_targets(proc(make_samples(2, seed=2)))
+    batch = with_lane_targets(proc(make_samples(2, seed=2)))
     g = torch.Generator().manual_seed(0)
     loss, logs = vla(batch, stage="stage2", generator=g)
     assert loss.item() == pytest.approx(logs["fm"] + 0.5 * logs["lane_reader"], rel=1e-5) and logs["lane_reader"] > 0

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_synth import make_samples, tiny_config  # noqa: E402
+from train_synth import make_samples, tiny_config, tiny_config_with_loss, with_lane_targets  # noqa: E402
 
 from cordillera.model.modeling import (  # noqa: E402
     LANE_AHEAD,
@@ -31,8 +31,7 @@ STAGE1_ARGS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", 
 
 
 def _probe_config(weight=1.0):
-    cfg = tiny_config()
-    return cfg.replace(loss=dataclasses.replace(cfg.loss, vision_probe_weight=weight))
+    return tiny_config_with_loss(vision_probe_weight=weight)
 
 
 class _Reader:
@@ -148,21 +147,13 @@ def test_probe_sees_pixels_not_history(proc):
         assert not torch.allclose(predict(proc(flipped)), base, atol=1e-3)
 
 
-def _with_targets(batch):
-    B = batch["input_ids"].shape[0]
-    g = torch.Generator().manual_seed(5)
-    batch[LANE_AHEAD] = torch.randn(B, NF, generator=g) * 0.05
-    batch[LANE_AHEAD_VALID] = torch.ones(B, NF, dtype=torch.bool)
-    return batch
-
-
 def test_stage1_loss_trains_vision_tower_and_checkpoint_round_trip(proc, tmp_path):
     from cordillera.train import stage2
     from cordillera.train.config import TrainConfig
 
     torch.manual_seed(0)
     vla = CordilleraVLA(_probe_config(0.5))
-    batch = _with_targets(proc(make_samples(2, seed=2)))
+    batch = with_lane_targets(proc(make_samples(2, seed=2)))
     loss, logs = vla(batch, stage="stage1")
     assert logs["vision_probe"] > 0
     assert loss.item() == pytest.approx(logs["ce_traj"] + logs["ce_text"] + 0.5 * logs["vision_probe"], rel=1e-5)

@@ -30,6 +30,23 @@ def tiny_config(use_coc: bool = True):
     )  # fmt: skip
 
 
+def tiny_config_with_loss(**loss):
+    """`tiny_config` with `LossConfig` fields changed (the auxiliary heads' weights)."""
+    cfg = tiny_config()
+    return cfg.replace(loss=dataclasses.replace(cfg.loss, **loss))
+
+
+def with_lane_targets(batch: dict) -> dict:
+    """`batch` with seeded small lane targets, all valid (the vision probe's and lane reader's `LANE_AHEAD`)."""
+    from cordillera.model.modeling import LANE_AHEAD, LANE_AHEAD_VALID, PROBE_FIELDS
+
+    B = batch["input_ids"].shape[0]
+    g = torch.Generator().manual_seed(5)
+    batch[LANE_AHEAD] = torch.randn(B, len(PROBE_FIELDS), generator=g) * 0.05
+    batch[LANE_AHEAD_VALID] = torch.ones(B, len(PROBE_FIELDS), dtype=torch.bool)
+    return batch
+
+
 def make_samples(n: int, seed: int = 0, cot: bool = True, frames: int = 2) -> list[dict]:
     """n samples: random 32×32 frames of 2 cameras, straight driving at a per-sample speed,
     braking or not; CoC texts of equal token length cycle through LONGITUDINAL_COC."""
