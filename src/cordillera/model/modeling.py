@@ -87,7 +87,8 @@ DROPPED_ORIGINAL_PREFIXES = ("action_space.",)
 # Batch keys of the vision probe's targets (SI, `PROBE_FIELDS` order) and their validity (B, F).
 LANE_AHEAD, LANE_AHEAD_VALID = "lane_ahead", "lane_ahead_valid"
 # cordillera-only heads (no counterpart in an original checkpoint), kept as they are on load.
-OWN_PREFIXES = ("vision_probe.", "decision_head.", "lane_reader.")
+STAGE1_HEAD_PREFIXES = ("vision_probe.", "decision_head.")  # trained with the backbone, frozen in stage 2
+OWN_PREFIXES = STAGE1_HEAD_PREFIXES + ("lane_reader.",)
 # Opt-in reduced-precision inference (issue #7): the weights are cast, buffers stay fp32. fp32 is
 # the default everywhere (DESIGN: SDPA/fp32 on CPU); bf16 uses AMX/AVX512-BF16 matmuls.
 INFERENCE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -423,9 +424,9 @@ class VLAModel(nn.Module):
         self.T = cfg.inputs.future_steps
 
     def stage1_heads(self) -> dict[str, nn.Module]:
-        """The cordillera-only auxiliary heads this model has (`OWN_PREFIXES` name → module): they
+        """The cordillera-only stage-1 heads this model has (`STAGE1_HEAD_PREFIXES` name → module): they
         train in stage 1 with the backbone and are frozen after it."""
-        heads = {p.rstrip("."): getattr(self, p.rstrip(".")) for p in OWN_PREFIXES if p != "lane_reader."}
+        heads = {p.rstrip("."): getattr(self, p.rstrip(".")) for p in STAGE1_HEAD_PREFIXES}
         return {name: h for name, h in heads.items() if h is not None}
 
     # ---- backbone helpers ----
@@ -503,9 +504,7 @@ class VLAModel(nn.Module):
         """
         B, T, _ = x_t.shape
         t = t.expand(B) if t.ndim == 0 else t
-        h = self.action_in_proj(x_t, t)  # (B, T, D_e)
-        if lane is not None:
-            h = h + lane.to(h.dtype)
+        h = self.action_inputs(x_t, t, lane)  # (B, T, D_e)
         pos3 = positions[None].expand(3, B, T)  # (3, B, T) all mRoPE axes equal
         try:
             out = self.expert(inputs_embeds=h, attention_mask=mask.to(h.dtype), position_ids=pos3,
@@ -513,6 +512,12 @@ class VLAModel(nn.Module):
         finally:
             _crop_layers(cache, self.cfg.expert.num_hidden_layers, T)
         return self.action_out_proj(out[:, -T:]).float()  # (B, T, 2)
+
+    def action_inputs(self, x_t: torch.Tensor, t: torch.Tensor, lane: torch.Tensor | None) -> torch.Tensor:
+        """The expert's input embeddings (B, T, D_e): `action_in_proj` of (x_t, t) (t (B,)), plus the lane
+        reader's offset (B, 1, D_e) when given."""
+        h = self.action_in_proj(x_t, t)
+        return h if lane is None else h + lane.to(h.dtype)
 
     def expert_context(self, cache: DynamicCache, positions: torch.Tensor, mask: torch.Tensor,
                        lane: torch.Tensor | None = None) -> ExpertContext:  # fmt: skip
@@ -528,10 +533,7 @@ class VLAModel(nn.Module):
         """`expert_velocity` with the per-plan work hoisted into `ctx`; same result (tests assert it)."""
         B = x_t.shape[0]
         t = t.expand(B) if t.ndim == 0 else t
-        h = self.action_in_proj(x_t, t)
-        if ctx.lane is not None:
-            h = h + ctx.lane.to(h.dtype)
-        h = _run_layers(self.expert, h, ctx.cos_sin, ctx.mask, ctx.prefix)
+        h = _run_layers(self.expert, self.action_inputs(x_t, t, ctx.lane), ctx.cos_sin, ctx.mask, ctx.prefix)
         return self.action_out_proj(h).float()  # (B, T, 2)
 
     # ---- losses ----
