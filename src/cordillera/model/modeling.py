@@ -241,6 +241,13 @@ def vision_probe_loss(pred: torch.Tensor, target_si: torch.Tensor, valid: torch.
     return err[valid].mean() if valid.any() else err.sum() * 0.0
 
 
+def select_images(pixel_values: torch.Tensor, image_grid_thw: torch.Tensor, idx: list[int]):
+    """(pixel_values, image_grid_thw) of the images at `idx` (in `image_grid_thw` order) of a batch whose
+    flattened patches are concatenated image after image."""
+    chunks = pixel_values.split(image_grid_thw.prod(-1).tolist())
+    return torch.cat([chunks[i] for i in idx]), image_grid_thw[idx]
+
+
 class LaneReader(nn.Module):
     """The lane handed to the action expert (cordillera-only, stage 2; `LossConfig.lane_reader_weight`).
 
@@ -272,9 +279,8 @@ class LaneReader(nn.Module):
             raise ValueError(f"{n_img} images do not split into {batch_size} rows of {cams} cameras")
         frames = n_img // (batch_size * cams)
         last = [(r * cams + c) * frames + frames - 1 for r in range(batch_size) for c in range(cams)]
-        chunks = pixel_values.split(image_grid_thw.prod(-1).tolist())
-        pv = torch.cat([chunks[i] for i in last]).to(self.to_expert.weight.dtype)
-        tokens = self.visual(pv, grid_thw=image_grid_thw[last], return_dict=True).pooler_output
+        pv, thw = select_images(pixel_values, image_grid_thw, last)
+        tokens = self.visual(pv.to(self.to_expert.weight.dtype), grid_thw=thw, return_dict=True).pooler_output
         return self.head.read_frames(tokens.reshape(batch_size, cams, self.head.tokens_per_frame, -1))
 
     def expert_offset(self, reading: torch.Tensor) -> torch.Tensor:
@@ -461,8 +467,7 @@ class VLAModel(nn.Module):
             raise ValueError(f"{len(keys)} image keys for {image_grid_thw.shape[0]} images")
         missing = [i for i, k in enumerate(keys) if k not in store]
         if missing:
-            chunks = pixel_values.split(image_grid_thw.prod(-1).tolist())
-            out = self.image_features(torch.cat([chunks[i] for i in missing]), image_grid_thw[missing])
+            out = self.image_features(*select_images(pixel_values, image_grid_thw, missing))
             for j, i in enumerate(missing):
                 store[keys[i]] = (out.pooler_output[j], [d[j] for d in out.deepstack_features])
         entries = [store[k] for k in keys]
