@@ -96,9 +96,11 @@ def test_stage2_build_copies_the_backbone_tower_and_checkpoints_round_trip(tmp_p
     torch.manual_seed(0)
     CordilleraVLA(tiny_config()).save_pretrained(tmp_path / "s1")
     cfg = TrainConfig(stage="stage2", init_from=str(tmp_path / "s1"), lane_reader_weight=0.5, progress=False,
-                      tensorboard=False, checkpoint=dict(out_dir=str(tmp_path / "s2")))  # fmt: skip
+                      lane_reader_lead=True, lane_reader_input="bounded", tensorboard=False,
+                      checkpoint=dict(out_dir=str(tmp_path / "s2")))  # fmt: skip
     vla = stage2.build_model(cfg, loop.RunData(None, None))
-    assert vla.cfg.loss.lane_reader_weight == 0.5
+    assert vla.cfg.loss.lane_reader_weight == 0.5 and vla.cfg.loss.reads_lead
+    assert vla.cfg.loss.lane_reader_input == "bounded" and vla.model.lane_reader.to_expert.in_features == 7
     r = vla.model.lane_reader
     for k, v in vla.model.vlm.model.visual.state_dict().items():
         assert torch.equal(r.visual.state_dict()[k], v), k
@@ -109,8 +111,11 @@ def test_stage2_build_copies_the_backbone_tower_and_checkpoints_round_trip(tmp_p
     back = CordilleraVLA.from_pretrained(tmp_path / "out")
     for k, v in r.state_dict().items():
         assert torch.equal(back.model.lane_reader.state_dict()[k], v), k
+    assert back.cfg.loss == vla.cfg.loss and back.model.lane_reader.bounded
     with pytest.raises(ValueError, match="the lane reader trains in stage 2"):
         TrainConfig(stage="stage1", lane_reader_weight=1.0)
+    with pytest.raises(ValueError, match="lane_reader_lead without a lane reader"):
+        TrainConfig(stage="stage2", lane_reader_lead=True)
 
 
 def test_bf16_inference_keeps_the_reader_fp32(proc):
@@ -135,3 +140,43 @@ def test_bf16_inference_keeps_the_reader_fp32(proc):
     assert torch.equal(reading_bf16, reading)  # the reader itself is untouched by the cast
     # the bf16 expert runs on it (this random tiny model's bf16 actions are ~17 % off fp32 with or without a reader)
     assert out.dtype == torch.float32 and torch.isfinite(out).all() and not torch.equal(out, ref)
+
+
+def test_bounded_reader_features_hand_values():
+    from cordillera.model.modeling import LEAD_CLEAR_M, reader_features, vision_probe_normalise
+
+    # offset 0.5 m, heading 0.05 rad, bearings −0.05 / 0 / 0.025 / 0.1 rad, lead gap 15 m; then gap beyond clear
+    si = torch.tensor([[0.5, 0.05, -0.05, 0.0, 0.025, 0.1, 15.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2 * LEAD_CLEAR_M]])
+    got = reader_features(vision_probe_normalise(si))
+    t1, th = torch.tanh(torch.tensor(1.0)).item(), torch.tanh(torch.tensor(0.5)).item()
+    want = torch.tensor([[t1, t1, -t1, 0.0, th, torch.tanh(torch.tensor(2.0)).item(), torch.exp(torch.tensor(-1.0)).item()],
+                         [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, torch.exp(torch.tensor(-LEAD_CLEAR_M / 15.0)).item()]])  # fmt: skip
+    assert torch.allclose(got, want, atol=1e-6)
+    assert torch.allclose(reader_features(vision_probe_normalise(si[:, :6])), want[:, :6], atol=1e-6)  # lane only
+
+
+def test_lead_reader_reads_the_gap_and_its_loss_counts_it(proc):
+    from cordillera.model.modeling import LEAD_FIELDS, PROBE_FIELDS
+
+    torch.manual_seed(0)
+    vla = CordilleraVLA(tiny_config_with_loss(lane_reader_weight=1.0, lane_reader_lead=True,
+                                              lane_reader_input="bounded")).eval()  # fmt: skip
+    plain = CordilleraVLA(tiny_config()).eval()
+    plain.load_state_dict(vla.state_dict(), strict=False)
+    r = vla.model.lane_reader
+    assert r.head.fields == PROBE_FIELDS + LEAD_FIELDS and r.to_expert.in_features == 7 and r.bounded
+    batch = with_lane_targets(proc(make_samples(2, seed=2)))
+    noise = torch.randn(2, 2, 64, 2, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(_plan(vla, batch, noise), _plan(plain, batch, noise))  # still zero at initialisation
+    # a batch carrying the lead gap (7 fields): the reader's loss changes with the lead target alone
+    batch[LANE_AHEAD] = torch.cat([batch[LANE_AHEAD], torch.tensor([[10.0], [60.0]])], dim=1)
+    batch[LANE_AHEAD_VALID] = torch.ones(2, 7, dtype=torch.bool)
+    with torch.no_grad():
+        _, a = vla(batch, stage="stage2", generator=torch.Generator().manual_seed(0))
+        batch[LANE_AHEAD][:, 6] += 20.0
+        _, b = vla(batch, stage="stage2", generator=torch.Generator().manual_seed(0))
+    assert b["lane_reader"] > a["lane_reader"] and b["fm"] == pytest.approx(a["fm"], rel=1e-6)
+    with pytest.raises(ValueError, match="lane_reader_lead without a lane reader"):
+        tiny_config_with_loss(lane_reader_lead=True)
+    with pytest.raises(ValueError, match="lane_reader_input 'squashed'"):
+        tiny_config_with_loss(lane_reader_weight=1.0, lane_reader_input="squashed")

@@ -248,6 +248,9 @@ class InputConfig:
             raise ValueError(f"cameras {self.cameras} must be in spec index order {CAMERA_NAMES}")
 
 
+LANE_READER_INPUTS = ("raw", "bounded")
+
+
 @dataclass(frozen=True)
 class LossConfig:
     traj_weight: float = 1.0  # stage 1: token-mean CE over the trajectory span
@@ -267,6 +270,23 @@ class LossConfig:
     # the probe's targets, beside the flow-matching loss), and a linear map, zero at initialisation, adds
     # the reading (detached) to every action token's input: the lane handed to the expert directly.
     lane_reader_weight: float = 0.0
+    # the reader also reads the lead gap (`LEAD_FIELDS`) and hands it to the expert: a following or
+    # braking decision read from the cameras rather than copied from the ego's own deceleration
+    lane_reader_lead: bool = False
+    # what the expert receives: "raw" = the reading in probe units (session 17), "bounded" =
+    # `model.modeling.reader_features` (tanh-squashed lane, exp(−gap) lead)
+    lane_reader_input: str = "raw"
+
+    def __post_init__(self):
+        if self.lane_reader_input not in LANE_READER_INPUTS:
+            raise ValueError(f"lane_reader_input {self.lane_reader_input!r}: expected one of {LANE_READER_INPUTS}")
+        if self.lane_reader_lead and self.lane_reader_weight <= 0:
+            raise ValueError("lane_reader_lead without a lane reader (lane_reader_weight 0)")
+
+    @property
+    def reads_lead(self) -> bool:
+        """Batches need the lead gap target (a lead vision probe or a lead-reading lane reader)."""
+        return self.vision_probe_lead or self.lane_reader_lead
 
 
 # --- top level ----------------------------------------------------------------------------------

@@ -262,10 +262,12 @@ class LaneReader(nn.Module):
     action token's input embedding. The reader's loss shapes what it reads; the flow-matching loss
     shapes only how the expert uses it."""
 
-    def __init__(self, visual: nn.Module, hidden: int, cameras: int, tokens_per_frame: int, expert_hidden: int):
+    def __init__(self, visual: nn.Module, hidden: int, cameras: int, tokens_per_frame: int, expert_hidden: int,
+                 lead: bool = False, bounded: bool = False):  # fmt: skip
         super().__init__()
         self.visual = copy.deepcopy(visual)
-        self.head = VisionProbe(hidden, cameras, tokens_per_frame)
+        self.head = VisionProbe(hidden, cameras, tokens_per_frame, lead=lead)
+        self.bounded = bool(bounded)
         self.to_expert = nn.Linear(len(self.head.fields), expert_hidden)
         nn.init.zeros_(self.to_expert.weight)
         nn.init.zeros_(self.to_expert.bias)
@@ -284,8 +286,31 @@ class LaneReader(nn.Module):
         return self.head.read_frames(tokens.reshape(batch_size, cams, self.head.tokens_per_frame, -1))
 
     def expert_offset(self, reading: torch.Tensor) -> torch.Tensor:
-        """(B, F) reading in probe units → (B, 1, D_e), added to every action token's input."""
-        return self.to_expert(reading.detach().to(self.to_expert.weight.dtype))[:, None, :]
+        """(B, F) reading in probe units → (B, 1, D_e), added to every action token's input (through
+        `reader_features` when `bounded`, else the probe units themselves)."""
+        x = reader_features(reading.detach()) if self.bounded else reading.detach()
+        return self.to_expert(x.to(self.to_expert.weight.dtype))[:, None, :]
+
+
+# `LossConfig.lane_reader_input == "bounded"`: what the expert receives from a reading, each in (−1, 1)
+# or (0, 1]. In probe units the bearings and the lead gap run to tens of units and a mis-read
+# frame moves them by as much; squashed, a reading's error cannot push the expert far from its
+# training range (session 17's raw reader raised the curvature FM loss: benchmarks/RESULTS.md).
+READER_LANE_SCALES = (0.5, 0.05, *(0.05 for _ in PROBE_AHEAD_M))  # [m, rad, rad…] tanh(x / scale)
+READER_LEAD_SCALE_M = 15.0  # [m] the lead gap enters as exp(−gap / this): 1 touching, 0.02 at LEAD_CLEAR_M
+
+
+def reader_features(reading: torch.Tensor) -> torch.Tensor:
+    """A lane reader's reading (B, F) in probe units (`probe_fields` order) → the bounded features
+    the expert receives: tanh of the lane fields over `READER_LANE_SCALES`, then exp(−gap /
+    `READER_LEAD_SCALE_M`) for a lead gap (clamped to [0, `LEAD_CLEAR_M`])."""
+    si = vision_probe_units(reading.float())
+    n = len(PROBE_FIELDS)
+    lane = torch.tanh(si[:, :n] / torch.tensor(READER_LANE_SCALES, device=si.device))
+    if si.shape[1] == n:
+        return lane
+    gap = si[:, n:].clamp(0.0, LEAD_CLEAR_M)
+    return torch.cat([lane, torch.exp(-gap / READER_LEAD_SCALE_M)], dim=1)
 
 
 class DecisionHead(nn.Module):
@@ -422,7 +447,8 @@ class VLAModel(nn.Module):
         self.lane_reader = None
         if cfg.loss.lane_reader_weight > 0:
             self.lane_reader = LaneReader(self.vlm.model.visual, cfg.text.hidden_size, len(cfg.inputs.cameras),
-                                          cfg.num_image_tokens, cfg.expert.hidden_size)
+                                          cfg.num_image_tokens, cfg.expert.hidden_size, lead=cfg.loss.lane_reader_lead,
+                                          bounded=cfg.loss.lane_reader_input == "bounded")  # fmt: skip
         ids = cfg.special_ids
         self.cot_start_id = ids["<|cot_start|>"]
         self.tfs_id = ids["<|traj_future_start|>"]
@@ -676,7 +702,7 @@ class CordilleraVLA(nn.Module):
             loss = per_elem.mean()
             logs = {"fm_accel": per_elem[..., 0].mean().item(), "fm_curvature": per_elem[..., 1].mean().item()}
             if reading is not None and batch.get(LANE_AHEAD) is not None:
-                F_ = reading.shape[1]  # the lane fields (a lead-probe model's batches also carry the lead gap)
+                F_ = reading.shape[1]  # the reader's fields (a lead-probe model's batches may carry the lead gap too)
                 read_loss = vision_probe_loss(reading, batch[LANE_AHEAD][:, :F_], batch[LANE_AHEAD_VALID][:, :F_])
                 logs["fm"] = loss.item()
                 loss = loss + self.cfg.loss.lane_reader_weight * read_loss

@@ -134,6 +134,9 @@ class TrainConfig(StrictModel):
     # stage 2: weight of the lane reader's loss (`model.modeling.LaneReader`: the ego's lane read from the
     # cameras by its own copy of the vision tower and handed to the expert; 0 = no reader)
     lane_reader_weight: float = Field(0.0, ge=0.0)
+    lane_reader_lead: bool = False  # the reader also reads the lead gap and hands it to the expert
+    # what the expert receives from the reading: "raw" probe units or "bounded" (`modeling.reader_features`)
+    lane_reader_input: Literal["raw", "bounded"] = "raw"
     # a fresh model's input images (H, W) instead of the preset's; each a multiple of the vision
     # tower's patch × merge size (32 for nano: 96×160 → 15 tokens per frame, 128×224 → 28)
     image_hw: tuple[int, int] | None = None
@@ -152,6 +155,8 @@ class TrainConfig(StrictModel):
     def _check(self):
         if self.decision_head_weight > 0 and not self.use_coc:
             raise ValueError("decision_head_weight > 0 with use_coc false: the head's targets are the CoC's decisions")
+        if self.lane_reader_lead and self.lane_reader_weight <= 0:
+            raise ValueError("lane_reader_lead without a lane reader: set lane_reader_weight > 0")
         if self.lane_reader_weight > 0 and self.stage != "stage2":
             raise ValueError(f"lane_reader_weight > 0 with stage {self.stage!r}: the lane reader trains in stage 2")
         if self.stage == "stage2" and self.lora.enabled:

@@ -871,7 +871,7 @@ def run_stage(cfg, vla, data: RunData, loss_fn: Callable, freeze_eval: Callable 
     if wants_lanes and reader is not None:
         from cordillera.train.data import LaneAhead
 
-        lanes = LaneAhead(reader, lead=vla.cfg.loss.vision_probe_lead)
+        lanes = LaneAhead(reader, lead=vla.cfg.loss.reads_lead)
     collate = Collate(processor, use_coc=cfg.use_coc, nav_dropout=nav_dropout, lane_ahead=lanes,
                       history_dropout=cfg.data.history_dropout)
     val_collate = Collate(processor, use_coc=cfg.use_coc, nav_dropout=nav_dropout, with_prompt=True, lane_ahead=lanes)

@@ -82,7 +82,9 @@ def build_model(cfg: TrainConfig, data: loop.RunData):
     if cfg.lane_reader_weight > 0:
         import dataclasses
 
-        vla_cfg = vla_cfg.replace(loss=dataclasses.replace(vla_cfg.loss, lane_reader_weight=cfg.lane_reader_weight))
+        vla_cfg = vla_cfg.replace(loss=dataclasses.replace(
+            vla_cfg.loss, lane_reader_weight=cfg.lane_reader_weight, lane_reader_lead=cfg.lane_reader_lead,
+            lane_reader_input=cfg.lane_reader_input))  # fmt: skip
     loop.seed_everything(cfg.seed)
     vla = CordilleraVLA(vla_cfg)
     if cfg.init_from:
