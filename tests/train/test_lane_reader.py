@@ -176,6 +176,17 @@ def test_lead_reader_reads_the_gap_and_its_loss_counts_it(proc):
         batch[LANE_AHEAD][:, 6] += 20.0
         _, b = vla(batch, stage="stage2", generator=torch.Generator().manual_seed(0))
     assert b["lane_reader"] > a["lane_reader"] and b["fm"] == pytest.approx(a["fm"], rel=1e-6)
+    # read_road (what open-loop evaluation scores) is the reader's reading in SI, lead gap included
+    from cordillera.model.inference import Planner
+    from cordillera.model.modeling import vision_probe_units
+
+    s = make_samples(1, seed=4)[0]
+    read = Planner(vla, proc).read_road({k: s[k] for k in ("image_frames", "camera_indices", "ego_history_xyz",
+                                                          "ego_history_rot")})  # fmt: skip
+    with torch.no_grad():
+        b1 = proc([s])
+        ref = vision_probe_units(r.read(b1["pixel_values"], b1["image_grid_thw"], 1))
+    assert read.shape == (1, 7) and torch.allclose(read, ref, atol=1e-6)
     with pytest.raises(ValueError, match="lane_reader_lead without a lane reader"):
         tiny_config_with_loss(lane_reader_lead=True)
     with pytest.raises(ValueError, match="lane_reader_input 'squashed'"):

@@ -88,8 +88,8 @@ class Planner:
         return PlanResult(out.xyz, out.rot, yaw, coc, {"processor_ms": pre_ms, **out.timings_ms})
 
     def read_road(self, inputs, cameras=None) -> torch.Tensor | None:
-        """`CordilleraVLA.read_road` on processor inputs: the vision probe's reading of the ego's lane
-        (B, F) in m / rad (`modeling.PROBE_FIELDS`), from the images alone; None without a probe."""
+        """`CordilleraVLA.read_road` on processor inputs: the vision probe's (or lane reader's) reading of
+        the ego's lane (B, F) in m / rad (`modeling.probe_fields`), from the images alone; None without one."""
         samples = [inputs] if isinstance(inputs, dict) else list(inputs)
         samples = [self._select_cameras(s, cameras) for s in samples]
         return self.model.read_road(self.processor(samples))

@@ -998,11 +998,16 @@ class CordilleraVLA(nn.Module):
 
     @torch.no_grad()
     def read_road(self, batch: dict[str, Any]) -> torch.Tensor | None:
-        """The vision probe's reading of the ego's lane from the images alone: (B, F) in SI units,
-        `PROBE_FIELDS` order (offset m, heading rad, bearings ahead rad); None without a probe."""
-        if self.model.vision_probe is None:
-            return None
-        return vision_probe_units(self.model.vision_probe(self.image_tokens(batch)))
+        """The ego's lane read from the images alone: (B, F) in SI units, `probe_fields` order (offset m,
+        heading rad, bearings ahead rad[, lead gap m]), by the vision probe, else by the lane reader
+        (what the expert receives); None without either."""
+        m = self.model
+        if m.vision_probe is not None:
+            return vision_probe_units(m.vision_probe(self.image_tokens(batch)))
+        if m.lane_reader is not None:
+            return vision_probe_units(m.lane_reader.read(batch[PIXEL_VALUES], batch[IMAGE_GRID_THW],
+                                                         batch[INPUT_IDS].shape[0]))  # fmt: skip
+        return None
 
     def image_tokens(self, batch: dict[str, Any]) -> torch.Tensor:
         """The vision tower's merged image tokens (B, N, D) of a prompt batch, in prompt order: what

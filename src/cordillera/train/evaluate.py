@@ -647,14 +647,17 @@ def evaluate_open_loop(planner, dataset, num_samples: int = OPEN_LOOP_SAMPLES, s
     n = len(dataset) if max_samples is None else min(len(dataset), int(max_samples))
     if n == 0:
         raise ValueError("the dataset split has no samples")
-    lanes = None  # a model with a vision probe: also score its lane reading (simulated clips)
-    if planner.model.model.vision_probe is not None:
+    lanes = None  # a model with a vision probe or lane reader: also score its lane reading (simulated clips)
+    m = planner.model.model
+    if m.vision_probe is not None or m.lane_reader is not None:
         import torch
 
         from cordillera.model.infer_cli import model_inputs
+        from cordillera.model.modeling import PROBE_FIELDS
         from cordillera.train.data import LaneAhead
 
-        lanes = LaneAhead(dataset.reader, lead=planner.model.cfg.loss.vision_probe_lead)
+        fields = m.vision_probe.fields if m.vision_probe is not None else m.lane_reader.head.fields
+        lanes = LaneAhead(dataset.reader, lead=len(fields) > len(PROBE_FIELDS))
     rows = []
     for i in range(n):
         s = dataset.sample_numpy(i)
