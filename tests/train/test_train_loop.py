@@ -459,3 +459,33 @@ def test_history_dropout_gives_a_constant_velocity_history_to_a_fixed_share(proc
     assert torch.equal(got, cv)
     j = dropped.index(False)
     assert torch.equal(part([samples[j]])["input_ids"][0], keep([samples[j]])["input_ids"][0])
+
+
+def test_coc_swap_gives_a_fixed_share_another_rows_coc_in_stage_2_only(proc):
+    from cordillera.data import keys as K
+    from cordillera.model.processor import COT_TEXT
+    from cordillera.train.config import TrainConfig
+    from cordillera.train.data import Collate
+
+    samples = make_samples(3)
+    for i, (s, coc) in enumerate(zip(samples, ["Stop", "Stop", "Keep lane"])):
+        s[K.T0_US], s[K.COT_KEY] = 2_000_000 + 100_000 * i, coc
+    # every row swapped: the next row (cyclically) whose CoC differs
+    assert Collate(proc, coc_swap=1.0)._cocs(samples) == ["Keep lane", "Keep lane", "Stop"]
+    assert Collate(proc)._cocs(samples) == ["Stop", "Stop", "Keep lane"]
+    assert Collate(proc, use_coc=False, coc_swap=1.0)._cocs(samples) == [None, None, None]
+    same = [{**s, K.COT_KEY: "Stop"} for s in samples]
+    assert Collate(proc, coc_swap=1.0)._cocs(same) == ["Stop"] * 3  # nothing different to swap in
+    # the prompt carries the swapped CoC, the labels the sample's own
+    batch = Collate(proc, coc_swap=1.0)(samples[1:])
+    assert batch[COT_TEXT] == ["Stop", "Keep lane"]
+    own = Collate(proc)([{**samples[1], K.COT_KEY: "Keep lane"}, {**samples[2], K.COT_KEY: "Stop"}])
+    assert torch.equal(batch["input_ids"], own["input_ids"])
+    many = make_samples(40)
+    for i, s in enumerate(many):
+        s[K.T0_US], s[K.COT_KEY] = 2_000_000 + 100_000 * i, f"coc {i % 2}"
+    part = Collate(proc, coc_swap=0.5)
+    swapped = [a != s[K.COT_KEY] for a, s in zip(part._cocs(many), many)]
+    assert 8 <= sum(swapped) <= 32 and swapped == [a != s[K.COT_KEY] for a, s in zip(part._cocs(many), many)]
+    with pytest.raises(ValueError, match="coc_swap > 0 with stage 'stage1'"):
+        TrainConfig(stage="stage1", data=dict(coc_swap=0.5))

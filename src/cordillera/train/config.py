@@ -57,6 +57,10 @@ class DataSettings(StrictModel):
     # samples sees a constant-velocity history at the current speed instead of the driven one, so a
     # change of speed or heading must be read from the cameras (validation keeps the real history)
     history_dropout: float = Field(0.0, ge=0.0, le=1.0)
+    # stage 2, against an expert that obeys a wrong CoC: this hashed share of the training samples
+    # carries another sample's label CoC in its prompt (`train.data.Collate`), so the expert must also
+    # read the scene (history, lane reader); the model's own CoC at test time is often not about its scene
+    coc_swap: float = Field(0.0, ge=0.0, le=1.0)
     # against the copycat planner, by weighting instead of hiding: draw training samples with
     # probability ∝ 1 + hard_sample_weight · e / mean(e), e = how far the future strays from the
     # history's own constant speed and turn rate (train.data.history_surprise_m; keyframe-focused
@@ -155,6 +159,8 @@ class TrainConfig(StrictModel):
     def _check(self):
         if self.decision_head_weight > 0 and not self.use_coc:
             raise ValueError("decision_head_weight > 0 with use_coc false: the head's targets are the CoC's decisions")
+        if self.data.coc_swap > 0 and self.stage != "stage2":
+            raise ValueError(f"data.coc_swap > 0 with stage {self.stage!r}: swapped CoCs would be learned as labels")
         if self.lane_reader_lead and self.lane_reader_weight <= 0:
             raise ValueError("lane_reader_lead without a lane reader: set lane_reader_weight > 0")
         if self.lane_reader_weight > 0 and self.stage != "stage2":

@@ -292,12 +292,13 @@ class Collate:
     is dropped (trajectory-only ablation)."""
 
     def __init__(self, processor, use_coc: bool = True, nav_dropout: float = 0.0, with_prompt: bool = False,
-                 lane_ahead: LaneAhead | None = None, history_dropout: float = 0.0):  # fmt: skip
+                 lane_ahead: LaneAhead | None = None, history_dropout: float = 0.0, coc_swap: float = 0.0):  # fmt: skip
         self.processor = processor
         self.use_coc = use_coc
         self.lane_ahead = lane_ahead  # adds the vision probe's targets (model.modeling.LANE_AHEAD) to the batch
         self.nav_dropout = float(nav_dropout)
         self.history_dropout = float(history_dropout)
+        self.coc_swap = float(coc_swap)
         # Validation batches also carry the rows without their targets: sampling must start from the
         # prompt (ending with <|cot_start|>), never continue a teacher-forced CoC + trajectory tokens.
         self.with_prompt = bool(with_prompt)
@@ -323,16 +324,31 @@ class Collate:
             return constant_velocity_history(xyz)
         return xyz, rot
 
+    def _cocs(self, samples: list[dict]) -> list[str | None]:
+        """The CoC each row's prompt carries: its label, or for the `coc_swap` share (hashed, its own
+        salt) the label of the next row in the batch (cyclically) whose label differs — a reasoning
+        that is not about this scene, as the model's own often is not; None without `use_coc`."""
+        cocs = [s.get(K.COT_KEY) if self.use_coc else None for s in samples]
+        if not self.use_coc or self.coc_swap <= 0:
+            return cocs
+        out = list(cocs)
+        n = len(samples)
+        for i, s in enumerate(samples):
+            if self._hashed(s, self.coc_swap, salt="coc:"):
+                other = next((cocs[(i + k) % n] for k in range(1, n) if cocs[(i + k) % n] != cocs[i]), None)
+                out[i] = cocs[i] if other is None else other
+        return out
+
     def __call__(self, samples: list[dict]) -> dict:
         items = []
-        for s in samples:
+        for s, coc in zip(samples, self._cocs(samples)):
             hist_xyz, hist_rot = self._history(s)
             items.append({
                 K.IMAGE_FRAMES: torch.as_tensor(s[K.IMAGE_FRAMES]),
                 K.CAMERA_INDICES: s[K.CAMERA_INDICES],
                 K.EGO_HISTORY_XYZ: hist_xyz, K.EGO_HISTORY_ROT: hist_rot,
                 K.EGO_FUTURE_XYZ: s[K.EGO_FUTURE_XYZ], K.EGO_FUTURE_ROT: s[K.EGO_FUTURE_ROT],
-                K.COT_KEY: s.get(K.COT_KEY) if self.use_coc else None,
+                K.COT_KEY: coc,
                 "nav_text": self._nav(s),
             })  # fmt: skip
         batch = self.processor(items)

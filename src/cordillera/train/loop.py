@@ -873,7 +873,7 @@ def run_stage(cfg, vla, data: RunData, loss_fn: Callable, freeze_eval: Callable 
 
         lanes = LaneAhead(reader, lead=vla.cfg.loss.reads_lead)
     collate = Collate(processor, use_coc=cfg.use_coc, nav_dropout=nav_dropout, lane_ahead=lanes,
-                      history_dropout=cfg.data.history_dropout)
+                      history_dropout=cfg.data.history_dropout, coc_swap=cfg.data.coc_swap)
     val_collate = Collate(processor, use_coc=cfg.use_coc, nav_dropout=nav_dropout, with_prompt=True, lane_ahead=lanes)
     return fit(cfg, vla, tokenizer, data.train, collate, loss_fn, val_batches_fn(data.val, val_collate, cfg.eval),
                freeze_eval=freeze_eval, stop_after=stop_after, desc=desc)  # fmt: skip
