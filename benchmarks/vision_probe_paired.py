@@ -1,5 +1,6 @@
 """Does the model's vision tower see the road? The vision probe (`model.modeling.VisionProbe`, a
-stage-1 head that reads only the image tokens) on held-out samples: its errors reading the ego's
+stage-1 head that reads only the image tokens), or a model's stage-2 lane reader (`LaneReader`,
+what its action expert receives), on held-out samples: its errors reading the ego's
 lane (`train.data.LaneAhead`: lateral offset from the lane centre [m], heading relative to the lane
 [deg], bearings of the lane centre 10–40 m ahead [deg]) with the real camera images, two controls,
 and the no-image baseline "centred and straight" (all zeros).
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from openloop_paired import swapped_cameras  # noqa: E402
 
 from cordillera.data.dataset import PaiDataset  # noqa: E402
-from cordillera.model.modeling import LANE_AHEAD, LANE_AHEAD_VALID, CordilleraVLA  # noqa: E402
+from cordillera.model.modeling import LANE_AHEAD, LANE_AHEAD_VALID, LEAD_FIELDS, CordilleraVLA  # noqa: E402
 from cordillera.model.processor import PIXEL_VALUES, VLAProcessor  # noqa: E402
 from cordillera.model.tokenizer import load_tokenizer  # noqa: E402
 from cordillera.train import loop  # noqa: E402
@@ -44,12 +45,14 @@ def probe_errors(checkpoint: str, data_dir: str, n: int) -> tuple[dict[str, np.n
     """Per-sample mean |error| per `PROBE_GROUPS` group (NaN where no target is valid) for each of
     `CONDITIONS` ("zero" = the no-image baseline), keyed "group/condition"; and the clip ids."""
     vla = CordilleraVLA.from_pretrained(checkpoint).eval()
-    if vla.model.vision_probe is None:
-        raise SystemExit(f"{checkpoint}: the model has no vision probe (trained with vision_probe_weight = 0)")
+    fields = vla.road_fields()
+    if fields is None:
+        raise SystemExit(f"{checkpoint}: the model has no vision probe or lane reader (vision_probe_weight and "
+                         f"lane_reader_weight 0)")  # fmt: skip
     inp = vla.cfg.inputs
     ds = PaiDataset(data_dir, image_hw=(inp.image_height, inp.image_width), cameras=inp.cameras, per="event")
     collate = Collate(VLAProcessor(vla.cfg, load_tokenizer(vla.cfg, checkpoint)), inp.use_coc, with_prompt=True,
-                      lane_ahead=LaneAhead(ds.reader, lead=vla.cfg.loss.vision_probe_lead))  # fmt: skip
+                      lane_ahead=LaneAhead(ds.reader, lead=LEAD_FIELDS[0] in fields))  # fmt: skip
     batches = loop.val_batches_fn(ds, collate, EvalSettings(num_samples=n, batch_size=8))
     out: dict[str, list] = {f"{g}/{c}": [] for g, _, _ in PROBE_GROUPS for c in CONDITIONS}
     clips: list[str] = []
@@ -87,6 +90,8 @@ def main() -> None:
     for g, _, _ in PROBE_GROUPS:
         real = r[f"{g}/real"]
         keep = np.isfinite(real)
+        if not keep.any():  # a field the model does not read (the lead gap of a lane-only reader)
+            continue
         kept = [c for c, k in zip(clips, keep) if k]
         cells = []
         for c in ("grey", "swapped"):

@@ -648,16 +648,15 @@ def evaluate_open_loop(planner, dataset, num_samples: int = OPEN_LOOP_SAMPLES, s
     if n == 0:
         raise ValueError("the dataset split has no samples")
     lanes = None  # a model with a vision probe or lane reader: also score its lane reading (simulated clips)
-    m = planner.model.model
-    if m.vision_probe is not None or m.lane_reader is not None:
+    fields = planner.model.road_fields()
+    if fields is not None:
         import torch
 
         from cordillera.model.infer_cli import model_inputs
-        from cordillera.model.modeling import PROBE_FIELDS
+        from cordillera.model.modeling import LEAD_FIELDS
         from cordillera.train.data import LaneAhead
 
-        fields = m.vision_probe.fields if m.vision_probe is not None else m.lane_reader.head.fields
-        lanes = LaneAhead(dataset.reader, lead=len(fields) > len(PROBE_FIELDS))
+        lanes = LaneAhead(dataset.reader, lead=LEAD_FIELDS[0] in fields)
     rows = []
     for i in range(n):
         s = dataset.sample_numpy(i)
