@@ -191,3 +191,10 @@ def test_lead_reader_reads_the_gap_and_its_loss_counts_it(proc):
         tiny_config_with_loss(lane_reader_lead=True)
     with pytest.raises(ValueError, match="lane_reader_input 'squashed'"):
         tiny_config_with_loss(lane_reader_weight=1.0, lane_reader_input="squashed")
+
+
+def test_read_road_builds_no_graph(proc):
+    vla = CordilleraVLA(_reader_config())
+    b = proc(make_samples(1, seed=4))
+    read = vla.read_road(b)
+    assert read.shape == (1, 6) and not read.requires_grad and vla.road_fields() == vla.model.lane_reader.head.fields

@@ -996,13 +996,13 @@ class CordilleraVLA(nn.Module):
             cache_len={"before_expert": len_before, "after_expert": len_after},
         )  # fmt: skip
 
-    @torch.no_grad()
     def road_fields(self) -> tuple[str, ...] | None:
         """The fields `read_road` returns (`probe_fields` of its vision probe, else lane reader), or None."""
         m = self.model
         head = m.vision_probe if m.vision_probe is not None else getattr(m.lane_reader, "head", None)
         return None if head is None else head.fields
 
+    @torch.no_grad()
     def read_road(self, batch: dict[str, Any]) -> torch.Tensor | None:
         """The ego's lane read from the images alone: (B, F) in SI units, `probe_fields` order (offset m,
         heading rad, bearings ahead rad[, lead gap m]), by the vision probe, else by the lane reader
