@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from cordillera.model.configuration import CAMERA_NAMES, VLAConfig, get_preset
+from cordillera.model.drafting import NgramDraft
 from cordillera.model.modeling import CordilleraVLA
 from cordillera.model.processor import VLAProcessor
 from cordillera.model.tokenizer import load_tokenizer
@@ -62,10 +63,13 @@ class Planner:
     def plan(self, inputs, num_samples: int = 1, temperature: float = 0.6, top_p: float = 0.98,
              flow_steps: int = 10, nav_text: str | None = None, guidance: float = 1.0, cameras=None,
              fast: bool = False, max_new_tokens: int | None = None, min_new_tokens: int = 0,
-             generator: torch.Generator | None = None, optimized: bool = True) -> PlanResult:  # fmt: skip
+             generator: torch.Generator | None = None, optimized: bool = True,
+             draft: NgramDraft | None = None) -> PlanResult:  # fmt: skip
         """Sample `num_samples` trajectories (+ CoC) per input; defaults from spec §5.1.
 
         `optimized=False` runs the reference decode/expert implementation (benchmarks, tests).
+        `draft` (`NgramDraft()`, kept across calls): one input, one sample → the CoC is decoded
+        speculatively from the CoCs of earlier calls (same distribution, fewer forwards).
         """
         samples = [inputs] if isinstance(inputs, dict) else list(inputs)
         samples = [self._select_cameras(s, cameras) for s in samples]
@@ -77,7 +81,7 @@ class Planner:
         out = self.model.sample_trajectories(
             batch, num_samples=num_samples, temperature=temperature, top_p=top_p, flow_steps=flow_steps,
             fast=fast, guidance=guidance, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
-            generator=generator, optimized=optimized,
+            generator=generator, optimized=optimized, draft=draft,
         )  # fmt: skip
         B, K = out.xyz.shape[:2]
         coc = [[""] * K for _ in range(B)]

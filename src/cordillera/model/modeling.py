@@ -34,6 +34,7 @@ from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDe
 
 from cordillera.model import flow_matching as fm
 from cordillera.model.configuration import VLAConfig
+from cordillera.model.drafting import NgramDraft
 from cordillera.model.hf_config import CordilleraVLAConfig, expert_text_config, qwen3vl_config
 from cordillera.model.processor import (
     ACTIONS,
@@ -423,6 +424,7 @@ class TrajectorySamples:
     coc_token_ids: torch.Tensor  # (B, K, n) generated ids (pad after <|traj_future_start|>)
     timings_ms: dict[str, float] = field(default_factory=dict)
     cache_len: dict[str, int] = field(default_factory=dict)
+    decode_forwards: int = 0  # backbone forwards of the CoC decode (fewer than tokens when speculating)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -617,9 +619,19 @@ class VLAModel(nn.Module):
 
 # ---------------------------------------------------------------------------------------------
 # sampling helpers
+TOP_P_CANDIDATES = 64  # nucleus searched among the top 64 first: a full sort of ~6k logits costs ~20x a topk
+
+
 def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Logits outside the nucleus (the smallest most-likely set with mass ≥ top_p) set to −inf."""
     if top_p >= 1.0:
         return logits
+    if logits.shape[-1] > TOP_P_CANDIDATES:
+        top, idx = logits.topk(TOP_P_CANDIDATES, dim=-1)  # descending
+        probs = (top - logits.logsumexp(-1, keepdim=True)).exp()  # of the full distribution
+        if bool((probs.sum(-1) > top_p).all()):  # every row's nucleus ends inside the candidates
+            drop = probs.cumsum(-1) - probs > top_p
+            return torch.full_like(logits, float("-inf")).scatter_(-1, idx, top.masked_fill(drop, float("-inf")))
     sorted_logits, idx = logits.sort(dim=-1, descending=True)
     probs = sorted_logits.softmax(-1)
     drop = probs.cumsum(-1) - probs > top_p  # keep the smallest set with mass >= top_p
@@ -753,7 +765,8 @@ class CordilleraVLA(nn.Module):
 
     def _token_stepper(self, cache, next_pos: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
                        banned: torch.Tensor | None = None):  # fmt: skip
-        """`step(tok (B,), s) → logits (B, V)` feeding one token per call at text position next_pos + s.
+        """`step(tok (B,), s) → logits (B, V)` feeding one token per call at text position next_pos + s;
+        `step.block(toks (B, n), s) → logits (B, n, V)` feeds n at once (causal among them).
 
         Rotary cos/sin of all `max_new_tokens` positions and the additive padding mask are built
         once here; each step runs only the embedding, the HF decoder layers, norm and lm_head.
@@ -781,35 +794,61 @@ class CordilleraVLA(nn.Module):
             keep = allowed.nonzero()[:, 0]
             w_keep = head.weight[keep]  # (V_keep, D) copied once per plan
 
-        def step(tok: torch.Tensor, s: int) -> torch.Tensor:
-            m4 = None if add is None else add[..., : C + s + 1]
-            h = _run_layers(lm, lm.embed_tokens(tok[:, None]), (cos[:, s:s + 1], sin[:, s:s + 1]), m4, cache)
+        def block(toks: torch.Tensor, s: int) -> torch.Tensor:
+            """Feed toks (B, n) at steps s … s+n−1 → logits (B, n, V) after each of them."""
+            n = toks.shape[1]
+            m4 = None if add is None else add[..., : C + s + n]
+            if n > 1:  # causal among the new tokens (one query needs none)
+                causal = torch.full((n, n), torch.finfo(cos.dtype).min, dtype=cos.dtype, device=toks.device).triu(1)
+                m4 = (torch.zeros(B, 1, 1, C + s + n, dtype=cos.dtype, device=toks.device) if m4 is None else m4)
+                m4 = m4.expand(B, 1, n, C + s + n).clone()
+                m4[..., C + s:] += causal
+            h = _run_layers(lm, lm.embed_tokens(toks), (cos[:, s:s + n], sin[:, s:s + n]), m4, cache)
             if keep is None:
-                return head(h[:, -1]).float()
-            logits = torch.full((B, V), float("-inf"), device=h.device)
-            return logits.index_copy_(1, keep, F.linear(h[:, -1], w_keep).float())
+                return head(h).float()
+            logits = torch.full((B, n, V), float("-inf"), device=h.device)
+            return logits.index_copy_(2, keep, F.linear(h, w_keep).float())
 
+        def step(tok: torch.Tensor, s: int) -> torch.Tensor:
+            return block(tok[:, None], s)[:, -1]
+
+        step.block = block
         return step
 
     def _decode(self, logits, cache, next_pos, mask, stop_id, max_new_tokens, temperature, top_p, generator,
                 min_new_tokens=0, banned: torch.Tensor | None = None, end_ids=(),
-                logits_processor: Callable | None = None, optimized: bool = True):  # fmt: skip
+                logits_processor: Callable | None = None, optimized: bool = True,
+                draft: NgramDraft | None = None):  # fmt: skip
         """Sample until every row emitted `stop_id`; feed that token too, so its K/V is cached.
 
         Rows still running at `max_new_tokens` are forced to emit `stop_id` (spec §5.2 falls back
         to the last position instead). `optimized=False` feeds each token through the full HF
-        model call (`_step`, the reference path). Returns (generated ids (B, n), stop column (B,),
-        stop position (B,), mask, next_pos).
+        model call (`_step`, the reference path). `draft` (one row, optimized path): speculative
+        decoding from its proposals (`_speculate`). Returns (generated ids (B, n), stop column (B,),
+        stop position (B,), mask, next_pos, forwards).
         """
         B = logits.shape[0]
         pad = self.ids["<|endoftext|>"]
-        done = torch.zeros(B, dtype=torch.bool, device=logits.device)
-        stop_col = torch.zeros(B, dtype=torch.long, device=logits.device)
-        stop_pos = torch.zeros(B, dtype=torch.long, device=logits.device)
         bias = None  # additive −inf on the banned ids, built once instead of an index_put per token
         if banned is not None:
             bias = torch.zeros(logits.shape[-1], dtype=logits.dtype, device=logits.device)
             bias[banned] = float("-inf")
+
+        def rules(step: int, lg: torch.Tensor) -> torch.Tensor:
+            """The logits a token of `step` is drawn from: banned ids, no end before
+            `min_new_tokens`, the caller's processor, the forced stop at the last step."""
+            if bias is not None:
+                lg = lg + bias
+            if step < min_new_tokens:
+                lg = lg.clone()
+                lg[:, [stop_id, *end_ids]] = float("-inf")
+            if logits_processor is not None:
+                lg = logits_processor(step, lg)
+            if step == max_new_tokens - 1:
+                lg = torch.full_like(lg, float("-inf"))
+                lg[:, stop_id] = 0.0
+            return lg
+
         if optimized:
             if self._fp32_decode(B):
                 _cast_cache(cache, torch.float32)
@@ -822,30 +861,86 @@ class CordilleraVLA(nn.Module):
                 return out_logits
 
         C = mask.shape[1]
-        out = []
-        for step in range(max_new_tokens):
-            if bias is not None:
-                logits = logits + bias
-            if step < min_new_tokens:
-                logits[:, [stop_id, *end_ids]] = float("-inf")
-            if logits_processor is not None:
-                logits = logits_processor(step, logits)
-            tok = _sample(logits, temperature, top_p, generator)
-            if step == max_new_tokens - 1:
-                tok = torch.full_like(tok, stop_id)
-            tok = torch.where(done, torch.full_like(tok, pad), tok)
-            newly = (tok == stop_id) & ~done
-            stop_col[newly] = C + step
-            stop_pos[newly] = next_pos[newly] + step
-            done |= newly
-            out.append(tok)
-            logits = step_fn(tok, step)
-            if done.all():
-                break
-        n = len(out)
+        if draft is not None and optimized and B == 1:
+            out, forwards = self._speculate(logits, cache, C, step_fn, rules, stop_id, max_new_tokens, temperature,
+                                            top_p, generator, draft)  # fmt: skip
+            gen = torch.tensor([out], dtype=torch.long, device=logits.device)
+            stop_col = torch.full((1,), C + len(out) - 1, dtype=torch.long, device=logits.device)
+            stop_pos = next_pos + len(out) - 1
+        else:
+            done = torch.zeros(B, dtype=torch.bool, device=logits.device)
+            stop_col = torch.zeros(B, dtype=torch.long, device=logits.device)
+            stop_pos = torch.zeros(B, dtype=torch.long, device=logits.device)
+            cols = []
+            for step in range(max_new_tokens):
+                tok = _sample(rules(step, logits), temperature, top_p, generator)
+                tok = torch.where(done, torch.full_like(tok, pad), tok)
+                newly = (tok == stop_id) & ~done
+                stop_col[newly] = C + step
+                stop_pos[newly] = next_pos[newly] + step
+                done |= newly
+                cols.append(tok)
+                logits = step_fn(tok, step)
+                if done.all():
+                    break
+            gen, forwards = torch.stack(cols, dim=1), len(cols)
+        n = gen.shape[1]
         _cast_cache(cache, self.dtype)  # the expert and later steps read it in the weights' dtype
         mask = torch.cat([mask, mask.new_ones(B, n)], dim=1)
-        return torch.stack(out, dim=1), stop_col, stop_pos, mask, next_pos + n
+        return gen, stop_col, stop_pos, mask, next_pos + n, forwards
+
+    @staticmethod
+    def _speculate(logits, cache, C: int, step_fn, rules, stop_id: int, max_new_tokens: int, temperature: float,
+                   top_p: float, generator, draft: NgramDraft) -> tuple[list[int], int]:  # fmt: skip
+        """One row's tokens (ending with `stop_id`) by speculative sampling: each forward feeds the
+        sampled token plus the draft's proposal after it, and keeps the proposed tokens while the
+        model accepts them — token d with probability p(d) (the draft is deterministic, q(d) = 1),
+        else the next token is drawn from p without d. That is exact speculative sampling (Leviathan
+        et al. 2023, Chen et al. 2023) for a one-point draft: every token has the model's own
+        distribution, whatever the draft says. Greedy (temperature ≤ 0) keeps d iff it is the argmax.
+        Returns (tokens, forwards)."""
+        out: list[int] = []
+        pending: int | None = None  # a token drawn (after a rejection) but not yet fed
+        forwards = 0
+        while True:
+            s = len(out)
+            tok = pending if pending is not None else int(_sample(rules(s, logits), temperature, top_p, generator)[0])
+            pending = None
+            room = max_new_tokens - 2 - s  # proposals may fill steps up to max−2: the last one is the forced stop
+            d = draft.propose([*out, tok], min(room, draft.max_draft)) if tok != stop_id and room > 0 else []
+            if stop_id in d:
+                d = d[: d.index(stop_id) + 1]
+            block = step_fn.block(torch.tensor([[tok, *d]], device=logits.device), s)  # (1, 1 + len(d), V)
+            forwards += 1
+            out.append(tok)
+            if d:  # judge every proposal at once; keep the accepted prefix
+                lg = torch.cat([rules(s + 1 + j, block[:, j]) for j in range(len(d))])  # (n, V)
+                d_t = torch.tensor(d, device=lg.device)
+                rows = torch.arange(len(d), device=lg.device)
+                if temperature <= 0:
+                    best = lg.argmax(-1)
+                    ok = best == d_t
+                else:
+                    probs = _top_p_filter(lg / temperature, top_p).softmax(-1)
+                    ok = torch.rand(len(d), generator=generator) < probs[rows, d_t]
+                a = int(ok.long().cumprod(0).sum())  # accepted proposals
+                out.extend(d[:a])
+                if a < len(d):  # the first rejected one: the next token comes from p without it
+                    if temperature <= 0:
+                        pending = int(best[a])
+                    else:
+                        p_a = probs[a].clone()
+                        p_a[d[a]] = 0.0
+                        pending = int(torch.multinomial(p_a / p_a.sum(), 1, generator=generator)[0])
+                else:
+                    logits = block[:, len(d)]
+            else:
+                logits = block[:, 0]
+            extra = cache.get_seq_length() - (C + len(out))
+            if extra:  # drop the K/V of rejected proposals (transformers 5 crops by a negative count)
+                cache.crop(-extra)
+            if out[-1] == stop_id:
+                return out, forwards
 
     @staticmethod
     def _expand(x: torch.Tensor, K: int) -> torch.Tensor:
@@ -871,6 +966,7 @@ class CordilleraVLA(nn.Module):
         optimized: bool = True,
         image_keys: list | None = None,
         image_store: dict | None = None,
+        draft: NgramDraft | None = None,
     ) -> TrajectorySamples:
         """K trajectories per batch row: CoC decode (or the fast path) then the expert's Euler steps.
 
@@ -891,6 +987,10 @@ class CordilleraVLA(nn.Module):
           path precomputes rotary/mask/prefix K/V once and must give the same numbers.
         - `image_keys` + `image_store`: reuse vision features of images seen before
           (`VLAModel.image_features_cached`; closed loop encodes only the newest frame per camera).
+        - `draft` (`drafting.NgramDraft`): with one row to decode (B·K = 1), CoC tokens are decoded
+          speculatively from its proposals — same distribution, fewer forwards
+          (`decode_forwards`); every decoded row is then added to it, so it learns the model's own
+          phrasing as plans go by.
         - Precision follows the weights: after `to_inference_dtype("bfloat16")` (or
           `from_pretrained(..., dtype="bfloat16")`) the matmuls run in bf16 while logits, the flow
           state and the returned tensors stay float32 (same as the fp32 model's outputs).
@@ -930,16 +1030,20 @@ class CordilleraVLA(nn.Module):
         timings["prefill_ms"] = (time.perf_counter() - tic) * 1e3
 
         tic = time.perf_counter()
+        forwards = 0
         if not fast:
             cache.batch_repeat_interleave(K)
             logits, next_pos, mask = (self._expand(x, K) for x in (logits, next_pos, mask))
             t0 = self.cfg.traj_token_start_id
             banned = torch.arange(t0, t0 + self.cfg.tokenizer.traj_vocab_size)  # spec §3.5 ExpertLogitsProcessor
-            gen, stop_col, stop_pos, mask, next_pos = self._decode(
+            gen, stop_col, stop_pos, mask, next_pos, forwards = self._decode(
                 logits, cache, next_pos, mask, m.tfs_id, max_new, temperature, top_p, generator,
                 min_new_tokens=min_new_tokens, banned=banned,
                 end_ids=(self.ids["<|cot_end|>"], self.ids["<|im_end|>"]), logits_processor=logits_processor,
-                optimized=optimized)  # fmt: skip
+                optimized=optimized, draft=draft)  # fmt: skip
+            if draft is not None:  # learn this plan's reasoning (every row, up to and with its stop)
+                for row, col in zip(gen.tolist(), (stop_col - prompt_len).tolist()):
+                    draft.add(row[: col + 1])
         timings["decode_ms"] = (time.perf_counter() - tic) * 1e3
 
         # ---- expert ----
@@ -993,7 +1097,7 @@ class CordilleraVLA(nn.Module):
         return TrajectorySamples(
             xyz=xyz.reshape(B, K, T, 3), rot=rot.reshape(B, K, T, 3, 3), actions=actions.reshape(B, K, T, 2),
             noise=x0.reshape(B, K, T, 2), coc_token_ids=gen.reshape(B, K, -1), timings_ms=timings,
-            cache_len={"before_expert": len_before, "after_expert": len_after},
+            cache_len={"before_expert": len_before, "after_expert": len_after}, decode_forwards=forwards,
         )  # fmt: skip
 
     def road_fields(self) -> tuple[str, ...] | None:

@@ -73,6 +73,7 @@ from cordillera.geometry.frames import to_frame
 from cordillera.geometry.interpolate import interpolate_poses
 from cordillera.geometry.pose import quat_to_matrix
 from cordillera.model.configuration import CAMERA_NAMES
+from cordillera.model.drafting import NgramDraft
 from cordillera.model.modeling import CordilleraVLA, forcing, parse_dtype
 from cordillera.model.processor import VLAProcessor
 from cordillera.model.tokenizer import load_tokenizer
@@ -250,6 +251,10 @@ class VLAPolicy:
             ``own_coc_steps`` counts it.
         steering: "own" or "privileged" (each plan laid onto the expert's path at the model's own
             distances, ``on_path``; needs ``observe_world``; see the module docstring).
+        speculative: decode the CoC speculatively (one sample per step) from an n-gram draft of the
+            CoCs this rollout has written so far (``model.drafting.NgramDraft``): the same
+            distribution, fewer backbone forwards. The draft starts empty at every ``start``, so a
+            rollout's result does not depend on what its worker ran before.
     """
 
     def __init__(self, checkpoint: str | Path | CordilleraVLA, num_samples: int = 1, temperature: float = 0.6,
@@ -257,7 +262,7 @@ class VLAPolicy:
                  device: str = "cpu", threads: int | None = 2, max_new_tokens: int | None = None,
                  use_nav: bool = True, name: str = "vla", cache_vision: bool = True, replan_every_s: float = 0.0,
                  dtype: str = "float32", select: str = "first", noise_temperature: float | None = None,
-                 reasoning: str = "own", steering: str = "own"):
+                 reasoning: str = "own", steering: str = "own", speculative: bool = True):
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         if flow_steps < 1:
@@ -298,6 +303,8 @@ class VLAPolicy:
         self._frames: dict[str, list[CameraFrame]] = {}
         self._inferences = 0
         self.cache_vision = bool(cache_vision)
+        self.speculative = bool(speculative)
+        self._draft: NgramDraft | None = None  # this rollout's CoCs, for speculative decoding
         self.replan_every_us = int(round(replan_every_s * 1e6))
         self._last: tuple[Plan, np.ndarray] | None = None  # (last inferred plan, its (x, y, yaw) in local)
         self._image_keys: list[tuple[str, int]] = []  # (camera, t_end_us) per image of the last sample
@@ -318,6 +325,7 @@ class VLAPolicy:
         self._frames = {c: [] for c in self.cameras}
         self._inferences = 0
         self._vision_store = {}
+        self._draft = NgramDraft() if self.speculative else None
         self._last = None
         self.warmup_reason = None
         self.last_inputs = None
@@ -334,6 +342,7 @@ class VLAPolicy:
     def close(self) -> None:
         self._frames = {}
         self._vision_store = {}
+        self._draft = None
         self._last = None
         self.last_inputs = None
 
@@ -373,7 +382,7 @@ class VLAPolicy:
             out = self.model.sample_trajectories(
                 batch, num_samples=self.num_samples, temperature=self.temperature, top_p=self.top_p,
                 flow_steps=self.flow_steps, fast=self.fast, generator=gen, noise_temperature=self.noise_temperature,
-                image_keys=self._image_keys, image_store=store, **coc_kw)
+                image_keys=self._image_keys, image_store=store, draft=self._draft, **coc_kw)
             if store is not None:  # keep only frames a later step can still use
                 self._vision_store = {k: store[k] for k in self._image_keys}
             cocs = []
