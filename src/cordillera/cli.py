@@ -316,13 +316,16 @@ def eval_closed_loop(
     steering: str = typer.Option(
         "own", help="'own' or 'privileged' (a diagnostic: each plan is laid onto the expert's path at the model's "
                     "own speeds, so the run shows what perfect lateral control would buy)."),
+    speculative: bool = typer.Option(
+        True, "--speculative/--no-speculative", help="Decode the CoC speculatively from the rollout's earlier CoCs "
+                                                     "(same distribution, fewer backbone forwards; one sample per step)."),
 ):
     """Run the VLA and baselines closed loop and print a comparison table with 95% CIs."""
     fn = _entry("cordillera.train.evaluate", "main_closed_loop", "cordillera eval closed-loop")
     fn(checkpoint=checkpoint, suite=suite, out=out, seeds=seeds, baselines=baselines, workers=workers,
        duration_s=duration, max_new_tokens=max_new_tokens, replan_every_s=replan_every, render_hw=_hw(render_hw),
        num_samples=samples, select=select, families=families, noise_temperature=noise_temperature,
-       coc_temperature=coc_temperature, fast=fast, reasoning=reasoning, steering=steering,
+       coc_temperature=coc_temperature, fast=fast, reasoning=reasoning, steering=steering, speculative=speculative,
        traj_only="auto" if traj_only is None else (None if str(traj_only).lower() == "none" else traj_only))
 
 

@@ -394,7 +394,7 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
                      render_backend: str = "auto", replan_every_s: float = 0.0, select: str = "first",
                      families: str | tuple | None = None, noise_temperature: float | None = None,
                      coc_temperature: float | None = None, reasoning: str = "own",
-                     steering: str = "own") -> dict:  # fmt: skip
+                     steering: str = "own", speculative: bool = True) -> dict:  # fmt: skip
     """``cordillera eval closed-loop``: VLA + baselines (+ trajectory-only model) on one suite with
     ``seeds`` rollouts per scenario; writes ``out/<policy>/`` and ``out/comparison.json`` and
     returns the comparison dict. ``traj_only="auto"`` uses ``checkpoints/nano-traj-only`` when it
@@ -408,7 +408,9 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     ``VLAPolicy`` default 0.6 of spec §5.1; 0 = greedy); ``fast`` plans without decoding CoC (both models);
     ``reasoning="privileged"`` forces the auto-labeler's CoC for the simulator state into the CoC model
     (a diagnostic: how it drives given the right reasoning; ``VLAPolicy``); ``steering="privileged"``
-    lays its plans onto the expert's path at its own speeds (what perfect lateral control would buy)."""
+    lays its plans onto the expert's path at its own speeds (what perfect lateral control would buy);
+    ``speculative=False`` decodes the CoC one token per forward (``VLAPolicy``; the default drafts from
+    the rollout's earlier CoCs — the same distribution, fewer forwards)."""
     from cordillera.config import REPO_ROOT
     from cordillera.model.policy import check_diagnostics, check_select, check_temperature
     from cordillera.sim.batch import POLICY_NAMES, PolicyFactory, run_batch
@@ -452,6 +454,8 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
         vla_kw["reasoning"] = reasoning
     if steering != "own":
         vla_kw["steering"] = steering
+    if not speculative:
+        vla_kw["speculative"] = False
     if select != "first":
         vla_kw["select"] = select
         base_kw["num_samples"] = 1
@@ -478,7 +482,7 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     comp.update({"suite": suite, "families": families, "seeds": seeds, "checkpoint": str(ckpt),
                  "replan_every_s": float(replan_every_s), "noise_temperature": noise_temperature,
                  "coc_temperature": coc_temperature, "num_samples": num_samples, "select": select, "fast": fast,
-                 "reasoning": reasoning, "steering": steering,
+                 "reasoning": reasoning, "steering": steering, "speculative": bool(speculative),
                  "traj_only_checkpoint": None if traj_only is None else str(traj_only), "runs": runs,
                  "statistics": "per-scenario means over seeds, Student t over scenarios; paired differences on "
                                "(scenario, seed); relative difference by paired bootstrap over scenarios",
