@@ -34,6 +34,7 @@ DECISION_COLOURS = {
     "Adapt Speed": "#e8c547", "Resume Speed": "#4caf6d", "Pass/Overtake": "#2bb3b1", None: "#c9ced6",
 }
 MAX_CHANGES = 14  # ticks per strip; the HTML list says how many more there were
+LABEL_GAP = 0.03  # share of the time axis between numbered ticks (closer ones keep their tick, not their number)
 
 
 @dataclass(frozen=True)
@@ -163,9 +164,13 @@ def _strip(ax, rollouts: dict[str, Rollout], t_end_s: float) -> None:
         changes = decision_changes(ro)
         if not changes:
             ax.text(0.2, y, "no decisions / CoC (baseline)", va="center", fontsize=7.5, color="#444444")
+        labelled_s = -np.inf
         for c in changes[:MAX_CHANGES]:
             tc = c.t_us * 1e-6
             ax.plot([tc, tc], [y - 0.36, y + 0.36], color="#1b1f24", lw=0.8)
+            if tc - labelled_s < LABEL_GAP * t_end_s:  # a flickering decision: unreadable numbers would overlap
+                continue
+            labelled_s = tc
             ax.text(tc, y + 0.38, str(c.number), ha="left" if tc < 0.05 * t_end_s else "center", va="bottom",
                     fontsize=6.5, color="#1b1f24")
     ax.set_yticks(range(len(names)))
