@@ -17,6 +17,12 @@ run interleaved (one run of each case per round) so that load changes hit them a
 - naive rows: HF `generate` once per sample (the prefix re-encoded for each), then for every
   flow step the backbone re-runs the full prefix + CoC to rebuild the cache before the expert.
 
+- `--checkpoint DIR` (a trained model, e.g. checkpoints/nano): its weights instead of the random
+  init, plus two rows where the CoC ends where the model ends it (≤ 40 tokens), plain and drafted
+  (`draft=NgramDraft()` kept across rounds: speculative decoding from the model's earlier CoCs;
+  a random-init model writes nothing a draft could predict). The inputs are the same every round,
+  so the draft has seen this scene's CoCs: an upper end; `coc_speculative.py` drafts across scenes.
+
 Targets: full step ≤ 100 ms p50 at K = 1, fast ≤ 40 ms, K = 6 ≤ 2.5 × K = 1, peak RSS ≤ 1.5 GB.
 `cpu` is the process CPU time of the step (both threads), less sensitive to other jobs than wall.
 
@@ -40,6 +46,7 @@ import torch
 
 from cordillera.model import flow_matching as fm
 from cordillera.model.configuration import PRESETS
+from cordillera.model.drafting import NgramDraft
 from cordillera.model.inference import Planner
 
 COT_TOKENS = 40
@@ -111,15 +118,16 @@ def naive_step(planner: Planner, batch, K: int, gen: torch.Generator) -> dict[st
 
 
 def timed_step(planner: Planner, inputs, gen, num_samples=1, fast=False, optimized=True, image_keys=None,
-               image_store=None, model=None) -> dict[str, float]:  # fmt: skip
-    """One planning step (processor + sample_trajectories) with its stage timings and CPU time."""
+               image_store=None, model=None, draft=None, natural=False) -> dict[str, float]:  # fmt: skip
+    """One planning step (processor + sample_trajectories) with its stage timings and CPU time.
+    `natural`: the CoC ends where the model ends it (≤ 40 tokens) instead of exactly 40."""
     cpu, tic = time.process_time(), time.perf_counter()
     batch = planner.processor(inputs)
     pre_ms = (time.perf_counter() - tic) * 1e3
     out = (model or planner.model).sample_trajectories(
         batch, num_samples=num_samples, fast=fast, flow_steps=FLOW_STEPS, max_new_tokens=COT_TOKENS,
-        min_new_tokens=COT_TOKENS, generator=gen, optimized=optimized, image_keys=image_keys,
-        image_store=image_store)  # fmt: skip
+        min_new_tokens=0 if natural else COT_TOKENS, generator=gen, optimized=optimized, image_keys=image_keys,
+        image_store=image_store, draft=draft)  # fmt: skip
     return {"processor_ms": pre_ms, **out.timings_ms, "total_ms": (time.perf_counter() - tic) * 1e3,
             "cpu_ms": (time.process_time() - cpu) * 1e3}  # fmt: skip
 
@@ -146,10 +154,14 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--bf16-only", action="store_true", help="only the fp32/bf16 pairs, no naive rows")
     ap.add_argument("--write", action="store_true", help="update the model_latency section of RESULTS.md")
+    ap.add_argument("--checkpoint", type=Path, default=None,
+                    help="a trained checkpoint instead of the random init; adds natural-length CoC rows, plain and "
+                         "drafted (speculative decoding, the draft learning across rounds)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     cfg = PRESETS["nano"]
-    planner = Planner.random_init(cfg, seed=0)
+    planner = Planner.random_init(cfg, seed=0) if a.checkpoint is None else Planner.from_pretrained(a.checkpoint)
+    cfg = planner.model.cfg
     inputs = make_inputs(cfg)
     batch = planner.processor(inputs)
     n_params = sum(p.numel() for p in planner.model.parameters())
@@ -167,6 +179,9 @@ def main(argv=None):
         "full K=6 (cold)": dict(num_samples=6), "full K=6 prev": dict(num_samples=6, optimized=False),
         "fast K=6 (cold)": dict(num_samples=6, fast=True), **bf16_cases,
     }  # fmt: skip
+    if a.checkpoint is not None:  # a trained model writes its own CoC, which a draft can predict
+        cases["full K=1 natural"] = dict(num_samples=1, natural=True)
+        cases["full K=1 natural drafted"] = dict(num_samples=1, natural=True, draft=NgramDraft())
     if a.bf16_only:
         cases = {k: v for n, kw in pairs.items() for k, v in ((f"{n} (cold)", kw), (f"{n} bf16", bf16_cases[f"{n} bf16"]))}
         a.naive_runs = 0
@@ -225,10 +240,18 @@ def main(argv=None):
         f"- peak RSS **{rss_gb:.2f} GB** (target ≤ 1.5 GB); load average (1/5/15 min) at the end "
         f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} on {os.cpu_count()} CPUs",
     ]
+    if a.checkpoint is not None:
+        nat, drafted = p50["full K=1 natural"], p50["full K=1 natural drafted"]
+        dec = {n: statistics.median(r["decode_ms"] for r in rows[n]) for n in ("full K=1 natural", "full K=1 natural drafted")}
+        summary.append(f"- natural-length CoC (≤ {COT_TOKENS} tokens): full K=1 plain **{nat:.0f} ms**, drafted "
+                       f"**{drafted:.0f} ms** (decode {dec['full K=1 natural']:.0f} → {dec['full K=1 natural drafted']:.0f} ms, "
+                       f"**{dec['full K=1 natural'] / dec['full K=1 natural drafted']:.2f}×**); K=6 (forced {COT_TOKENS}, "
+                       f"batched) / drafted K=1 = {p50['full K=6 (cold)'] / drafted:.2f}×")
     cmd = ".venv/bin/python benchmarks/model_latency.py" + (" " + " ".join(argv or sys.argv[1:])).rstrip()
     naive_note = "no naive rows" if a.naive_runs <= 0 else f"naive: {a.naive_runs} at K=1, 1 at K=6"
     head = (f"Command: `{cmd}` ({platform.machine()}, torch {torch.__version__}, "
-            f"{a.threads} threads). Nano random init ({n_params / 1e6:.1f}M params), 4 cameras × 4 frames "
+            f"{a.threads} threads). Nano {'random init' if a.checkpoint is None else a.checkpoint} "
+            f"({n_params / 1e6:.1f}M params), 4 cameras × 4 frames "
             f"({batch['input_ids'].shape[1]}-token prompt), 16 history poses, CoC forced to {COT_TOKENS} tokens, "
             f"{FLOW_STEPS} flow steps; p50 of {a.runs} interleaved runs ({naive_note}). Times in ms.")  # fmt: skip
     paragraph = "\n".join([f"**{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC run.** " + head, "", *lines, "",

@@ -186,3 +186,31 @@ def test_bf16_model_decodes_with_fp32_copies_outside_the_state_dict(nano_model, 
     assert 0 < err["fp32 copies"] < err["bf16 weights"], err
     back = copy.deepcopy(bf16_model).to_inference_dtype("float32")
     assert back.decode_weights is None
+
+
+def test_cpu_bf16_support_is_read_from_cpuinfo_flags(tmp_path):
+    from cordillera.model.modeling import cpu_has_native_bf16
+
+    f = tmp_path / "cpuinfo"
+    f.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma\n")
+    assert cpu_has_native_bf16(f) is False
+    f.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n")
+    assert cpu_has_native_bf16(f) is True
+    f.write_text("processor\t: 0\n")
+    assert cpu_has_native_bf16(f) is None  # no flags line: unknown
+    assert cpu_has_native_bf16(tmp_path / "missing") is None
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns(nano_model, monkeypatch):
+    import warnings
+
+    import cordillera.model.modeling as modeling
+
+    monkeypatch.setattr(modeling, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="without native bf16"):
+        copy.deepcopy(nano_model).to_inference_dtype("bfloat16")
+    for answer in (True, None):  # native, or unknown: no warning
+        monkeypatch.setattr(modeling, "cpu_has_native_bf16", lambda: answer)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            copy.deepcopy(nano_model).to_inference_dtype("bfloat16")

@@ -21,6 +21,7 @@ import copy
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,19 @@ OWN_PREFIXES = STAGE1_HEAD_PREFIXES + ("lane_reader.",)
 INFERENCE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 FP32_DECODE_MAX_ROWS = 8  # a bf16 model decodes up to this many rows with fp32 copies (`DecodeWeights`)
 FP32_MODULE_PREFIXES = ("vlm.model.visual.", "lane_reader.")  # kept fp32 by `to_inference_dtype` (measured faster)
+
+
+def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
+    """Whether the CPU multiplies bf16 natively (the avx512_bf16 or amx_bf16 flag), from `cpuinfo`;
+    None where that file cannot be read (not Linux)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return None
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), None)
+    if flags is None:
+        return None
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -1179,6 +1193,11 @@ class CordilleraVLA(nn.Module):
         """
         dt = parse_dtype(dtype)
         vlm = self.model.vlm
+        on_cpu = next(self.parameters()).device.type == "cpu"
+        if dt == torch.bfloat16 and on_cpu and cpu_has_native_bf16() is False:
+            warnings.warn("bfloat16 inference on a CPU without native bf16 matmuls (no avx512_bf16 / amx_bf16 in "
+                          "/proc/cpuinfo): they are emulated, and the step is slower than float32 (2.4x on an AVX2 "
+                          "AMD EPYC, benchmarks/RESULTS.md model_latency Session 19)", RuntimeWarning, stacklevel=2)
         if dt == torch.float32:
             self.decode_weights = None
         elif self.decode_weights is None:  # copied before the cast: the decoder keeps the original fp32 weights
