@@ -88,9 +88,10 @@ def test_eval_closed_loop_forwards_replan_render_size_and_no_ablation(monkeypatc
     assert got["replan_every_s"] == 0.5 and got["render_hw"] == (160, 288) and got["traj_only"] is None
     assert got["num_samples"] == 1 and got["select"] == "first" and got["noise_temperature"] is None
     assert got["coc_temperature"] is None and got["fast"] is False and got["reasoning"] == "own"
-    assert got["steering"] == "own" and got["speculative"] is True
+    assert got["steering"] == "own" and got["speculative"] is True and got["first_seed"] == 0
     main(["eval", "closed-loop", "--checkpoint", str(tmp_path), "--reasoning", "privileged", "--steering", "privileged",
-          "--no-speculative"])
+          "--no-speculative", "--first-seed", "2"])
+    assert got["first_seed"] == 2
     assert got["reasoning"] == "privileged" and got["steering"] == "privileged" and got["speculative"] is False
     main(["eval", "closed-loop", "--checkpoint", str(tmp_path), "--samples", "6", "--select", "medoid",
           "--noise-temperature", "0", "--coc-temperature", "0", "--fast"])

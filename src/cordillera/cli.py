@@ -285,6 +285,8 @@ def eval_closed_loop(
     suite: str = typer.Option("standard"),
     out: Path = typer.Option(Path("runs/eval")),
     seeds: int = typer.Option(3, min=1, help="Rollout seeds per scenario (for confidence intervals)."),
+    first_seed: int = typer.Option(0, min=0, help="The first rollout seed (seeds first … first + seeds − 1): add "
+                                                  "seeds to an earlier run without repeating its own."),
     baselines: str = typer.Option("expert,constant_velocity", help="Comma-separated baselines to compare."),
     workers: Optional[int] = typer.Option(None, min=1),
     duration: Optional[float] = typer.Option(None, min=0.1, help="Shorten every scenario to this many seconds."),
@@ -322,8 +324,8 @@ def eval_closed_loop(
 ):
     """Run the VLA and baselines closed loop and print a comparison table with 95% CIs."""
     fn = _entry("cordillera.train.evaluate", "main_closed_loop", "cordillera eval closed-loop")
-    fn(checkpoint=checkpoint, suite=suite, out=out, seeds=seeds, baselines=baselines, workers=workers,
-       duration_s=duration, max_new_tokens=max_new_tokens, replan_every_s=replan_every, render_hw=_hw(render_hw),
+    fn(checkpoint=checkpoint, suite=suite, out=out, seeds=seeds, first_seed=first_seed, baselines=baselines,
+       workers=workers, duration_s=duration, max_new_tokens=max_new_tokens, replan_every_s=replan_every, render_hw=_hw(render_hw),
        num_samples=samples, select=select, families=families, noise_temperature=noise_temperature,
        coc_temperature=coc_temperature, fast=fast, reasoning=reasoning, steering=steering, speculative=speculative,
        traj_only="auto" if traj_only is None else (None if str(traj_only).lower() == "none" else traj_only))

@@ -251,6 +251,13 @@ def test_closed_loop_comparison_small(nano_ckpt, tmp_path):
         assert (tmp_path / "ev" / name / "aggregate" / "results-summary.json").exists()
     js = json.loads((tmp_path / "ev" / "comparison.json").read_text())
     assert {r["seed"] for r in js["rollouts"]["vla"]} == {0, 1} and js["fast"] is True
+    # more seeds later, without repeating the first run's: rollout seed 2 only
+    comp = main_closed_loop(nano_ckpt, out=tmp_path / "ev2", seeds=1, first_seed=2, baselines="", workers=1,
+                            traj_only=None, fast=True, render_hw=(96, 160), duration_s=2.2,
+                            scenarios=[generator.make("road_following", 1000)], progress=False, render_backend="cv")
+    assert [r["seed"] for r in comp["rollouts"]["vla"]] == [2] and comp["first_seed"] == 2
+    with pytest.raises(ValueError, match="first_seed"):
+        main_closed_loop(nano_ckpt, out=tmp_path / "ev3", first_seed=-1)
 
 
 def test_sim_run_hands_vla_policies_over(tmp_path):

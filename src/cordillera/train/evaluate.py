@@ -242,15 +242,16 @@ def rollout_consistency(rollout) -> dict:
             "n_decided": int(decided)}
 
 
-def collect_closed_loop(result, with_consistency: bool) -> dict:
-    """Per-rollout records of one policy's ``BatchResult``: {(scenario, seed): {metric: value}}."""
+def collect_closed_loop(result, with_consistency: bool, first_seed: int = 0) -> dict:
+    """Per-rollout records of one policy's ``BatchResult``: {(scenario, seed): {metric: value}}; a
+    rollout's seed is ``first_seed`` + its index (``run_batch``'s ``seed + i``)."""
     from cordillera.metrics.aggregate import rollout_dir
     from cordillera.sim.batch import load_rollout
 
     out: dict[tuple[str, int], dict] = {}
     seeds = {(o.clipgt_id, o.rollout_id): o.rollout_index for o in result.outcomes}
     for r in result.aggregate.rollouts:
-        key = (r["clipgt_id"], int(r.get("rollout_index", seeds.get((r["clipgt_id"], r["rollout_id"]), 0))))
+        key = (r["clipgt_id"], first_seed + int(r.get("rollout_index", seeds.get((r["clipgt_id"], r["rollout_id"]), 0))))
         m = r.get("metrics") or {}
         rec = {"score": float(r["score"]), "failed": r["status"] == "failed", "rollout_id": r["rollout_id"]}
         for k, _ in CLOSED_LOOP_METRICS:
@@ -387,6 +388,7 @@ def main_sim_run_vla(suite: str, policy: str, out: str | Path, rollouts: int = 1
 
 
 def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str | Path = "runs/eval", seeds: int = 3,
+                     first_seed: int = 0,
                      baselines: str | tuple = "expert,constant_velocity", workers: int | None = None,
                      traj_only: str | Path | None = "auto", num_samples: int = 1, fast: bool = False,
                      max_new_tokens: int | None = None, render_hw: tuple[int, int] = RENDER_HW,
@@ -396,7 +398,7 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
                      coc_temperature: float | None = None, reasoning: str = "own",
                      steering: str = "own", speculative: bool = True) -> dict:  # fmt: skip
     """``cordillera eval closed-loop``: VLA + baselines (+ trajectory-only model) on one suite with
-    ``seeds`` rollouts per scenario; writes ``out/<policy>/`` and ``out/comparison.json`` and
+    ``seeds`` rollouts per scenario (rollout seeds ``first_seed`` … ``first_seed + seeds − 1``); writes ``out/<policy>/`` and ``out/comparison.json`` and
     returns the comparison dict. ``traj_only="auto"`` uses ``checkpoints/nano-traj-only`` when it
     exists; ``scenarios`` overrides the suite, ``families`` keeps only those families of it;
     ``duration_s`` shortens every scenario;
@@ -418,6 +420,8 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
 
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
+    if first_seed < 0:
+        raise ValueError(f"first_seed must be >= 0, got {first_seed}")
     check_temperature("coc_temperature", coc_temperature)
     check_select(select, num_samples, fast)
     check_diagnostics(reasoning, steering, fast)
@@ -470,16 +474,16 @@ def main_closed_loop(checkpoint: str | Path, suite: str = "standard", out: str |
     records, runs = {}, {}
     for name, (factory, config, rfac, has_coc) in policies.items():
         res = run_batch(scenarios, factory, out / name, rollouts_per_scenario=seeds, workers=workers, config=config,
-                        progress=progress, policy_name=name, renderer_factory=rfac,
+                        seed=first_seed, progress=progress, policy_name=name, renderer_factory=rfac,
                         run_fn=run_without_cameras_for_reference, broken=broken, test_suite_id=suite,
                         description=f"eval closed-loop suite={suite} policy={name}")
         if progress:
             print(res.summary_text)
-        records[name] = collect_closed_loop(res, with_consistency=has_coc)
+        records[name] = collect_closed_loop(res, with_consistency=has_coc, first_seed=first_seed)
         runs[name] = {"out_dir": str(res.out_dir), "run_name": res.run_name, "n_failed": res.n_failed,
                       "wall_time_s": res.wall_time_s}
     comp = compare(records)
-    comp.update({"suite": suite, "families": families, "seeds": seeds, "checkpoint": str(ckpt),
+    comp.update({"suite": suite, "families": families, "seeds": seeds, "first_seed": first_seed, "checkpoint": str(ckpt),
                  "replan_every_s": float(replan_every_s), "noise_temperature": noise_temperature,
                  "coc_temperature": coc_temperature, "num_samples": num_samples, "select": select, "fast": fast,
                  "reasoning": reasoning, "steering": steering, "speculative": bool(speculative),
