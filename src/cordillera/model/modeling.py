@@ -653,11 +653,15 @@ def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.empty_like(logits).scatter_(-1, idx, sorted_logits)
 
 
+def _probs(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """The distribution a token is sampled from (temperature > 0): tempered, nucleus-filtered softmax."""
+    return _top_p_filter(logits / temperature, top_p).softmax(-1)
+
+
 def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -> torch.Tensor:
     if temperature <= 0:
         return logits.argmax(-1)
-    probs = _top_p_filter(logits / temperature, top_p).softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+    return torch.multinomial(_probs(logits, temperature, top_p), 1, generator=generator)[:, 0]
 
 
 def forcing(targets: torch.Tensor) -> Callable[[int, torch.Tensor], torch.Tensor]:
@@ -935,7 +939,7 @@ class CordilleraVLA(nn.Module):
                     best = lg.argmax(-1)
                     ok = best == d_t
                 else:
-                    probs = _top_p_filter(lg / temperature, top_p).softmax(-1)
+                    probs = _probs(lg, temperature, top_p)
                     ok = torch.rand(len(d), generator=generator) < probs[rows, d_t]
                 a = int(ok.long().cumprod(0).sum())  # accepted proposals
                 out.extend(d[:a])
