@@ -61,6 +61,12 @@ class DataSettings(StrictModel):
     # carries another sample's label CoC in its prompt (`train.data.Collate`), so the expert must also
     # read the scene (history, lane reader); the model's own CoC at test time is often not about its scene
     coc_swap: float = Field(0.0, ge=0.0, le=1.0)
+    # stage 2, against the same gap from the other side: this hashed share of the training samples
+    # carries a CoC the frozen stage-1 backbone (init_from) sampled from the sample's own prompt at the
+    # eval settings (eval.temperature / top_p: the closed-loop defaults) instead of the label, so the
+    # expert learns how far the reasoning it will read predicts the future (train.own_coc; sampled once
+    # before training and cached next to the sample cache)
+    coc_own: float = Field(0.0, ge=0.0, le=1.0)
     # against the copycat planner, by weighting instead of hiding: draw training samples with
     # probability ∝ 1 + hard_sample_weight · e / mean(e), e = how far the future strays from the
     # history's own constant speed and turn rate (train.data.history_surprise_m; keyframe-focused
@@ -161,6 +167,13 @@ class TrainConfig(StrictModel):
             raise ValueError("decision_head_weight > 0 with use_coc false: the head's targets are the CoC's decisions")
         if self.data.coc_swap > 0 and self.stage != "stage2":
             raise ValueError(f"data.coc_swap > 0 with stage {self.stage!r}: swapped CoCs would be learned as labels")
+        if self.data.coc_own > 0:
+            if self.stage != "stage2" or not self.use_coc or not self.init_from:
+                raise ValueError("data.coc_own > 0 needs stage 'stage2' with use_coc and init_from (the backbone that "
+                                 f"samples the CoCs); got stage {self.stage!r}, use_coc {self.use_coc}, "
+                                 f"init_from {self.init_from!r}")
+            if self.data.coc_swap > 0:
+                raise ValueError("data.coc_own and data.coc_swap are both > 0: choose one source of non-label CoCs")
         if self.lane_reader_lead and self.lane_reader_weight <= 0:
             raise ValueError("lane_reader_lead without a lane reader: set lane_reader_weight > 0")
         if self.lane_reader_weight > 0 and self.stage != "stage2":

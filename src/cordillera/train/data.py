@@ -292,13 +292,18 @@ class Collate:
     is dropped (trajectory-only ablation)."""
 
     def __init__(self, processor, use_coc: bool = True, nav_dropout: float = 0.0, with_prompt: bool = False,
-                 lane_ahead: LaneAhead | None = None, history_dropout: float = 0.0, coc_swap: float = 0.0):  # fmt: skip
+                 lane_ahead: LaneAhead | None = None, history_dropout: float = 0.0, coc_swap: float = 0.0,
+                 coc_own: float = 0.0, own_cocs: dict[str, str] | None = None):  # fmt: skip
         self.processor = processor
         self.use_coc = use_coc
         self.lane_ahead = lane_ahead  # adds the vision probe's targets (model.modeling.LANE_AHEAD) to the batch
         self.nav_dropout = float(nav_dropout)
         self.history_dropout = float(history_dropout)
         self.coc_swap = float(coc_swap)
+        if coc_own > 0 and own_cocs is None:
+            raise ValueError("coc_own > 0 needs the own-CoC table (train.own_coc.sample_own_cocs)")
+        self.coc_own = float(coc_own)
+        self.own_cocs = own_cocs
         # Validation batches also carry the rows without their targets: sampling must start from the
         # prompt (ending with <|cot_start|>), never continue a teacher-forced CoC + trajectory tokens.
         self.with_prompt = bool(with_prompt)
@@ -327,8 +332,14 @@ class Collate:
     def _cocs(self, samples: list[dict]) -> list[str | None]:
         """The CoC each row's prompt carries: its label, or for the `coc_swap` share (hashed, its own
         salt) the label of the next row in the batch (cyclically) whose label differs — a reasoning
-        that is not about this scene, as the model's own often is not; None without `use_coc`."""
+        that is not about this scene, as the model's own often is not — or for the `coc_own` share
+        the stage-1 model's own CoC for this sample (`train.own_coc`); None without `use_coc`."""
         cocs = [s.get(K.COT_KEY) if self.use_coc else None for s in samples]
+        if self.use_coc and self.coc_own > 0:
+            from cordillera.train.own_coc import sample_key
+
+            return [self.own_cocs[sample_key(s)] if self._hashed(s, self.coc_own, salt="own:") else c
+                    for s, c in zip(samples, cocs)]  # fmt: skip
         if not self.use_coc or self.coc_swap <= 0:
             return cocs
         out = list(cocs)

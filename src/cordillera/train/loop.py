@@ -855,9 +855,26 @@ def print_result(name: str, res) -> None:
         print(f"  {k} = {v:.4g}")
 
 
+def own_cocs(cfg, vla, data: RunData, processor, tokenizer, nav_dropout: float) -> dict[str, str]:
+    """The stage-1 backbone's own CoC for every training sample (`train.own_coc`), sampled from the
+    prompts training builds (same nav / history choices) at the eval sampling settings, cached."""
+    from cordillera.train.data import Collate
+    from cordillera.train.own_coc import own_coc_path, sample_keys, sample_own_cocs
+
+    prompts = Collate(processor, use_coc=True, nav_dropout=nav_dropout, history_dropout=cfg.data.history_dropout,
+                      with_prompt=True)  # fmt: skip
+    root = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.data.dir) / ".cordillera"
+    keys = sample_keys(data.train)
+    ev = cfg.eval
+    path = own_coc_path(root, cfg.init_from, keys, ev.temperature, ev.top_p, cfg.seed, None,
+                        {"nav_dropout": nav_dropout, "history_dropout": cfg.data.history_dropout})  # fmt: skip
+    return sample_own_cocs(vla, lambda ids: decode_coc(tokenizer, ids), data.train, prompts, path, ev.temperature,
+                           ev.top_p, cfg.seed, batch_size=ev.batch_size, progress=cfg.progress)  # fmt: skip
+
+
 def run_stage(cfg, vla, data: RunData, loss_fn: Callable, freeze_eval: Callable | None = None,
               tokenizer=None, stop_after: int | None = None, desc: str = "train") -> FitResult:  # fmt: skip
-    """Processor + collate for `vla`, then `fit`."""
+    """Processor + collate for `vla` (with `data.coc_own`, the own-CoC table sampled first), then `fit`."""
     from cordillera.model.processor import VLAProcessor
     from cordillera.model.tokenizer import load_tokenizer
     from cordillera.train.data import Collate
@@ -872,8 +889,10 @@ def run_stage(cfg, vla, data: RunData, loss_fn: Callable, freeze_eval: Callable 
         from cordillera.train.data import LaneAhead
 
         lanes = LaneAhead(reader, lead=vla.cfg.loss.reads_lead)
+    own = own_cocs(cfg, vla, data, processor, tokenizer, nav_dropout) if cfg.data.coc_own > 0 else None
     collate = Collate(processor, use_coc=cfg.use_coc, nav_dropout=nav_dropout, lane_ahead=lanes,
-                      history_dropout=cfg.data.history_dropout, coc_swap=cfg.data.coc_swap)
+                      history_dropout=cfg.data.history_dropout, coc_swap=cfg.data.coc_swap,
+                      coc_own=cfg.data.coc_own, own_cocs=own)  # fmt: skip
     val_collate = Collate(processor, use_coc=cfg.use_coc, nav_dropout=nav_dropout, with_prompt=True, lane_ahead=lanes)
     return fit(cfg, vla, tokenizer, data.train, collate, loss_fn, val_batches_fn(data.val, val_collate, cfg.eval),
                freeze_eval=freeze_eval, stop_after=stop_after, desc=desc)  # fmt: skip
