@@ -167,11 +167,11 @@ class TrainConfig(StrictModel):
             raise ValueError("decision_head_weight > 0 with use_coc false: the head's targets are the CoC's decisions")
         if self.data.coc_swap > 0 and self.stage != "stage2":
             raise ValueError(f"data.coc_swap > 0 with stage {self.stage!r}: swapped CoCs would be learned as labels")
-        if self.data.coc_own > 0:
-            if self.stage != "stage2" or not self.use_coc or not self.init_from:
-                raise ValueError("data.coc_own > 0 needs stage 'stage2' with use_coc and init_from (the backbone that "
-                                 f"samples the CoCs); got stage {self.stage!r}, use_coc {self.use_coc}, "
-                                 f"init_from {self.init_from!r}")
+        if self.data.coc_own > 0:  # init_from (the backbone that samples them) is checked when they are sampled:
+            # `cordillera train nano` fills it in after loading the config
+            if self.stage != "stage2":
+                raise ValueError(f"data.coc_own > 0 with stage {self.stage!r}: the model's own CoCs would be learned "
+                                 "as labels")
             if self.data.coc_swap > 0:
                 raise ValueError("data.coc_own and data.coc_swap are both > 0: choose one source of non-label CoCs")
         if self.lane_reader_lead and self.lane_reader_weight <= 0:

@@ -861,6 +861,8 @@ def own_cocs(cfg, vla, data: RunData, processor, tokenizer, nav_dropout: float) 
     from cordillera.train.data import Collate
     from cordillera.train.own_coc import own_coc_path, sample_keys, sample_own_cocs
 
+    if not cfg.init_from:
+        raise ValueError("data.coc_own > 0 needs init_from: the stage-1 checkpoint whose backbone samples the CoCs")
     prompts = Collate(processor, use_coc=True, nav_dropout=nav_dropout, history_dropout=cfg.data.history_dropout,
                       with_prompt=True)  # fmt: skip
     root = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.data.dir) / ".cordillera"
@@ -889,7 +891,7 @@ def run_stage(cfg, vla, data: RunData, loss_fn: Callable, freeze_eval: Callable 
         from cordillera.train.data import LaneAhead
 
         lanes = LaneAhead(reader, lead=vla.cfg.loss.reads_lead)
-    own = own_cocs(cfg, vla, data, processor, tokenizer, nav_dropout) if cfg.data.coc_own > 0 else None
+    own = own_cocs(cfg, vla, data, processor, tokenizer, nav_dropout) if cfg.data.coc_own > 0 and cfg.use_coc else None
     collate = Collate(processor, use_coc=cfg.use_coc, nav_dropout=nav_dropout, lane_ahead=lanes,
                       history_dropout=cfg.data.history_dropout, coc_swap=cfg.data.coc_swap,
                       coc_own=cfg.data.coc_own, own_cocs=own)  # fmt: skip
