@@ -137,3 +137,18 @@ def test_stage2_samples_the_table_from_its_backbone_then_trains_on_it(tok, tmp_p
     keys = sample_keys(samples)
     assert own_coc_path(tmp_path, tmp_path / "s1", keys, 0.6, 0.98, 0, None, {}) != \
         own_coc_path(tmp_path, tmp_path / "s1b", keys, 0.6, 0.98, 0, None, {})  # fmt: skip
+
+
+def test_the_trajectory_only_variant_ignores_coc_own(tmp_path):
+    # `train nano --ablation` shares stage 2's settings: the model without reasoning samples nothing
+    cfg = TrainConfig(stage="stage2", use_coc=False, num_threads=1, progress=False, tensorboard=False,
+                      data=dict(dir=str(tmp_path / "data"), coc_own=1.0),
+                      optim=dict(lr=1e-3, min_lr=1e-4, warmup_steps=0, max_steps=1, batch_size=2),
+                      checkpoint=dict(out_dir=str(tmp_path / "run"), save_every=10),
+                      eval=dict(every=100, num_samples=2, batch_size=2, k=2, flow_steps=2, coc_samples=0))  # fmt: skip
+    from cordillera.model.modeling import CordilleraVLA
+
+    torch.manual_seed(0)
+    vla = CordilleraVLA(tiny_config(use_coc=False))
+    loop.run_stage(cfg, vla, loop.RunData(make_samples(2, cot=False), None), stage2.loss_fn, stage2._freeze_eval)
+    assert not (tmp_path / "data" / ".cordillera" / "own_coc").exists()

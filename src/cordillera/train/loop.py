@@ -894,7 +894,7 @@ def run_stage(cfg, vla, data: RunData, loss_fn: Callable, freeze_eval: Callable 
     own = own_cocs(cfg, vla, data, processor, tokenizer, nav_dropout) if cfg.data.coc_own > 0 and cfg.use_coc else None
     collate = Collate(processor, use_coc=cfg.use_coc, nav_dropout=nav_dropout, lane_ahead=lanes,
                       history_dropout=cfg.data.history_dropout, coc_swap=cfg.data.coc_swap,
-                      coc_own=cfg.data.coc_own, own_cocs=own)  # fmt: skip
+                      coc_own=cfg.data.coc_own if own is not None else 0.0, own_cocs=own)  # fmt: skip
     val_collate = Collate(processor, use_coc=cfg.use_coc, nav_dropout=nav_dropout, with_prompt=True, lane_ahead=lanes)
     return fit(cfg, vla, tokenizer, data.train, collate, loss_fn, val_batches_fn(data.val, val_collate, cfg.eval),
                freeze_eval=freeze_eval, stop_after=stop_after, desc=desc)  # fmt: skip
