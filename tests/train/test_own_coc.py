@@ -22,20 +22,6 @@ torch.set_num_threads(1)
 MAX_NEW = 6
 
 
-@pytest.fixture(scope="module")
-def tok():
-    from cordillera.model.tokenizer import load_tokenizer
-
-    return load_tokenizer(tiny_config())
-
-
-@pytest.fixture(scope="module")
-def proc(tok):
-    from cordillera.model.processor import VLAProcessor
-
-    return VLAProcessor(tiny_config(), tok)
-
-
 def _vla(seed=0):
     from cordillera.model.modeling import CordilleraVLA
 

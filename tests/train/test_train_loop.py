@@ -20,20 +20,6 @@ from cordillera.train.config import NanoConfig, OptimSettings, TrainConfig, load
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def tok():
-    from cordillera.model.tokenizer import load_tokenizer
-
-    return load_tokenizer(tiny_config())
-
-
-@pytest.fixture(scope="module")
-def proc(tok):
-    from cordillera.model.processor import VLAProcessor
-
-    return VLAProcessor(tiny_config(), tok)
-
-
 def _vla(seed=0, use_coc=True):
     from cordillera.model.modeling import CordilleraVLA
 

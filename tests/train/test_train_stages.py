@@ -17,13 +17,6 @@ from cordillera.train.config import LoraSettings, OptimSettings, TrainConfig  # 
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def tok():
-    from cordillera.model.tokenizer import load_tokenizer
-
-    return load_tokenizer(tiny_config())
-
-
 def _proc(tok, use_coc=True):
     from cordillera.model.processor import VLAProcessor
 
