@@ -2,7 +2,7 @@
 
 Stage 2 trains the expert on prompts that carry the label CoC, which always agrees with the
 ground-truth trajectory; closed loop the expert reads the CoC the backbone samples, whose decisions
-match the label about a third of the time (`benchmarks/RESULTS.md`). With `data.coc_own: s` a hashed
+match the label at a quarter of the training samples (`benchmarks/RESULTS.md` closed_loop_eval, Session 20). With `data.coc_own: s` a hashed
 share s of the training samples carries instead a CoC the (frozen) stage-1 backbone sampled from that
 sample's own prompt, at the closed-loop sampling settings, so the expert learns how far the reasoning
 it will actually read predicts the future. Validation keeps the labels.
@@ -45,7 +45,7 @@ def sample_keys(dataset) -> list[str]:
     base, idx = (dataset.dataset, list(dataset.indices)) if isinstance(dataset, Subset) else (dataset, None)
     if isinstance(base, SampleCache):
         idx = range(len(base)) if idx is None else idx
-        return [f"{base.clips[i]}:{int(base.t0s[i])}" for i in idx]
+        return [sample_key({K.CLIP_ID_KEY: base.clips[i], K.T0_US: base.t0s[i]}) for i in idx]
     return [sample_key(dataset[i]) for i in range(len(dataset))]
 
 
@@ -116,7 +116,7 @@ def sample_own_cocs(vla, decode: Callable, dataset, collate: Callable, path: str
                 out = vla.sample_trajectories(batch[PROMPT_BATCH], num_samples=1, temperature=temperature,
                                               top_p=top_p, flow_steps=1, max_new_tokens=max_new_tokens,
                                               generator=g)  # fmt: skip
-            done.update(zip(map(sample_key, samples), decode(out.coc_token_ids[:, 0])))
+            done.update(zip(names, decode(out.coc_token_ids[:, 0])))
             if bar is not None:
                 bar.update(task, completed=len(done))
             if (b + 1) % FLUSH_EVERY_BATCHES == 0:
