@@ -114,7 +114,7 @@ def test_stage2_samples_the_table_from_its_backbone_then_trains_on_it(tok, tmp_p
     samples = _samples(3)
     vla = stage2.build_model(cfg, loop.RunData(None, None))
     loop.run_stage(cfg, vla, loop.RunData(samples, None), stage2.loss_fn, stage2._freeze_eval, tokenizer=tok)
-    (stored,) = (tmp_path / "data" / ".cordillera" / "own_coc").glob("*.json")
+    (stored,) = (tmp_path / "data" / ".cordillera" / "train_cache" / "own_coc").glob("*.json")
     table = json.loads(stored.read_text())
     assert table["complete"] and list(table["cocs"]) == sample_keys(samples)
     # the path names the backbone's weights: another backbone samples its own table
@@ -137,4 +137,4 @@ def test_the_trajectory_only_variant_ignores_coc_own(tmp_path):
     torch.manual_seed(0)
     vla = CordilleraVLA(tiny_config(use_coc=False))
     loop.run_stage(cfg, vla, loop.RunData(make_samples(2, cot=False), None), stage2.loss_fn, stage2._freeze_eval)
-    assert not (tmp_path / "data" / ".cordillera" / "own_coc").exists()
+    assert not (tmp_path / "data" / ".cordillera" / "train_cache" / "own_coc").exists()

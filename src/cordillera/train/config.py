@@ -65,7 +65,7 @@ class DataSettings(StrictModel):
     # carries a CoC the frozen stage-1 backbone (init_from) sampled from the sample's own prompt at the
     # eval settings (eval.temperature / top_p: the closed-loop defaults) instead of the label, so the
     # expert learns how far the reasoning it will read predicts the future (train.own_coc; sampled once
-    # before training and cached next to the sample cache)
+    # before training and cached under cache_dir)
     coc_own: float = Field(0.0, ge=0.0, le=1.0)
     # against the copycat planner, by weighting instead of hiding: draw training samples with
     # probability ∝ 1 + hard_sample_weight · e / mean(e), e = how far the future strays from the

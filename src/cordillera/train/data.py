@@ -22,12 +22,17 @@ from torch.utils.data import Dataset, Subset
 from cordillera.data import keys as K
 from cordillera.model.processor import COT_TEXT
 
-__all__ = ["history_trend_xy", "history_surprise_m", "hard_sample_weights", "scenario_key", "split_by_scenario", "split_clips", "open_splits", "ego_window", "fit_action_stats", "Collate",
+__all__ = ["cache_root", "history_trend_xy", "history_surprise_m", "hard_sample_weights", "scenario_key", "split_by_scenario", "split_clips", "open_splits", "ego_window", "fit_action_stats", "Collate",
            "SampleCache", "COT_TEXT", "PROMPT_BATCH", "nav_text_at", "LaneAhead", "lane_ahead", "lead_gap_m",
            "constant_velocity_history"]  # fmt: skip
 
 CLIP_IDS = "clip_ids"
 PROMPT_BATCH = "prompt_batch"  # batch key: the same rows as a prompt-only processor batch (for sampling)
+
+
+def cache_root(data) -> Path:
+    """Where the training caches of `data` (`DataSettings`) live: `cache_dir`, else <dir>/.cordillera/train_cache."""
+    return Path(data.cache_dir) if data.cache_dir else Path(data.dir) / ".cordillera" / "train_cache"
 
 
 def scenario_key(meta: dict, clip_id: str) -> tuple:
@@ -87,8 +92,7 @@ def open_splits(data, image_hw, cameras, seed: int = 0):
     train_idx = [i for i, (c, _, _) in enumerate(ds.index) if c in tr]
     val_idx = [i for i, (c, _, _) in enumerate(ds.index) if c in va]
     if data.cache:
-        root = Path(data.cache_dir) if data.cache_dir else Path(data.dir) / ".cordillera" / "train_cache"
-        ds = SampleCache.build(ds, root, workers=max(1, data.cache_workers))
+        ds = SampleCache.build(ds, cache_root(data), workers=max(1, data.cache_workers))
     if data.max_train_samples is not None:
         train_idx = train_idx[: data.max_train_samples]
     if not train_idx:

@@ -858,17 +858,16 @@ def print_result(name: str, res) -> None:
 def own_cocs(cfg, vla, data: RunData, processor, tokenizer, nav_dropout: float) -> dict[str, str]:
     """The stage-1 backbone's own CoC for every training sample (`train.own_coc`), sampled from the
     prompts training builds (same nav / history choices) at the eval sampling settings, cached."""
-    from cordillera.train.data import Collate
+    from cordillera.train.data import Collate, cache_root
     from cordillera.train.own_coc import own_coc_path, sample_keys, sample_own_cocs
 
     if not cfg.init_from:
         raise ValueError("data.coc_own > 0 needs init_from: the stage-1 checkpoint whose backbone samples the CoCs")
     prompts = Collate(processor, use_coc=True, nav_dropout=nav_dropout, history_dropout=cfg.data.history_dropout,
                       with_prompt=True)  # fmt: skip
-    root = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.data.dir) / ".cordillera"
     keys = sample_keys(data.train)
     ev = cfg.eval
-    path = own_coc_path(root, cfg.init_from, keys, ev.temperature, ev.top_p, cfg.seed, None,
+    path = own_coc_path(cache_root(cfg.data), cfg.init_from, keys, ev.temperature, ev.top_p, cfg.seed, None,
                         {"nav_dropout": nav_dropout, "history_dropout": cfg.data.history_dropout})  # fmt: skip
     return sample_own_cocs(vla, lambda ids: decode_coc(tokenizer, ids), data.train, prompts, path, ev.temperature,
                            ev.top_p, cfg.seed, batch_size=ev.batch_size, progress=cfg.progress)  # fmt: skip

@@ -8,8 +8,8 @@ sample's own prompt, at the closed-loop sampling settings, so the expert learns 
 it will actually read predicts the future. Validation keeps the labels.
 
 The texts are sampled once before training (one per sample, seeded per batch) and stored as JSON
-keyed by ``clip_id:t0_us`` under ``<data>/.cordillera/own_coc/<key>.json``; the key hashes the
-stage-1 weights, the sampling settings and the sample list, so a different backbone or split samples
+keyed by ``clip_id:t0_us`` under ``<sample cache root>/own_coc/<key>.json`` (`train.data.cache_root`);
+the key hashes the stage-1 weights, the sampling settings and the sample list, so a different backbone or split samples
 again. The file is rewritten atomically every few batches and a restart continues where it stopped.
 """
 
