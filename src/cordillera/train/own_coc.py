@@ -9,8 +9,8 @@ it will actually read predicts the future. Validation keeps the labels.
 
 The texts are sampled once before training (one per sample, seeded per batch) and stored as JSON
 keyed by ``clip_id:t0_us`` under ``<sample cache root>/own_coc/<key>.json`` (`train.data.cache_root`);
-the key hashes the stage-1 weights, the sampling settings and the sample list, so a different backbone or split samples
-again. The file is rewritten atomically every few batches and a restart continues where it stopped.
+the key hashes the stage-1 weights, the sampling settings and the sample list, so a different
+backbone or split samples again. The file is rewritten atomically every few batches and a restart continues where it stopped.
 """
 
 from __future__ import annotations
