@@ -344,8 +344,9 @@ def eval_open_loop(
 
 @eval_app.command("compare")
 def eval_compare(
-    run_a: Path = typer.Argument(..., help="An `eval closed-loop --out` directory (or its comparison.json)."),
-    run_b: Path = typer.Argument(..., help="The run compared against A (B − A is reported)."),
+    run_a: str = typer.Argument(..., help="An `eval closed-loop --out` directory (or its comparison.json); "
+                                          "several, comma-separated, are pooled (e.g. one run per seed)."),
+    run_b: str = typer.Argument(..., help="The run compared against A (B − A is reported); may pool as A."),
     policy: str = typer.Option("vla", help="Policy of run A (and of B unless --policy-b)."),
     policy_b: Optional[str] = typer.Option(None),
     seeds: Optional[str] = typer.Option(None, help="Comma-separated rollout seeds to keep, e.g. 0."),

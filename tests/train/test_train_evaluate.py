@@ -120,6 +120,34 @@ def test_compare_pairs_two_runs_on_scenario_and_seed(tmp_path):
     assert head == f"A = {a} (vla), B = {b} (vla, the auto-labeler's CoC forced)"
 
 
+def test_compare_pools_runs_made_one_seed_each(tmp_path):
+    """Comma-separated runs are pooled per side: pairing seed by seed across the runs gives the
+    same numbers as one run holding both seeds; a rollout in two pooled runs is an error."""
+    from cordillera.train.evaluate import main_compare
+
+    def run(name, scores):
+        d = tmp_path / name
+        d.mkdir()
+        rows = [{"scenario": sc, "seed": seed, "score": v, "failed": False} for (sc, seed), v in scores.items()]
+        (d / "comparison.json").write_text(json.dumps({"rollouts": {"vla": rows}}))
+        return d
+
+    a0 = run("a0", {("merge-01000", 0): 0.0, ("pass-01000", 0): 0.5})
+    a1 = run("a1", {("merge-01000", 1): 0.2, ("pass-01000", 1): 0.7})
+    b0 = run("b0", {("merge-01000", 0): 0.5, ("pass-01000", 0): 0.5})
+    b1 = run("b1", {("merge-01000", 1): 0.4, ("pass-01000", 1): 1.0})
+    pooled = main_compare(f"{a0},{a1}", f"{b0},{b1}", progress=False)["metrics"]["score"]
+    a = run("a", {("merge-01000", 0): 0.0, ("pass-01000", 0): 0.5, ("merge-01000", 1): 0.2, ("pass-01000", 1): 0.7})
+    b = run("b", {("merge-01000", 0): 0.5, ("pass-01000", 0): 0.5, ("merge-01000", 1): 0.4, ("pass-01000", 1): 1.0})
+    whole = main_compare(a, b, progress=False)["metrics"]["score"]
+    assert pooled["n_pairs"] == 4
+    # per-scenario differences: merge mean(0.5, 0.2) = 0.35, pass mean(0, 0.3) = 0.15
+    assert pooled["diff"]["mean"] == pytest.approx(0.25) == whole["diff"]["mean"]
+    assert pooled["diff"]["half_width"] == pytest.approx(whole["diff"]["half_width"])
+    with pytest.raises(ValueError, match="both hold merge-01000 seed 0"):
+        main_compare(f"{a0},{a}", b, progress=False)
+
+
 def test_comparison_table_says_when_the_reasoning_was_forced():
     from cordillera.train.evaluate import CLOSED_LOOP_METRICS, comparison_table
 

@@ -505,7 +505,25 @@ COMPARE_METRICS = ("score", "collision_at_fault", "offroad", "close_encounter", 
 
 def _run_rollouts(run: str | Path, policy: str) -> tuple[list[dict], str]:
     """(the run's rollouts of ``policy`` that did not fail, ", …" naming what a diagnostic run forced:
-    ``--reasoning privileged`` / ``--steering privileged``; "" for the model's own driving)."""
+    ``--reasoning privileged`` / ``--steering privileged``; "" for the model's own driving).
+    ``run`` may name several runs separated by commas (e.g. one run per seed): their rollouts are
+    pooled, and a (scenario, seed) present in two of them is an error (it would count twice)."""
+    parts = [x for x in str(run).split(",") if x.strip()]
+    if len(parts) > 1:
+        pooled, whys, where = [], set(), {}
+        for part in parts:
+            rows, why = _run_rollouts(part.strip(), policy)
+            for r in rows:
+                key = (r["scenario"], r["seed"])
+                if key in where:
+                    raise ValueError(f"{part.strip()} and {where[key]} both hold {key[0]} seed {key[1]}: "
+                                     "pool runs of different seeds or scenarios")
+                where[key] = part.strip()
+            pooled += rows
+            whys.add(why)
+        if len(whys) > 1:
+            raise ValueError(f"{run}: the pooled runs differ in what they forced ({sorted(whys)})")
+        return pooled, whys.pop()
     p = Path(run)
     p = p / "comparison.json" if p.is_dir() else p
     if not p.is_file():
@@ -541,7 +559,7 @@ def main_compare(run_a: str | Path, run_b: str | Path, policy: str = VLA_NAME, p
     rollout seed) present in both: per metric A, B and B − A with the t interval clustered by
     scenario and the bootstrap relative difference (:func:`paired_difference`), then the score per
     family. Runs made apart pair as long as they share scenarios and seeds (a 1-seed run against
-    seed 0 of a 3-seed run)."""
+    seed 0 of a 3-seed run); either side may pool several runs given comma-separated (one per seed)."""
     keep_seeds = None if seeds is None else {int(x) for x in str(seeds).split(",")}
     keep_fams = None if families is None else set(str(families).split(","))
     (ra, why_a), (rb, why_b) = _run_rollouts(run_a, policy), _run_rollouts(run_b, policy_b or policy)
