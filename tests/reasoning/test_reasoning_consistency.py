@@ -320,6 +320,16 @@ def test_a_pending_manoeuvre_is_not_a_different_one():
     assert ok(CocRecord("Gap-search", "Nudge", "left"), straight(8.0, -1.0, v_floor=2.0)).consistent  # still waiting
     # ... nor is a 90° left turn a lane change to the left
     assert ok(CocRecord("Gap-search", "Lane Change", "left"), turn(7.0, 1.0)).per_decision["lateral"] < 0.5
+    # a gap-search lane change that has not begun waits: speeding up from 2 to 8 m/s in lane is not
+    # waiting for a gap (+6 m/s > the 1 m/s allowed), slowing or holding is; once it moves over, it may speed up
+    gap_lc = CocRecord("Gap-search", "Lane Change", "left")
+    r = ok(gap_lc, straight(2.0, 1.0, v_cap=8.0))
+    assert r.per_decision["longitudinal"] >= 0.5 and r.per_decision["lateral"] < 0.5, r.per_decision
+    assert ok(gap_lc, straight(2.0, 0.15, v_cap=2.8)).consistent  # +0.8 m/s, slow: still waiting
+    assert ok(gap_lc, straight(8.0, -1.0, v_floor=3.0)).consistent
+    fut, hist = lateral(8.0, 3.5)
+    fut[:, 0] *= 1.2  # 8 → ~9.6 m/s while moving over
+    assert ok(gap_lc, (fut, hist)).consistent
 
 
 def test_resume_speed_from_rest_gets_back_up_to_speed():

@@ -26,7 +26,9 @@ oncoming vehicle, at most 8 m short of where a still-moving lead was. Waiting be
 static / stopped blocker also means not driving through it (passing it ≥ 1 m sideways is fine).
 
 Lane Change / Nudge / Turn stated with Stop, Yield or Gap-search may still be pending at the end of
-the horizon (waiting for the gap); they then agree unless the ego moves the other way.
+the horizon (waiting for the gap); they then agree unless the ego moves the other way — and, for
+Gap-search, unless it speeds up by more than 1 m/s while not yet moving over (the expert's waits
+behind a blocker slow down; its gap-fitting lane changes begin within the horizon).
 
 Each check gives a soft agreement in [0, 1]: 0.5 + margin / scale, clipped, so 0.5 is the
 threshold and the reward has a slope near it. The overall score is the mean over the decisions the
@@ -57,6 +59,7 @@ YIELD_SLOW_MPS = 3.0  # [m/s] Yield: slow (below this) ...
 YIELD_DV_MPS = 1.0  # [m/s] ... or slowing by at least this
 YIELD_PASSED_KEEP = 0.8  # ... and, if it gets to the road user's place within the horizon, below this share of v0 before
 GAP_SEARCH_DV_MPS = 1.0  # [m/s] Gap-search: the speed change that counts as fitting a gap
+GAP_WAIT_SPEEDUP_MPS = 1.0  # [m/s] ours: a Gap-search whose lane change / nudge has not begun speeds up at most this (the expert: never above v0)
 KEEP_DISTANCE_UNDERSPEED_MPS = 2.0  # [m/s] Keep Distance behind a moving lead ends at most this below min(lead, v0)
 KEEP_DISTANCE_DROP_M = 15.0  # [m] Keep Distance: the gap may open by at most this (or to 2x the need + 10 m)
 ADAPT_MIN_SPEED_MPS = 1.0  # [m/s] Adapt Speed stays above this (the brief: decelerating but > ~1 m/s)
@@ -351,6 +354,8 @@ def _check_lateral(rec: CocRecord, f: dict) -> float:
             waiting = min(waiting, _soft(TURN_MIN_RAD - abs(f["yaw_end_rad"]), 0.3))
         if lat == "Nudge":  # ... nor changes lanes instead of nudging
             waiting = min(waiting, _soft(NUDGE_MAX_M - float(np.max(np.abs(f["lat_fut_m"]))), 0.2))
+        if rec.longitudinal == "Gap-search":  # ... and, not yet moving over, it waits: it does not speed up
+            waiting = min(waiting, _soft((f["v0_mps"] + GAP_WAIT_SPEEDUP_MPS) - f["v_max_mps"], 0.5))
         score = max(score, waiting)
     return score
 
