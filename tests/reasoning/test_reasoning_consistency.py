@@ -271,6 +271,24 @@ def test_merge_heads_towards_the_side_it_names(coc, traj, expected):
     assert (r.per_decision["lateral"] >= 0.5) is expected, (coc.decisions, r.per_decision, r.details)
 
 
+def from_the_right(traj, heading_deg=5.0):
+    """The same future after a history that came in heading ``heading_deg`` left of t0's heading
+    (straightening out of a move to the left)."""
+    fut, _ = traj
+    v0 = float(np.linalg.norm(fut[0]) / DT)
+    th = np.deg2rad(heading_deg) * T_H / T_H[0]  # heading_deg at the history's start, 0 at t0
+    step = np.stack([v0 * np.cos(th[1:]), v0 * np.sin(th[1:])], 1) * DT  # the moves into each history pose
+    back = np.concatenate([np.cumsum(step[::-1], 0)[::-1], np.zeros((1, 2))])  # integrated back from t0
+    return fut, -back
+
+
+def test_a_merge_is_not_a_lane_change_the_other_way():
+    merge_left = CocRecord("Keep Distance", "Merge", "left")
+    assert ok(merge_left, from_the_right(straight(14.0))).per_decision["lateral"] >= 0.5  # straightening out
+    r = ok(merge_left, from_the_right(lateral(14.0, -3.5)))  # ... then 3.5 m to the right: a lane change right
+    assert r.per_decision["lateral"] < 0.5, r.details
+
+
 def test_keep_distance_behind_a_moving_lead_does_not_slow_well_below_it():
     lead = obj("car", "lead", "moving", 25.0, 10.0)
     coc = CocRecord("Keep Distance", "Keep Lane", objects=(lead,))

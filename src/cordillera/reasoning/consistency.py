@@ -15,7 +15,7 @@
 | Lane Change d | peak lateral shift ≥ 2.5 m towards d (history included, so a change under way counts)     |
 | Nudge d       | peak offset towards d in [0.3, 2.5) m (history included) and larger than any offset the other way |
 | Turn d        | heading change ≥ 45° towards d, or ≥ 15° and still turning at the end, or turning now (finishing) |
-| Merge / Split | no turn (the ramp geometry decides the sideways motion); Merge d also heads ≥ 3° towards d (window end or history start) or shifts ≥ 1 m towards d |
+| Merge / Split | no turn (the ramp geometry decides the sideways motion); Merge d also heads ≥ 3° towards d (window end or history start) or shifts ≥ 1 m towards d, and does not shift ≥ 2.5 m the other way |
 
 Critical-component distances (CoC distances are from the front bumper = distance the rig may still
 travel). A Stop / Yield / Gap-search that comes to rest must rest where its cause is: within
@@ -398,7 +398,9 @@ def _check_lateral_motion(rec: CocRecord, f: dict) -> float:
         heading = max(s * f["yaw_end_rad"], s * f["yaw_hist_start_rad"])
         shift = float(np.max(s * lf)) - base
         towards = max(_soft(heading - MERGE_MIN_HEADING_RAD, 0.03), _soft(shift - MERGE_MIN_SHIFT_M, 0.5))
-        return min(no_turn, towards)
+        # ... and is not a lane change the other way (straightening out of a merge is not moving away)
+        other = float(np.max(-s * lf)) - min(float(np.min(-s * lh)), 0.0)
+        return min(no_turn, towards, _soft(LANE_CHANGE_MIN_M - other, 0.75))
     raise ValueError(f"unknown lateral decision {lat!r}")
 
 
