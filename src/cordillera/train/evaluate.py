@@ -508,17 +508,17 @@ def _run_rollouts(run: str | Path, policy: str) -> tuple[list[dict], str]:
     ``--reasoning privileged`` / ``--steering privileged``; "" for the model's own driving).
     ``run`` may name several runs separated by commas (e.g. one run per seed): their rollouts are
     pooled, and a (scenario, seed) present in two of them is an error (it would count twice)."""
-    parts = [x for x in str(run).split(",") if x.strip()]
+    parts = [x.strip() for x in str(run).split(",") if x.strip()]
     if len(parts) > 1:
         pooled, whys, where = [], set(), {}
         for part in parts:
-            rows, why = _run_rollouts(part.strip(), policy)
+            rows, why = _run_rollouts(part, policy)
             for r in rows:
                 key = (r["scenario"], r["seed"])
                 if key in where:
-                    raise ValueError(f"{part.strip()} and {where[key]} both hold {key[0]} seed {key[1]}: "
+                    raise ValueError(f"{part} and {where[key]} both hold {key[0]} seed {key[1]}: "
                                      "pool runs of different seeds or scenarios")
-                where[key] = part.strip()
+                where[key] = part
             pooled += rows
             whys.add(why)
         if len(whys) > 1:
