@@ -2,15 +2,17 @@
 
 Stage 2 trains the expert on prompts that carry the label CoC, which always agrees with the
 ground-truth trajectory; closed loop the expert reads the CoC the backbone samples, whose decisions
-match the label at a quarter of the training samples (`benchmarks/RESULTS.md` closed_loop_eval, Session 20). With `data.coc_own: s` a hashed
-share s of the training samples carries instead a CoC the (frozen) stage-1 backbone sampled from that
-sample's own prompt, at the closed-loop sampling settings, so the expert learns how far the reasoning
-it will actually read predicts the future. Validation keeps the labels.
+match the label at a quarter of the training samples (`benchmarks/RESULTS.md` closed_loop_eval,
+Session 20). With `data.coc_own: s` a hashed share s of the training samples carries instead a CoC
+the (frozen) stage-1 backbone sampled from that sample's own prompt, at the closed-loop sampling
+settings, so the expert learns how far the reasoning it will actually read predicts the future.
+Validation keeps the labels.
 
 The texts are sampled once before training (one per sample, seeded per batch) and stored as JSON
 keyed by ``clip_id:t0_us`` under ``<sample cache root>/own_coc/<key>.json`` (`train.data.cache_root`);
 the key hashes the stage-1 weights, the sampling settings and the sample list, so a different
-backbone or split samples again. The file is rewritten atomically every few batches and a restart continues where it stopped.
+backbone or split samples again. The file is rewritten atomically every few batches and a restart
+continues where it stopped.
 """
 
 from __future__ import annotations
