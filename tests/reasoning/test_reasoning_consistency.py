@@ -200,6 +200,11 @@ def test_keep_distance_does_not_speed_past_the_lead():
     # with a lane change the lead is left behind: speeding up is allowed
     assert ok(CocRecord("Keep Distance", "Lane Change", "left", objects=(lead,)),
               lateral(10.0, 3.5)).per_decision["longitudinal"] >= 0.5
+    # a merge joins behind the lead in the target lane: it sets the speed there too
+    # (60 m ahead, so speeding up to 12 m/s never closes in below the time gap)
+    merge = CocRecord("Keep Distance", "Merge", "left", objects=(obj("car", "lead", "moving", 60.0, 8.0),))
+    assert ok(merge, lateral(8.0, 3.5)).per_decision["longitudinal"] >= 0.5
+    assert ok(merge, straight(8.0, 1.2, v_cap=12.0)).per_decision["longitudinal"] < 0.5
 
 
 def test_lane_change_under_way_counts_the_history():

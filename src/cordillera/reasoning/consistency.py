@@ -8,7 +8,7 @@
 | Yield         | slows by ≥ 1 m/s or is slow (< 3 m/s) before it reaches the crossing / oncoming road user it names (by ≥ 20 % or < 3 m/s if it gets there within the horizon); a rest fits the cause |
 | Pass/Overtake | speeds up by ≥ 0.5 m/s                                                                     |
 | Gap-search    | changes speed by ≥ 1 m/s, moves sideways ≥ 0.5 m, or waits slow (< 3 m/s)                 |
-| Keep Distance | with a known lead (distance, speed, accel at t0): the predicted gap never closes below the time gap, the ego does not stop behind a moving lead, and, if it slows, it does not fall back (end gap ≤ max(gap0 + 15 m, 2·need + 10 m)); in lane it never exceeds max(v0, lead speed) + 1 m/s nor (lead moving, gap0 ≥ 2 m + 1 s·v0) ends below min(lead speed, v0) − 2 m/s; otherwise no acceleration > 1 m/s |
+| Keep Distance | with a known lead (distance, speed, accel at t0): the predicted gap never closes below the time gap, the ego does not stop behind a moving lead, and, if it slows, it does not fall back (end gap ≤ max(gap0 + 15 m, 2·need + 10 m)); in lane or merging it never exceeds max(v0, lead speed) + 1 m/s; in lane (lead moving, gap0 ≥ 2 m + 1 s·v0) it does not end below min(lead speed, v0) − 2 m/s; otherwise no acceleration > 1 m/s |
 | Adapt Speed   | no acceleration > 0.5 m/s in 3 s, slows by ≥ 0.3 m/s or holds its speed for 2 s, stays ≥ 1 m/s |
 | Resume Speed  | from rest: reaches ≥ 3 m/s; else no slowing > 1 m/s (> 40 % in a turn), no stop, and (outside turns) ends ≥ v0 − 0.5 m/s |
 | Keep Lane     | lateral offset ≤ 0.6 m and no turn (heading change < 45° at intersection curvature)       |
@@ -316,9 +316,10 @@ def _check_speed_profile(rec: CocRecord, f: dict) -> float:
         # that pulls away from an ego holding its speed is still being followed
         if lead.relation == "lead" and vend < v0 - 1.0:
             m = min(m, max(lead.distance_m + KEEP_DISTANCE_DROP_M, 2.0 * float(need[-1]) + 10.0) - float(gap[-1]))
-        # in lane the lead sets the speed: the ego does not speed up beyond both its own t0 speed and
-        # the lead's (closing in on purpose is Resume Speed or Pass/Overtake); a lane change leaves it
-        if rec.lateral in (None, "Keep Lane"):
+        # in lane (or merging in behind it) the lead sets the speed: the ego does not speed up beyond
+        # both its own t0 speed and the lead's (closing in on purpose is Resume Speed or
+        # Pass/Overtake); a lane change leaves it
+        if rec.lateral in (None, "Keep Lane", "Merge"):
             m = min(m, 2.0 * ((max(v0, float(v_l[-1])) + KEEP_DISTANCE_SPEEDUP_MPS) - vmax))
         return _soft(m, 2.0)
     if lon == "Adapt Speed":
