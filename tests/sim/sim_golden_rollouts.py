@@ -3,8 +3,9 @@
 ``golden_arrays()`` runs a few fixed rollouts (3 smoke-suite scenarios with the expert, the
 benchmarks/sim_speed.py scenario with the constant-velocity baseline) and flattens ego and actor
 states, plans and every metric into named float arrays. ``sim_golden_rollouts.npz`` holds them as
-recorded before the speed-ups (2026-11-22, commit 9b63edc); re-record only for an intended
-behaviour change:
+recorded before the speed-ups (2026-11-22, commit 9b63edc), re-recorded 2026-12-07 when the
+controller's standing brake stopped holding plans that move off (car_following:1000 now drives on
+after its stop); re-record only for an intended behaviour change:
 
     .venv/bin/python tests/sim/sim_golden_rollouts.py
 """

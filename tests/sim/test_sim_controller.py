@@ -78,6 +78,33 @@ def test_tracks_stop_and_holds():
     assert lat.max() < 0.05
 
 
+def _start_plan(v0, a0, jerk=3.0, a_max=2.0, horizon_s=6.4):
+    """A planner's plan from the current state: acceleration ramps up from a0 at `jerk` (m/s³)."""
+    t = np.arange(0, int(horizon_s * 10) + 1) * DT_US
+    a = np.minimum(a0 + jerk * t * 1e-6, a_max)
+    v = v0 + np.concatenate([[0.0], np.cumsum(0.5 * (a[1:] + a[:-1]) * 0.1)])
+    x = np.concatenate([[0.0], np.cumsum(0.5 * (v[1:] + v[:-1]) * 0.1)])
+    return t, np.stack([x, np.zeros_like(x), np.zeros_like(x)], -1), np.zeros_like(x)
+
+
+def test_moves_off_from_rest_when_replanned_every_step():
+    """A planner that replans every 0.1 s from the measured state starts each plan at rest with a
+    jerk-limited acceleration (~0.5 mm in its first 0.1 s, 0.5 m within 1 s). The standing brake
+    must not hold it: the car gets going (it once stayed at 0 m/s for good after every stop)."""
+    state, cs = AgentState(x_m=0.0, y_m=0.0, yaw_rad=0.0, speed_mps=0.0), ControllerState()
+    for k in range(50):
+        tr = plan_to_local(*_start_plan(state.speed_mps, max(state.accel_mps2, 0.0)), state)
+        state, cs = track(state, tr, cs, 0, DT_US, 10_000)
+    assert state.speed_mps > 3.0 and state.x_m > 5.0, state
+    # a plan that stays at rest holds the brake: no creep
+    state = AgentState(x_m=0.0, y_m=0.0, yaw_rad=0.0, speed_mps=0.0)
+    t = np.arange(65) * DT_US
+    tr = plan_to_local(t, np.zeros((65, 3)), np.zeros(65), state)
+    for k in range(30):
+        state, cs = track(state, tr, cs, k * DT_US, (k + 1) * DT_US, 10_000)
+    assert state.speed_mps == 0.0 and abs(state.x_m) < 1e-6
+
+
 def test_perfect_step_is_plan_interpolation():
     t, xyz, yaw = _arc_plan(10.0, 50.0)
     ego = AgentState(x_m=1.0, y_m=2.0, yaw_rad=math.pi / 2, speed_mps=10.0)

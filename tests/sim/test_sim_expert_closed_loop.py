@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 from shapely.geometry import Polygon
 
+from sim_expert_builders import intersection_map, light_on_A, make_scenario
+
 from cordillera.sim.expert import LATERAL_DECISIONS, LONGITUDINAL_DECISIONS, ExpertPolicy
 from cordillera.sim.runtime import run_rollout
 from cordillera.world.generator import make, make_suite
+from cordillera.world.scenario import SignalProgram
 
 
 def _box(x, y, yaw, length, width) -> Polygon:
@@ -84,6 +87,20 @@ def test_expert_drives_the_other_families(family):
     sc = make(family, 1000)
     ro = run_rollout(sc, ExpertPolicy())
     _check(sc, ro)
+
+
+def test_expert_moves_off_again_after_a_stop():
+    """Red for 8 s, then green, through the real controller (the expert replans every step from
+    the measured state): it stops before the line, then crosses the junction. It once stayed at
+    rest for good — the standing brake held each new plan's gentle start."""
+    prog = SignalProgram(phases=(("red", 8_000_000), ("green", 30_000_000), ("yellow", 3_000_000)))
+    sc = make_scenario(intersection_map(), ["A", "AB", "B"], (-70.0, -1.8), ego_speed=10.0,
+                       lights=[light_on_A(prog)], duration_s=16)
+    ro = run_rollout(sc, ExpertPolicy())
+    _check(sc, ro)
+    speeds = np.array([st.ego.speed_mps for st in ro.steps])
+    assert speeds.min() < 0.3  # it stopped for the red
+    assert ro.steps[-1].ego.x_m > 15.0 and speeds[-1] > 5.0  # ... and drove on after the green
 
 
 @pytest.mark.parametrize("seed", [1000, 1003])

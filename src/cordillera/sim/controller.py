@@ -60,6 +60,11 @@ class ControllerParams:
     speed_ki_per_s2: float = 0.3  # [1/s²]
     position_kp_per_s2: float = 0.6  # [1/s²] accel per m along-track error
     integral_limit_mps: float = 2.0  # anti wind-up on the speed-error integral [m·s/s]
+    # standing still, the brake holds while the plan moves less than hold_move_m within
+    # hold_lookahead_s: a plan that starts from rest (jerk-limited, ~0.05 m in its first 0.5 s)
+    # must still release it, or a planner replanning every step never gets going again
+    hold_lookahead_s: float = 1.0  # [s]
+    hold_move_m: float = 0.3  # [m]
 
 
 DEFAULT_CONTROLLER = ControllerParams()
@@ -238,9 +243,11 @@ def control(
     integ = min(max(integ, -params.integral_limit_mps), params.integral_limit_mps)
     accel = a_ref + params.speed_kp_per_s * err_v + params.speed_ki_per_s2 * integ
     accel += params.position_kp_per_s2 * (s_ref - s_ego)
-    if v_ref < 0.05 and s_ref - s_ego < 0.3 and v < 0.5:
-        accel = min(accel, -1.0)  # plan is stopped here: hold the brake instead of creeping
-        integ = 0.0
+    if v_ref < 0.05 and v < 0.5:  # plan stopped here now: hold the brake unless it moves off soon
+        s_soon = track.profile_at(t_us + params.hold_lookahead_s * 1e6)[0]
+        if s_soon - s_ego < params.hold_move_m:
+            accel = min(accel, -1.0)
+            integ = 0.0
     return accel, steer, ControllerState(integ)
 
 
