@@ -140,6 +140,7 @@ class ExpertParams:
     # -- decisions -------------------------------------------------------------------------------
     binding_margin_mps2: float = 0.3  # a constraint "shapes the plan" when it lowers the accel this much
     rest_speed_mps: float = 0.5  # a plan "comes to rest" below this (checker: Stop ⇒ < 0.5 m/s)
+    moving_off_speed_mps: float = 3.0  # a plan from rest that only speeds up, to this by its end, moves off (checker: Resume Speed from rest)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1409,7 +1410,11 @@ def _decide(ctx, P, lat, tags, st_s, st_a, v0, s_e, s_front, ids, specs, sa, hl,
     # what the plan does, in the interval speeds its 10 Hz poses show (as a checker measures them)
     st_v = np.concatenate([[v0], np.diff(st_s) / (PLAN_DT_US * 1e-6)])
     v_min = float(np.min(st_v))
-    rest = v_min < P.rest_speed_mps  # comes to rest (or holds) within the horizon
+    # moving off from (near) rest: the plan only gains speed and is going at the end — the stop is
+    # over (a sign's stop done, a light turned green, a lead pulling away), it is not a Stop
+    moving_off = v0 < 2.0 * P.rest_speed_mps and float(np.min(np.diff(st_v))) > -0.05 \
+        and float(st_v[-1]) >= P.moving_off_speed_mps
+    rest = v_min < P.rest_speed_mps and not moving_off  # comes to rest (or holds) within the horizon
     slows = v_min < v0 - 0.3
     gives_way = v_min <= v0 - 1.0 or v_min < 3.0
     speeds_up = float(np.max(st_v[:31])) > v0 + 0.5  # within 3 s
@@ -1425,7 +1430,7 @@ def _decide(ctx, P, lat, tags, st_s, st_a, v0, s_e, s_front, ids, specs, sa, hl,
 
     kind0 = tag[0]
     if kind0 == "stop":  # a control: at rest, or creeping to the line at the end of the horizon
-        longitudinal = "Stop" if v_min < 2.0 * P.rest_speed_mps else not_stopping()[0]
+        longitudinal = "Stop" if v_min < 2.0 * P.rest_speed_mps and not moving_off else not_stopping()[0]
     elif kind0 == "yield":
         if gives_way:
             longitudinal, causal = "Yield", obj(tag[1], tag[2])
