@@ -140,7 +140,6 @@ class ExpertParams:
     # -- decisions -------------------------------------------------------------------------------
     binding_margin_mps2: float = 0.3  # a constraint "shapes the plan" when it lowers the accel this much
     rest_speed_mps: float = 0.5  # a plan "comes to rest" below this (checker: Stop ⇒ < 0.5 m/s)
-    moving_off_speed_mps: float = 3.0  # a plan from rest that only speeds up, to this by its end, moves off (checker: Resume Speed from rest)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1410,10 +1409,11 @@ def _decide(ctx, P, lat, tags, st_s, st_a, v0, s_e, s_front, ids, specs, sa, hl,
     # what the plan does, in the interval speeds its 10 Hz poses show (as a checker measures them)
     st_v = np.concatenate([[v0], np.diff(st_s) / (PLAN_DT_US * 1e-6)])
     v_min = float(np.min(st_v))
-    # moving off from (near) rest: the plan only gains speed and is going at the end — the stop is
-    # over (a sign's stop done, a light turned green, a lead pulling away), it is not a Stop
-    moving_off = v0 < 2.0 * P.rest_speed_mps and float(np.min(np.diff(st_v))) > -0.05 \
-        and float(st_v[-1]) >= P.moving_off_speed_mps
+    # moving off from (near) rest: once going (> 2x the rest speed) the plan never falls back — the
+    # stop is over (a sign's stop done, a light turned green, a lead pulling away), it is not a Stop
+    going = np.flatnonzero(st_v > 2.0 * P.rest_speed_mps)
+    moving_off = v0 < 2.0 * P.rest_speed_mps and len(going) > 0 \
+        and float(np.min(st_v[going[0]:])) > 2.0 * P.rest_speed_mps
     rest = v_min < P.rest_speed_mps and not moving_off  # comes to rest (or holds) within the horizon
     slows = v_min < v0 - 0.3
     gives_way = v_min <= v0 - 1.0 or v_min < 3.0
