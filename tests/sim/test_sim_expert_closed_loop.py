@@ -101,7 +101,7 @@ def test_expert_moves_off_again_after_a_stop():
     speeds = np.array([st.ego.speed_mps for st in ro.steps])
     assert speeds.min() < 0.3  # it stopped for the red
     assert ro.steps[-1].ego.x_m > 15.0 and speeds[-1] > 5.0  # ... and drove on after the green
-    # a plan from rest that only gains speed moves off: the stop is over, it is not named Stop
+    # a plan from rest that only gains speed (to >= 3 m/s) moves off: the stop is over, it is not a Stop
     moving_off = [st.plan.decisions["longitudinal"] for st in ro.steps
                   if st.plan is not None and st.ego.speed_mps < 0.5 and np.min(np.diff(st.plan.xyz_rig[:, 0])) > -1e-3
                   and np.linalg.norm(st.plan.xyz_rig[-1, :2] - st.plan.xyz_rig[-2, :2]) / 0.1 >= 3.0]

@@ -61,7 +61,7 @@ class ControllerParams:
     position_kp_per_s2: float = 0.6  # [1/s²] accel per m along-track error
     integral_limit_mps: float = 2.0  # anti wind-up on the speed-error integral [m·s/s]
     # standing still, the brake holds while the plan moves less than hold_move_m within
-    # hold_lookahead_s: a plan that starts from rest (jerk-limited, ~0.05 m in its first 0.5 s)
+    # hold_lookahead_s: a plan that starts from rest (jerk-limited, ~0.07 m in its first 0.5 s)
     # must still release it, or a planner replanning every step never gets going again
     hold_lookahead_s: float = 1.0  # [s]
     hold_move_m: float = 0.3  # [m]

@@ -1465,8 +1465,8 @@ def _decide(ctx, P, lat, tags, st_s, st_a, v0, s_e, s_front, ids, specs, sa, hl,
             longitudinal = "Pass/Overtake"
         elif rest:
             longitudinal = "Stop"  # e.g. the end of the mapped route
-        elif v_min < 2.0 * P.rest_speed_mps:  # standing / moving off, or halting at the route end
-            longitudinal = "Stop" if rest and not speeds_up else "Resume Speed"
+        elif v_min < 2.0 * P.rest_speed_mps:  # creeping or moving off (not resting: that is above)
+            longitudinal = "Resume Speed"
         elif not speeds_up and (slows or (lower_cap and holds and v0 > vdes - 0.5 and v0 > 1.0)):
             longitudinal = "Adapt Speed"
         else:
