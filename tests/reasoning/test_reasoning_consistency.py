@@ -359,3 +359,40 @@ def test_resume_speed_from_rest_gets_back_up_to_speed():
     assert ok(CocRecord("Resume Speed", "Keep Lane"), straight(0.0, 1.0, v_cap=6.0)).consistent
     r = ok(CocRecord("Resume Speed", "Keep Lane"), straight(0.0, 0.4, v_cap=2.0))  # creeps to 2 m/s
     assert r.consistent is False, r.details
+
+
+def test_keep_distance_moving_off_keeps_up_with_a_lead_that_is_already_going():
+    # a lead 50 m ahead cruising at 14.6 m/s; moving off from 1.2 m/s to 11 m/s falls ~50 m further back
+    # (end gap ≈ 100 m > max(50 + 15, 2 × (2 + 11) + 10) m): that is not following it
+    far = CocRecord("Keep Distance", "Keep Lane", objects=(obj("car", "lead", "moving", 50.0, 14.6),))
+    r = ok(far, straight(1.2, 1.7, v_cap=11.0))
+    assert r.consistent is False, r.details
+    assert ok(far, straight(14.6)).consistent  # cruising behind it at its speed
+    # leaving the lane, the lead is being passed, not followed: no fall-back bound
+    assert ok(CocRecord("Keep Distance", "Lane Change", "left", objects=far.objects),
+              lateral(10.0, 3.5)).per_decision["longitudinal"] >= 0.5
+    # moving off behind a close lead that pulls away faster (4.65 m ahead, 2.55 m/s, +1.5 m/s²): the ego at
+    # +1.4 m/s² falls back to a ~20 m gap at 8.8 m/s, within 2 × (2 + 8.8) + 10 m — it still follows
+    lead = CriticalObject("car", "lead", "moving", distance_m=4.65, speed_mps=2.55, accel_mps2=1.5)
+    assert ok(CocRecord("Keep Distance", "Keep Lane", objects=(lead,)), straight(0.3, 1.4, v_cap=8.8)).consistent
+
+
+def finishing_turn(v0, to_go_deg, radius=12.0):
+    """Mid-way through a left turn at t0 (turning since before the history) with ``to_go_deg`` of
+    heading left, then straight; poses in the rig frame at t0."""
+    t = np.concatenate([T_H, T_F])
+    th = np.minimum(v0 * t / radius, np.deg2rad(to_go_deg))  # heading, 0 at t0
+    x = np.cumsum(v0 * np.cos(th) * DT)
+    y = np.cumsum(v0 * np.sin(th) * DT)
+    i0 = len(T_H) - 1  # t0; the heading there is 0 by construction
+    xy = np.stack([x - x[i0], y - y[i0]], 1)
+    return xy[i0 + 1:], xy[: i0 + 1]
+
+
+def test_keep_lane_is_not_the_end_of_a_turn():
+    # turning at a 12 m radius at t0 with 20° to go: finishing a turn, not keeping the lane
+    traj = finishing_turn(5.0, 20.0)
+    assert ok(CocRecord("Resume Speed", "Keep Lane"), traj).per_decision["lateral"] < 0.5
+    assert ok(CocRecord("Resume Speed", "Turn", "left"), traj).per_decision["lateral"] >= 0.5
+    # the last 5° of it settle into the new lane: the expert already names that Keep Lane
+    assert ok(CocRecord("Resume Speed", "Keep Lane"), finishing_turn(4.2, 5.0)).per_decision["lateral"] >= 0.5

@@ -8,10 +8,10 @@
 | Yield         | slows by ≥ 1 m/s or is slow (< 3 m/s) before it reaches the crossing / oncoming road user it names (by ≥ 20 % or < 3 m/s if it gets there within the horizon); a rest fits the cause |
 | Pass/Overtake | speeds up by ≥ 0.5 m/s                                                                     |
 | Gap-search    | changes speed by ≥ 1 m/s, moves sideways ≥ 0.5 m, or waits slow (< 3 m/s)                 |
-| Keep Distance | with a known lead (distance, speed, accel at t0): the predicted gap never closes below the time gap, the ego does not stop behind a moving lead, and, if it slows, it does not fall back (end gap ≤ max(gap0 + 15 m, 2·need + 10 m)); in lane or merging it never exceeds max(v0, lead speed) + 1 m/s; in lane (lead moving, gap0 ≥ 2 m + 1 s·v0) it does not end below min(lead speed, v0) − 2 m/s; otherwise no acceleration > 1 m/s |
+| Keep Distance | with a known lead (distance, speed, accel at t0): the predicted gap never closes below the time gap, the ego does not stop behind a moving lead, and, in lane or if it slows, it does not fall back (end gap ≤ max(gap0 + 15 m, 2·(2 m + 1 s·v_end) + 10 m)); in lane or merging it never exceeds max(v0, lead speed) + 1 m/s; in lane (lead moving, gap0 ≥ 2 m + 1 s·v0) it does not end below min(lead speed, v0) − 2 m/s; otherwise no acceleration > 1 m/s |
 | Adapt Speed   | no acceleration > 0.5 m/s in 3 s, slows by ≥ 0.3 m/s or holds its speed for 2 s, stays ≥ 1 m/s |
 | Resume Speed  | from rest: reaches ≥ 3 m/s; else no slowing > 1 m/s (> 40 % in a turn), no stop, and (outside turns) ends ≥ v0 − 0.5 m/s |
-| Keep Lane     | lateral offset ≤ 0.6 m and no turn (heading change < 45° at intersection curvature)       |
+| Keep Lane     | lateral offset ≤ 0.6 m and no turn (heading change < 45° at intersection curvature, nor still turning at t0 with ≥ 8° to go) |
 | Lane Change d | peak lateral shift ≥ 2.5 m towards d (history included, so a change under way counts)     |
 | Nudge d       | peak offset towards d in [0.3, 2.5) m (history included) and larger than any offset the other way |
 | Turn d        | heading change ≥ 45° towards d, or ≥ 15° and still turning at the end, or turning now (finishing) |
@@ -67,9 +67,10 @@ RESUME_FROM_REST_MPS = 3.0  # [m/s] ours: Resume Speed from rest reaches this (t
 RESUME_NET_SLOWING_MPS = 0.5  # [m/s] Resume Speed: the end speed is at most this below v0
 TIME_GAP_S = 1.0  # [s] Keep Distance: gap ≥ 2 m + 1.0 s × speed (lenient vs the expert's 1.5 s headway)
 MIN_GAP_M = 2.0
-PENDING_LONGITUDINAL = ("Stop", "Yield", "Gap-search")
+PENDING_LONGITUDINAL = ("Stop", "Yield", "Gap-search")  # a lateral manoeuvre may wait on these
 TURN_SPEED_KEEP = 0.6  # Resume Speed through a turn may slow to 60 % of v0 for the curvature
-TURN_MIN_CURVATURE_1PM = 0.025  # [1/m] intersection-scale curvature (radius <= 40 m), as meta_actions  # a lateral manoeuvre may wait on these
+TURN_MIN_CURVATURE_1PM = 0.025  # [1/m] intersection-scale curvature (radius <= 40 m), as meta_actions
+TURN_FINISH_MIN_RAD = np.deg2rad(8.0)  # Keep Lane: a turn under way at t0 may settle its last 8° of heading
 EGO_FRONT_M = 4.09  # [m] rig origin → front bumper, spec/alpasim.md §1.2 (1.3965 + 5.393 / 2)
 # Where a trajectory comes to rest must fit the cause the CoC names. CoC distances (stop line,
 # objects) are measured from the front bumper along the heading, so they equal the distance the rig
@@ -311,11 +312,13 @@ def _check_speed_profile(rec: CocRecord, f: dict) -> float:
             # lead's speed (or its own, if lower); a cut-in at a short gap must open the gap first
             if rec.lateral in (None, "Keep Lane") and lead.distance_m >= MIN_GAP_M + TIME_GAP_S * v0:
                 m = min(m, 2.0 * (vend - (min(float(v_l[-1]), v0) - KEEP_DISTANCE_UNDERSPEED_MPS)))
-        # ... and it tracks the lead: it does not slow down and fall back far behind it (slowing for
-        # something else) — the end gap stays within max(start gap + 15 m, 2 × need + 10 m); a lead
-        # that pulls away from an ego holding its speed is still being followed
-        if lead.relation == "lead" and vend < v0 - 1.0:
-            m = min(m, max(lead.distance_m + KEEP_DISTANCE_DROP_M, 2.0 * float(need[-1]) + 10.0) - float(gap[-1]))
+        # ... and it tracks the lead: it does not fall back far behind it (slowing for something
+        # else, or moving off far slower than a lead that is already going) — the end gap stays
+        # within max(start gap + 15 m, 2 × the time-gap need + 10 m); leaving the lane (a lead that
+        # is being passed) is exempt unless the ego slows
+        if lead.relation == "lead" and (vend < v0 - 1.0 or rec.lateral in (None, "Keep Lane")):
+            need_end = MIN_GAP_M + TIME_GAP_S * vend  # not capped by a close start: the gap may open to it
+            m = min(m, max(lead.distance_m + KEEP_DISTANCE_DROP_M, 2.0 * need_end + 10.0) - float(gap[-1]))
         # in lane (or merging in behind it) the lead sets the speed: the ego does not speed up beyond
         # both its own t0 speed and the lead's (closing in on purpose is Resume Speed or
         # Pass/Overtake); a lane change leaves it
@@ -367,9 +370,14 @@ def _check_lateral_motion(rec: CocRecord, f: dict) -> float:
     s = 1.0 if d == "left" else -1.0
     if lat == "Keep Lane":
         m = KEEP_LANE_MAX_M - float(np.max(np.abs(lf)))
+        score = 1.0
         if f["max_abs_curvature_1pm"] >= TURN_MIN_CURVATURE_1PM:  # intersection-scale curvature: is it a turn?
             m = min(m, TURN_MIN_RAD - abs(f["yaw_end_rad"]))
-        return _soft(m, 0.5)
+            # ... or the end of one: still turning at t0 with more than a lane's settling heading to go
+            finishing = min(20.0 * (abs(f["curvature_t0_1pm"]) - TURN_MIN_CURVATURE_1PM),
+                            abs(f["yaw_end_rad"]) - TURN_FINISH_MIN_RAD)
+            score = _soft(-finishing, 0.3)
+        return min(score, _soft(m, 0.5))
     base = min(float(np.min(s * lh)), 0.0)  # a manoeuvre under way in the history counts
     if lat == "Lane Change":
         # a full transition towards d: peak shift >= 2.5 m (a short pass may already come back
