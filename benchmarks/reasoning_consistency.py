@@ -174,12 +174,14 @@ def main(argv=None) -> int:
         every = evaluate(pairs, None)
         results[source] = every
         what = "expert plan with the label's decision" if source == "plan" else "driven future (GT) from t0"
+        # the goals are the issue's, stated for the expert's plans; the driven future is a diagnostic
+        goal_ok, goal_bad = ("≥ 98 % consistent", "≥ 90 % inconsistent") if source == "plan" else ("–", "–")
         print(f"| {what} | expert (CoC, own trajectory) | {res['matched_pairs']} | {res['matched_consistent']:.1%} | "
-              f"{1 - res['matched_consistent']:.1%} | ≥ 98 % consistent |")
+              f"{1 - res['matched_consistent']:.1%} | {goal_ok} |")
         print(f"| {what} | mismatched (CoC, other clip's trajectory, different decision) | {res['mismatched_pairs']} | "
-              f"{1 - res['mismatched_inconsistent']:.1%} | {res['mismatched_inconsistent']:.1%} | ≥ 90 % inconsistent |")
+              f"{1 - res['mismatched_inconsistent']:.1%} | {res['mismatched_inconsistent']:.1%} | {goal_bad} |")
         print(f"| {what} | mismatched, every such pair (no sampling) | {every['mismatched_pairs']} | "
-              f"{1 - every['mismatched_inconsistent']:.1%} | {every['mismatched_inconsistent']:.1%} | ≥ 90 % inconsistent |")
+              f"{1 - every['mismatched_inconsistent']:.1%} | {every['mismatched_inconsistent']:.1%} | {goal_bad} |")
         print(f"| {what} | … of which the decisions imply different motion | {every['mismatched_distinct_pairs']} | "
               f"{1 - every['mismatched_distinct_inconsistent']:.1%} | {every['mismatched_distinct_inconsistent']:.1%} | "
               "(diagnostic) |")
