@@ -3,6 +3,8 @@
 Rows, each against a baseline measured in the same run:
   stage 1 fp32            vs  stage 1 under bf16 autocast (environment.md §2: 2.7x slower on CPUs
                               without BF16/AMX — the reason the loop stays in fp32)
+  stage 1 fp32            vs  stage 1 with Qwen3-VL's own Conv3d patch embedding (what
+                              `modeling.LinearPatchEmbed` replaces: the same map as a matmul)
   stage 2 (frozen VLM)    vs  stage 2 with the backbone prefix run under autograd (what co-training /
                               `joint` pays: the prefix keeps its graph, the expert reads it)
 
@@ -64,6 +66,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionPatchEmbed
 
     from cordillera.model.configuration import get_preset
     from cordillera.model.modeling import CordilleraVLA
@@ -128,6 +132,23 @@ def main() -> None:
     rows = []
     t_s1, t_s1_bf16 = time_pair(trainer(vlm_only, s1), trainer(vlm_only, s1, autocast=True), a.steps)
     rows.append(("stage 1 (CE, fp32)", t_s1, "stage 1 under bf16 autocast", t_s1_bf16))
+    visual = vla.model.vlm.model.visual
+    linear_embed = visual.patch_embed
+    conv_embed = Qwen3VLVisionPatchEmbed(vla.model.vlm.config.vision_config)
+    conv_embed.proj = linear_embed.proj  # the same parameter, through the Conv3d forward
+
+    def with_embed(embed, step):
+        def run():
+            visual.patch_embed = embed
+            try:
+                step()
+            finally:
+                visual.patch_embed = linear_embed
+        return run
+
+    s1_step = trainer(vlm_only, s1)
+    t_lin, t_conv = time_pair(with_embed(linear_embed, s1_step), with_embed(conv_embed, s1_step), a.steps)
+    rows.append(("stage 1 (CE, fp32)", t_lin, "stage 1, Conv3d patch embedding", t_conv))
     t_s2, t_s2_naive = time_pair(trainer(expert_only, stage2.loss_fn), trainer(expert_only, s2_expert_full_prefix),
                                  a.steps)  # fmt: skip
     rows.append(("stage 2 (FM, frozen VLM, detached cache)", t_s2, "expert re-running the full prefix (no KV sharing)", t_s2_naive))

@@ -90,3 +90,24 @@ def test_cached_vision_features_equal_batched_encoding(nano_model, nano_processo
     # a call whose keys are all stored encodes nothing: it returns the stored tensors themselves
     again = m.image_features_cached(b["pixel_values"][:0], b["image_grid_thw"], keys, store)
     assert all(x is store[k][0] for x, k in zip(again.pooler_output, keys))
+
+
+def test_linear_patch_embed_equals_qwen3vl_conv3d_forward_and_grad(nano_model):
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionPatchEmbed
+
+    from cordillera.model.modeling import LinearPatchEmbed
+
+    embed = nano_model.model.vlm.model.visual.patch_embed
+    assert isinstance(embed, LinearPatchEmbed)
+    # the original module, same weights: checkpoints keep key `...patch_embed.proj.weight` (D, C, T, P, P)
+    ref = Qwen3VLVisionPatchEmbed(nano_model.model.vlm.config.vision_config)
+    ref.load_state_dict(embed.state_dict())
+    assert embed.proj.weight.shape == (128, 3, 2, 16, 16)
+    x = torch.randn(37, 3 * 2 * 16 * 16, generator=torch.Generator().manual_seed(0))  # `pixel_values` rows
+    fast, slow = LinearPatchEmbed(ref)(x), ref(x)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+    (fast * torch.arange(128.0)).sum().backward()
+    g_fast = ref.proj.weight.grad.clone()
+    ref.zero_grad()
+    (ref(x) * torch.arange(128.0)).sum().backward()
+    torch.testing.assert_close(g_fast, ref.proj.weight.grad, rtol=1e-4, atol=1e-3)

@@ -127,6 +127,26 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
 
 # ---------------------------------------------------------------------------------------------
 # parts
+class LinearPatchEmbed(nn.Module):
+    """Qwen3-VL's patch embedding computed as the matmul it is. The original is a Conv3d whose kernel
+    equals its stride, applied to inputs that are exactly one kernel volume each, i.e. a linear map of
+    the flattened patch; oneDNN's Conv3d takes ~60x the time of that matmul on CPU (forward +
+    backward, benchmarks/train_speed.py). Keeps the Conv3d as `proj`, so state-dict keys and shapes
+    are the original's."""
+
+    def __init__(self, embed: nn.Module):
+        super().__init__()
+        self.proj = embed.proj  # (D, C, T, P, P); flattened in the order `pixel_values` rows are
+        if tuple(self.proj.kernel_size) != tuple(self.proj.stride):
+            raise ValueError(f"patch embedding kernel {self.proj.kernel_size} != stride {self.proj.stride}")
+        self.embed_dim = self.proj.out_channels
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        w = self.proj.weight
+        x = hidden_states.reshape(-1, w[0].numel()).to(w.dtype)  # (N_patches, C*T*P*P)
+        return F.linear(x, w.reshape(self.embed_dim, -1), self.proj.bias)
+
+
 class FourierEncoder(nn.Module):
     """x (...) → √2·[sin(2π f x), cos(2π f x)] (..., dim), f = logspace(0, log10 max_freq, dim/2).
 
@@ -449,6 +469,7 @@ class VLAModel(nn.Module):
         self.cfg = cfg
         qcfg = qwen3vl_config(cfg)
         self.vlm = Qwen3VLForConditionalGeneration(qcfg)
+        self.vlm.model.visual.patch_embed = LinearPatchEmbed(self.vlm.model.visual.patch_embed)
         self.expert = Qwen3VLTextModel(expert_text_config(cfg, qcfg.text_config))
         del self.expert.embed_tokens  # [s] spec §1.1: the expert only takes inputs_embeds
         a = cfg.action_in_proj
