@@ -130,9 +130,9 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
 class LinearPatchEmbed(nn.Module):
     """Qwen3-VL's patch embedding computed as the matmul it is. The original is a Conv3d whose kernel
     equals its stride, applied to inputs that are exactly one kernel volume each, i.e. a linear map of
-    the flattened patch; oneDNN's Conv3d takes ~60x the time of that matmul on CPU (forward +
-    backward, benchmarks/train_speed.py). Keeps the Conv3d as `proj`, so state-dict keys and shapes
-    are the original's."""
+    the flattened patch; oneDNN's Conv3d took ~60x the time of that matmul on an AVX2 CPU (7 680
+    patches, forward + backward), a whole stage-1 step 1.3x (benchmarks/RESULTS.md ## train_speed).
+    Keeps the Conv3d as `proj`, so state-dict keys and shapes are the original's."""
 
     def __init__(self, embed: nn.Module):
         super().__init__()
