@@ -130,7 +130,8 @@ def main() -> None:
     vlm_only = lambda n: n.startswith("vlm.")  # noqa: E731
     expert_only = lambda n: not n.startswith("vlm.")  # noqa: E731
     rows = []
-    t_s1, t_s1_bf16 = time_pair(trainer(vlm_only, s1), trainer(vlm_only, s1, autocast=True), a.steps)
+    s1_step = trainer(vlm_only, s1)
+    t_s1, t_s1_bf16 = time_pair(s1_step, trainer(vlm_only, s1, autocast=True), a.steps)
     rows.append(("stage 1 (CE, fp32)", t_s1, "stage 1 under bf16 autocast", t_s1_bf16))
     visual = vla.model.vlm.model.visual
     linear_embed = visual.patch_embed
@@ -146,7 +147,6 @@ def main() -> None:
                 visual.patch_embed = linear_embed
         return run
 
-    s1_step = trainer(vlm_only, s1)
     t_lin, t_conv = time_pair(with_embed(linear_embed, s1_step), with_embed(conv_embed, s1_step), a.steps)
     rows.append(("stage 1 (CE, fp32)", t_lin, "stage 1, Conv3d patch embedding", t_conv))
     t_s2, t_s2_naive = time_pair(trainer(expert_only, stage2.loss_fn), trainer(expert_only, s2_expert_full_prefix),
