@@ -7,6 +7,8 @@ Rows, each against a baseline measured in the same run:
                               `modeling.LinearPatchEmbed` replaces: the same map as a matmul)
   stage 2 (frozen VLM)    vs  stage 2 with the backbone prefix run under autograd (what co-training /
                               `joint` pays: the prefix keeps its graph, the expert reads it)
+  stage 2, stored prefix  vs  stage 2 computing the prefix (`train.prefix_store`: a sample's frozen-
+                              backbone K/V read from disk after its first visit; the read is timed)
 
 Samples are synthetic (random images, 4 cameras × 4 frames at 96×160, a 20-word CoC), built
 with the real processor, so sequence lengths match training (~470 tokens).
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import tempfile
 import time
 
 import torch
@@ -70,7 +73,7 @@ def main() -> None:
     from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionPatchEmbed
 
     from cordillera.model.configuration import get_preset
-    from cordillera.model.modeling import CordilleraVLA
+    from cordillera.model.modeling import STAGE2_PREFIX, CordilleraVLA
     from cordillera.model.processor import VLAProcessor
     from cordillera.model.tokenizer import load_tokenizer
     from cordillera.train import stage2
@@ -152,6 +155,22 @@ def main() -> None:
     t_s2, t_s2_naive = time_pair(trainer(expert_only, stage2.loss_fn), trainer(expert_only, s2_expert_full_prefix),
                                  a.steps)  # fmt: skip
     rows.append(("stage 2 (FM, frozen VLM, detached cache)", t_s2, "expert re-running the full prefix (no KV sharing)", t_s2_naive))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        from cordillera.train.prefix_store import PrefixStore
+
+        store = PrefixStore(tmp, vla.model.T)
+        keys = [f"bench:{i}" for i in range(a.batch)]
+        store.save(keys, vla.model.stage2_prefix(*[batch[k] for k in ("input_ids", "attention_mask", "pixel_values",
+                                                                      "image_grid_thw", "mm_token_type_ids")]))
+        stored = {"actions": batch["actions"]}
+
+        def s2_stored(m, b, g):
+            return stage2.loss_fn(m, {**stored, STAGE2_PREFIX: store.load(keys)}, g)
+
+        t_st, t_s2b = time_pair(trainer(expert_only, s2_stored), trainer(expert_only, stage2.loss_fn), a.steps)
+        size_mb = store.size_bytes() / a.batch / 2**20
+    rows.append((f"stage 2, stored prefix ({size_mb:.1f} MB/sample)", t_st, "stage 2 computing the prefix", t_s2b))
 
     print(f"nano preset: {n_params / 1e6:.1f}M parameters, batch {a.batch}, sequence {L} tokens, "
           f"{a.threads} threads, fp32")  # fmt: skip

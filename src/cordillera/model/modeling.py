@@ -68,6 +68,8 @@ __all__ = [
     "VLAModel",
     "CordilleraVLA",
     "TrajectorySamples",
+    "Stage2Prefix",
+    "STAGE2_PREFIX",
     "forcing",
     "WEIGHTS_NAME",
     "CONFIG_NAME",
@@ -78,6 +80,7 @@ __all__ = [
 ]
 
 WEIGHTS_NAME = "model.safetensors"
+STAGE2_PREFIX = "stage2_prefix"  # batch key: a stored `Stage2Prefix` in place of the prompt tensors (stage 2)
 CONFIG_NAME = "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # Prefixes of our state dict = prefixes of the original's (spec §8.2). The map is explicit so a
@@ -624,10 +627,10 @@ class VLAModel(nn.Module):
         cot_state = h[torch.arange(h.shape[0], device=h.device), is_cot.int().argmax(1)] if is_cot.any(1).all() else None
         return ce, sel & is_traj, sel & ~is_traj, self.image_tokens(feats, input_ids.shape[0]), cot_state
 
-    def stage2_losses(self, input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids,
-                      actions, noise, t, lane: torch.Tensor | None = None):  # fmt: skip
-        """Flow-matching squared error (B, T, 2) with the backbone frozen (spec §1.2 training); `lane`
-        (B, 1, D_e): the lane reader's offset to the action tokens' inputs, or None."""
+    @torch.no_grad()
+    def stage2_prefix(self, input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids) -> "Stage2Prefix":
+        """What stage 2's expert reads from the frozen backbone: the detached K/V up to each row's last
+        `<|traj_future_start|>` (spec §1.2 training: stop_grad_from_vlm) and the action tokens' positions."""
         B = input_ids.shape[0]
         is_tfs = input_ids == self.tfs_id
         if not is_tfs.any(dim=1).all():
@@ -635,21 +638,71 @@ class VLAModel(nn.Module):
         L = input_ids.shape[1]
         last = L - 1 - is_tfs.flip(1).int().argmax(dim=1)  # (B,) index of the last tfs per row
         cut = int(last.max()) + 1
-        with torch.no_grad():
-            pos = self.rope_positions(input_ids, mm_token_type_ids, image_grid_thw, attention_mask)
-            feats = self.image_features(pixel_values, image_grid_thw)
-            cache = DynamicCache(config=self.vlm.config.text_config)
-            self.backbone(input_ids[:, :cut], attention_mask[:, :cut], pos[:, :, :cut], feats,
-                          mm_token_type_ids[:, :cut], past_key_values=cache)  # fmt: skip
-        for layer in cache.layers:  # stop gradient into the VLM (spec: stop_grad_from_vlm)
-            layer.keys, layer.values = layer.keys.detach(), layer.values.detach()
+        pos = self.rope_positions(input_ids, mm_token_type_ids, image_grid_thw, attention_mask)
+        feats = self.image_features(pixel_values, image_grid_thw)
+        cache = DynamicCache(config=self.vlm.config.text_config)
+        self.backbone(input_ids[:, :cut], attention_mask[:, :cut], pos[:, :, :cut], feats,
+                      mm_token_type_ids[:, :cut], past_key_values=cache)  # fmt: skip
+        layers = cache.layers[:self.cfg.expert.num_hidden_layers]  # the expert reads only its own layers' K/V
         cols = torch.arange(cut, device=input_ids.device)
         prefix = attention_mask[:, :cut].bool() & (cols[None] <= last[:, None])  # (B, C)
         tfs_pos = pos[0, torch.arange(B), last]  # (B,)
         positions = tfs_pos[:, None] + 1 + torch.arange(self.T, device=input_ids.device)  # (B, T)
+        return Stage2Prefix([layer.keys.detach() for layer in layers], [layer.values.detach() for layer in layers],
+                            prefix, positions)  # fmt: skip
+
+    def stage2_flow_error(self, prefix: "Stage2Prefix", actions, noise, t, lane: torch.Tensor | None = None):
+        """Flow-matching squared error (B, T, 2) of the expert over a `stage2_prefix`; `lane` (B, 1, D_e):
+        the lane reader's offset to the action tokens' inputs, or None."""
+        B = actions.shape[0]
+        cache = DynamicCache(config=self.expert.config)
+        for i, (k, v) in enumerate(zip(prefix.keys, prefix.values)):
+            cache.update(k, v, i)
         x_t = fm.interpolate(actions, noise, t.view(B, 1, 1))
-        v = self.expert_velocity(x_t, t, cache, positions, self.expert_mask(prefix), lane)  # (B, T, 2)
+        v = self.expert_velocity(x_t, t, cache, prefix.positions, self.expert_mask(prefix.mask), lane)  # (B, T, 2)
         return (v - fm.target_velocity(actions, noise)) ** 2  # (B, T, 2)
+
+    def stage2_losses(self, input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids,
+                      actions, noise, t, lane: torch.Tensor | None = None):  # fmt: skip
+        """Flow-matching squared error (B, T, 2) with the backbone frozen (spec §1.2 training)."""
+        prefix = self.stage2_prefix(input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids)
+        return self.stage2_flow_error(prefix, actions, noise, t, lane)
+
+
+@dataclass
+class Stage2Prefix:
+    """The frozen backbone's context for stage 2's expert, per expert layer: keys / values
+    (B, H_kv, C, head_dim) detached, `mask` (B, C) True on each row's prefix columns, `positions`
+    (B, T) the action tokens' text positions. Keys carry their rotary already, so a row's columns
+    can be stored alone (`rows`) and re-batched in any padding (`join`): the expert attends to
+    the masked columns only."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    mask: torch.Tensor
+    positions: torch.Tensor
+
+    def rows(self) -> list[tuple[torch.Tensor, int]]:
+        """Per row: (K/V of its prefix columns only (n_layers, 2, H_kv, C_r, head_dim), first action position)."""
+        out = []
+        for r in range(self.mask.shape[0]):
+            cols = self.mask[r]
+            kv = torch.stack([torch.stack([k[r][:, cols], v[r][:, cols]]) for k, v in zip(self.keys, self.values)])
+            out.append((kv.contiguous(), int(self.positions[r, 0])))
+        return out
+
+    @classmethod
+    def join(cls, rows: list[tuple[torch.Tensor, int]], T: int) -> "Stage2Prefix":
+        """`rows` (as from `rows`) → one left-padded batch for T action tokens."""
+        C = max(kv.shape[3] for kv, _ in rows)
+        n_layers, _, H, _, D = rows[0][0].shape
+        kv_all = rows[0][0].new_zeros(n_layers, 2, len(rows), H, C, D)
+        mask = torch.zeros(len(rows), C, dtype=torch.bool, device=kv_all.device)
+        for r, (kv, _) in enumerate(rows):
+            kv_all[:, :, r, :, C - kv.shape[3]:] = kv
+            mask[r, C - kv.shape[3]:] = True
+        start = torch.tensor([p for _, p in rows], dtype=torch.long, device=kv_all.device)
+        return cls(list(kv_all[:, 0]), list(kv_all[:, 1]), mask, start[:, None] + torch.arange(T, device=start.device))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -713,13 +766,20 @@ class CordilleraVLA(nn.Module):
 
     # ---- training ----
     def forward(self, batch: dict[str, Any], stage: str = "stage1", generator: torch.Generator | None = None,
-                noise: torch.Tensor | None = None, t: torch.Tensor | None = None):  # fmt: skip
-        """`stage1`: CE over trajectory span + CoC; `stage2`: flow matching. Returns (loss, logs)."""
+                noise: torch.Tensor | None = None, t: torch.Tensor | None = None,
+                on_prefix: Callable[[Stage2Prefix], None] | None = None):  # fmt: skip
+        """`stage1`: CE over trajectory span + CoC; `stage2`: flow matching. Returns (loss, logs).
+
+        Stage 2 reads the backbone's context from `batch[STAGE2_PREFIX]` when the batch carries one
+        (a stored `Stage2Prefix`: the batch then needs only `actions`), else computes it and hands it
+        to `on_prefix` (which may store it)."""
         m = self.model
-        args = (batch[INPUT_IDS], batch[ATTENTION_MASK], batch[PIXEL_VALUES], batch[IMAGE_GRID_THW],
-                batch[MM_TOKEN_TYPE_IDS])  # fmt: skip
+
+        def args():  # the prompt tensors; a stage-2 batch with a stored prefix has none
+            return tuple(batch[k] for k in (INPUT_IDS, ATTENTION_MASK, PIXEL_VALUES, IMAGE_GRID_THW, MM_TOKEN_TYPE_IDS))
+
         if stage == "stage1":
-            ce, traj, text, image_tokens, cot_state = m.stage1_losses(*args, batch[LABELS])
+            ce, traj, text, image_tokens, cot_state = m.stage1_losses(*args(), batch[LABELS])
             loss_traj = ce[traj].mean() if traj.any() else ce.new_zeros(())
             loss_text = ce[text].mean() if text.any() else ce.new_zeros(())
             w = self.cfg.loss
@@ -749,7 +809,12 @@ class CordilleraVLA(nn.Module):
             if m.lane_reader is not None:
                 reading = m.lane_reader.read(batch[PIXEL_VALUES], batch[IMAGE_GRID_THW], B)
                 lane = m.lane_reader.expert_offset(reading)
-            per_elem = m.stage2_losses(*args, x1, noise, t, lane)  # (B, T, 2)
+            prefix = batch.get(STAGE2_PREFIX)
+            if prefix is None:
+                prefix = m.stage2_prefix(*args())
+                if on_prefix is not None:
+                    on_prefix(prefix)
+            per_elem = m.stage2_flow_error(prefix, x1, noise, t, lane)  # (B, T, 2)
             loss = per_elem.mean()
             logs = {"fm_accel": per_elem[..., 0].mean().item(), "fm_curvature": per_elem[..., 1].mean().item()}
             if reading is not None and batch.get(LANE_AHEAD) is not None:

@@ -874,8 +874,10 @@ def own_cocs(cfg, vla, data: RunData, processor, tokenizer, nav_dropout: float) 
 
 
 def run_stage(cfg, vla, data: RunData, loss_fn: Callable, freeze_eval: Callable | None = None,
-              tokenizer=None, stop_after: int | None = None, desc: str = "train") -> FitResult:  # fmt: skip
-    """Processor + collate for `vla` (with `data.coc_own`, the own-CoC table sampled first), then `fit`."""
+              tokenizer=None, stop_after: int | None = None, desc: str = "train",
+              wrap_collate: Callable | None = None) -> FitResult:  # fmt: skip
+    """Processor + collate for `vla` (with `data.coc_own`, the own-CoC table sampled first), then `fit`.
+    `wrap_collate(collate)` replaces the training batches' collate (stage 2's prefix store)."""
     from cordillera.model.processor import VLAProcessor
     from cordillera.model.tokenizer import load_tokenizer
     from cordillera.train.data import Collate
@@ -895,5 +897,7 @@ def run_stage(cfg, vla, data: RunData, loss_fn: Callable, freeze_eval: Callable 
                       history_dropout=cfg.data.history_dropout, coc_swap=cfg.data.coc_swap,
                       coc_own=cfg.data.coc_own if own is not None else 0.0, own_cocs=own)  # fmt: skip
     val_collate = Collate(processor, use_coc=cfg.use_coc, nav_dropout=nav_dropout, with_prompt=True, lane_ahead=lanes)
+    if wrap_collate is not None:
+        collate = wrap_collate(collate)
     return fit(cfg, vla, tokenizer, data.train, collate, loss_fn, val_batches_fn(data.val, val_collate, cfg.eval),
                freeze_eval=freeze_eval, stop_after=stop_after, desc=desc)  # fmt: skip

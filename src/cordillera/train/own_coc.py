@@ -27,7 +27,7 @@ import torch
 
 from cordillera.data import keys as K
 
-__all__ = ["sample_key", "sample_keys", "own_coc_path", "sample_own_cocs"]
+__all__ = ["sample_key", "sample_keys", "own_coc_path", "sample_own_cocs", "file_sha256"]
 
 FLUSH_EVERY_BATCHES = 25
 
@@ -51,7 +51,7 @@ def sample_keys(dataset) -> list[str]:
     return [sample_key(dataset[i]) for i in range(len(dataset))]
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -66,7 +66,7 @@ def own_coc_path(root: str | Path, checkpoint: str | Path, keys: list[str], temp
     weights = Path(checkpoint) / "model.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"{checkpoint}: no model.safetensors to sample the own CoCs from")
-    h = hashlib.sha256(json.dumps({"weights": _file_sha256(weights), "temperature": temperature, "top_p": top_p,
+    h = hashlib.sha256(json.dumps({"weights": file_sha256(weights), "temperature": temperature, "top_p": top_p,
                                    "seed": seed, "max_new_tokens": max_new_tokens, "prompt": prompt,
                                    "keys": keys}, sort_keys=True).encode())  # fmt: skip
     return Path(root) / "own_coc" / f"{h.hexdigest()[:16]}.json"

@@ -10,6 +10,9 @@ expert, `action_in_proj` and `action_out_proj` train on
 reading the backbone's KV cache up to the last `<|traj_future_start|>`, detached
 (`CordilleraVLA.forward(stage="stage2")`). `stage: joint` (for comparison) trains both: the
 stage-1 CE reaches the backbone, the FM loss does not (stop-gradient on the cache).
+
+With `prefix_cache` (on by default) that frozen K/V is computed once per sample and read back from
+disk on later epochs (`train.prefix_store`); the loss is the same up to float rounding.
 """
 
 from __future__ import annotations
@@ -21,11 +24,24 @@ import torch
 from cordillera.train import loop
 from cordillera.train.config import TrainConfig, load_train_config
 
-__all__ = ["loss_fn", "joint_loss_fn", "load_stage1_backbone", "build_model", "train", "main"]
+__all__ = ["loss_fn", "stored_loss_fn", "joint_loss_fn", "load_stage1_backbone", "build_model", "train", "main"]
 
 
 def loss_fn(model, batch, generator=None):
     return model(batch, stage="stage2", generator=generator)
+
+
+def stored_loss_fn(store):
+    """`loss_fn` that stores each computed prefix in `store` (`train.prefix_store`) under the batch's
+    sample keys; batches built from the store carry their prefix already."""
+    from cordillera.train.prefix_store import PREFIX_KEYS
+
+    def fn(model, batch, generator=None):
+        keys = batch.get(PREFIX_KEYS)
+        on_prefix = None if keys is None else (lambda prefix: store.save(keys, prefix))
+        return model(batch, stage="stage2", generator=generator, on_prefix=on_prefix)
+
+    return fn
 
 
 def joint_loss_fn(model, batch, generator=None):
@@ -102,6 +118,25 @@ def build_model(cfg: TrainConfig, data: loop.RunData):
     return vla
 
 
+def _prefix_store(cfg: TrainConfig, vla):
+    """The run's `train.prefix_store.PrefixStore`, or None (off, or unusable: the reason is printed)."""
+    from cordillera.train import prefix_store
+    from cordillera.train.data import cache_root
+
+    if not cfg.prefix_cache:
+        return None
+    reason = prefix_store.unusable_reason(cfg, vla) or (None if cfg.init_from else "no init_from (stage-1 backbone)")
+    if reason:
+        print(f"stage2: prefix_cache off: {reason}")
+        return None
+    d = cfg.data
+    settings = {"version": 1, "data_dir": str(Path(d.dir).resolve()), "use_coc": cfg.use_coc, "nav": d.nav,
+                "nav_dropout": d.nav_dropout, "history_dropout": d.history_dropout, "coc_own": d.coc_own,
+                "own_sampling": [cfg.eval.temperature, cfg.eval.top_p, cfg.seed] if d.coc_own > 0 else None,
+                "config": (Path(cfg.init_from) / "config.json").read_text()}  # fmt: skip
+    return prefix_store.PrefixStore(prefix_store.store_dir(cache_root(d), cfg.init_from, settings), vla.model.T)
+
+
 def _freeze_eval(vla):
     vla.model.vlm.eval()
 
@@ -119,7 +154,18 @@ def train(cfg: TrainConfig, data: loop.RunData | None = None, stop_after: int | 
 
         tokenizer = load_tokenizer(vla.cfg, cfg.init_from)
     if cfg.stage == "stage2":
-        return loop.run_stage(cfg, vla, data, loss_fn, _freeze_eval, tokenizer, stop_after, desc="stage2")
+        store = _prefix_store(cfg, vla)
+        if store is None:
+            return loop.run_stage(cfg, vla, data, loss_fn, _freeze_eval, tokenizer, stop_after, desc="stage2")
+        from cordillera.train.prefix_store import StoredPrefixCollate
+
+        res = loop.run_stage(cfg, vla, data, stored_loss_fn(store), _freeze_eval, tokenizer, stop_after,
+                             desc="stage2", wrap_collate=lambda collate: StoredPrefixCollate(collate, store))  # fmt: skip
+        print(f"stage2: prefix store {store.writes} samples written, {store.hits} sample visits read from it "
+              f"({store.size_bytes() / 2**30:.2f} GiB at {store.dir})")
+        if res.step >= cfg.optim.max_steps:  # only a resumed run of this backbone could use it again
+            store.remove()
+        return res
     return loop.run_stage(cfg, vla, data, joint_loss_fn, None, tokenizer, stop_after, desc="joint")
 
 
