@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from train_synth import make_samples, tiny_config  # noqa: E402
 
 from cordillera.model.configuration import TextConfig  # noqa: E402
-from cordillera.model.modeling import CordilleraVLA, Stage2Prefix  # noqa: E402
+from cordillera.model.modeling import STAGE2_PREFIX, CordilleraVLA, Stage2Prefix  # noqa: E402
 from cordillera.train import loop, prefix_store, stage2  # noqa: E402
 from cordillera.train.config import TrainConfig  # noqa: E402
 from cordillera.train.data import Collate  # noqa: E402
@@ -70,11 +70,23 @@ def test_stored_rows_rejoined_give_the_backbones_flow_error(tok):
     torch.testing.assert_close(shuffled, direct[order], rtol=1e-5, atol=1e-6)
 
 
-def test_collate_actions_are_the_processor_batchs_targets(proc):
+def test_a_stored_batch_is_the_processor_batchs_targets_and_prefix(proc, tmp_path):
     samples = _samples(5)
+    torch.manual_seed(0)
+    m = CordilleraVLA(tiny_config()).model
     for history_dropout in (0.0, 0.5):  # the constant-velocity history changes the targets' start state
         collate = Collate(proc, history_dropout=history_dropout)
-        torch.testing.assert_close(collate.actions(samples), collate(samples)["actions"], rtol=0, atol=0)
+        store = prefix_store.PrefixStore(tmp_path / f"store{history_dropout}", m.T)
+        stored = prefix_store.StoredPrefixCollate(collate, store)
+        batch = stored(samples)
+        assert batch[prefix_store.PREFIX_KEYS] == [f"clip{i}:{s['t0_us']}" for i, s in enumerate(samples)]
+        store.save(batch[prefix_store.PREFIX_KEYS], m.stage2_prefix(*_prefix_args(batch)), batch["actions"])
+        again = stored(samples)
+        assert set(again) == {"actions", STAGE2_PREFIX, prefix_store.PREFIX_KEYS}  # no prompt, no pixels
+        torch.testing.assert_close(again["actions"], batch["actions"], rtol=0, atol=0)
+        assert torch.equal(again[STAGE2_PREFIX].mask.sum(1), m.stage2_prefix(*_prefix_args(batch)).mask.sum(1))
+    with pytest.raises(ValueError, match="2 sample keys for a prefix of 5 rows"):
+        store.save(["a", "b"], m.stage2_prefix(*_prefix_args(batch)), batch["actions"])
 
 
 def _cfg(tmp_path, name, prefix_cache, max_steps=7, **kw):

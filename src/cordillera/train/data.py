@@ -354,18 +354,6 @@ class Collate:
                 out[i] = cocs[i] if other is None else other
         return out
 
-    def actions(self, samples: list[dict]) -> torch.Tensor:
-        """(B, T, 2) the flow-matching targets `__call__` would put in the batch (`ACTIONS`), without
-        building prompts or pixels (stage 2 with a stored prefix)."""
-        out = []
-        for s in samples:
-            hist_xyz, hist_rot = self._history(s)
-            actions, _ = self.processor.future_ids(torch.as_tensor(hist_xyz, dtype=torch.float32),
-                                                   torch.as_tensor(hist_rot, dtype=torch.float32),
-                                                   s[K.EGO_FUTURE_XYZ], s[K.EGO_FUTURE_ROT])  # fmt: skip
-            out.append(actions.float())
-        return torch.stack(out)
-
     def __call__(self, samples: list[dict]) -> dict:
         items = []
         for s, coc in zip(samples, self._cocs(samples)):

@@ -4,7 +4,7 @@ Stage 2 trains only the expert; the backbone is frozen, so the K/V it produces f
 prompt + CoC (`VLAModel.stage2_prefix`) is the same every epoch. Computing it is ~90 % of a stage-2
 step on the CPU (vision tower + text layers over ~480 tokens, against an expert over 64 action
 tokens), and the nano recipe visits each sample ~3.4 times. With `stage2_prefix_cache` on, a
-sample's K/V (its prefix columns only, fp32, ~2 MB for nano) is written on its first visit and a
+sample's K/V (its prefix columns only, fp32, ~2 MB for nano) and its targets are written on its first visit and a
 batch whose samples are all stored skips the processor, the vision tower and the backbone: the
 expert reads the stored K/V, re-batched (`Stage2Prefix.join`). The loss differs from recomputing
 only by float rounding (a test pins a short run's loss curve to the uncached one).
@@ -38,8 +38,9 @@ PREFIX_KEYS = "prefix_keys"  # batch key: each row's sample key, for storing the
 
 
 class PrefixStore:
-    """One safetensors file per sample: ``kv`` (n_layers, 2, H_kv, C, head_dim) and ``start`` (the
-    first action token's text position)."""
+    """One safetensors file per sample: ``kv`` (n_layers, 2, H_kv, C, head_dim), ``start`` (the
+    first action token's text position) and ``actions`` (T, 2), the flow-matching targets (their
+    unicycle fit costs more than reading the K/V)."""
 
     def __init__(self, directory: str | Path, num_action_tokens: int):
         self.dir = Path(directory)
@@ -53,30 +54,34 @@ class PrefixStore:
     def has(self, key: str) -> bool:
         return self.path(key).is_file()
 
-    def save(self, keys: list[str], prefix: Stage2Prefix) -> None:
+    def save(self, keys: list[str], prefix: Stage2Prefix, actions: torch.Tensor) -> None:
+        """Store each row of `prefix` and of `actions` (B, T, 2) under its key (rows stored already are kept)."""
         from safetensors.torch import save_file
 
         rows = prefix.rows()
-        if len(rows) != len(keys):
-            raise ValueError(f"{len(keys)} sample keys for a prefix of {len(rows)} rows")
-        for key, (kv, start) in zip(keys, rows):
+        if not len(rows) == len(keys) == actions.shape[0]:
+            raise ValueError(f"{len(keys)} sample keys for a prefix of {len(rows)} rows and {actions.shape[0]} actions")
+        for key, (kv, start), act in zip(keys, rows, actions):
             dst = self.path(key)
             if dst.is_file():
                 continue
             tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-            save_file({"kv": kv.cpu(), "start": torch.tensor([start])}, str(tmp), metadata={"key": key})
+            save_file({"kv": kv.cpu(), "start": torch.tensor([start]), "actions": act.detach().float().cpu().contiguous()},
+                      str(tmp), metadata={"key": key})  # fmt: skip
             os.replace(tmp, dst)
             self.writes += 1
 
-    def load(self, keys: list[str]) -> Stage2Prefix:
+    def load(self, keys: list[str]) -> tuple[Stage2Prefix, torch.Tensor]:
+        """The stored rows of `keys` as one batch: (prefix, actions (B, T, 2))."""
         from safetensors.torch import load_file
 
-        rows = []
+        rows, actions = [], []
         for key in keys:
             d = load_file(str(self.path(key)))
             rows.append((d["kv"], int(d["start"][0])))
+            actions.append(d["actions"])
         self.hits += len(keys)
-        return Stage2Prefix.join(rows, self.T)
+        return Stage2Prefix.join(rows, self.T), torch.stack(actions)
 
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.dir.glob("*.safetensors"))
@@ -87,7 +92,7 @@ class PrefixStore:
 
 class StoredPrefixCollate:
     """`collate` (a `train.data.Collate`) that, when every sample of the batch is in `store`, returns
-    only the flow-matching targets and the stored prefix instead of a processor batch; otherwise the
+    only the stored flow-matching targets and prefix instead of a processor batch; otherwise the
     processor batch plus the rows' keys (`PREFIX_KEYS`) for the loss to store what it computes."""
 
     def __init__(self, collate, store: PrefixStore):
@@ -98,7 +103,8 @@ class StoredPrefixCollate:
 
         keys = [sample_key(s) for s in samples]
         if all(self.store.has(k) for k in keys):
-            return {ACTIONS: self.collate.actions(samples), STAGE2_PREFIX: self.store.load(keys), PREFIX_KEYS: keys}
+            prefix, actions = self.store.load(keys)
+            return {ACTIONS: actions, STAGE2_PREFIX: prefix, PREFIX_KEYS: keys}
         batch = self.collate(samples)
         batch[PREFIX_KEYS] = keys
         return batch

@@ -34,11 +34,12 @@ def loss_fn(model, batch, generator=None):
 def stored_loss_fn(store):
     """`loss_fn` that stores each computed prefix in `store` (`train.prefix_store`) under the batch's
     sample keys; batches built from the store carry their prefix already."""
+    from cordillera.model.processor import ACTIONS
     from cordillera.train.prefix_store import PREFIX_KEYS
 
     def fn(model, batch, generator=None):
         keys = batch.get(PREFIX_KEYS)
-        on_prefix = None if keys is None else (lambda prefix: store.save(keys, prefix))
+        on_prefix = None if keys is None else (lambda prefix: store.save(keys, prefix, batch[ACTIONS]))
         return model(batch, stage="stage2", generator=generator, on_prefix=on_prefix)
 
     return fn
@@ -130,7 +131,7 @@ def _prefix_store(cfg: TrainConfig, vla):
         print(f"stage2: prefix_cache off: {reason}")
         return None
     d = cfg.data
-    settings = {"version": 1, "data_dir": str(Path(d.dir).resolve()), "use_coc": cfg.use_coc, "nav": d.nav,
+    settings = {"version": 2, "data_dir": str(Path(d.dir).resolve()), "use_coc": cfg.use_coc, "nav": d.nav,
                 "nav_dropout": d.nav_dropout, "history_dropout": d.history_dropout, "coc_own": d.coc_own,
                 "own_sampling": [cfg.eval.temperature, cfg.eval.top_p, cfg.seed] if d.coc_own > 0 else None,
                 "config": (Path(cfg.init_from) / "config.json").read_text()}  # fmt: skip
