@@ -3,11 +3,12 @@
 Stage 2 trains only the expert; the backbone is frozen, so the K/V it produces for a sample's
 prompt + CoC (`VLAModel.stage2_prefix`) is the same every epoch. Computing it is ~90 % of a stage-2
 step on the CPU (vision tower + text layers over ~480 tokens, against an expert over 64 action
-tokens), and the nano recipe visits each sample ~3.4 times. With `stage2_prefix_cache` on, a
-sample's K/V (its prefix columns only, fp32, ~2 MB for nano) and its targets are written on its first visit and a
-batch whose samples are all stored skips the processor, the vision tower and the backbone: the
-expert reads the stored K/V, re-batched (`Stage2Prefix.join`). The loss differs from recomputing
-only by float rounding (a test pins a short run's loss curve to the uncached one).
+tokens), and the nano recipe visits each sample ~3.4 times. With `prefix_cache` on (a stage-2
+`TrainConfig` field), a sample's K/V (its prefix columns only, fp32, ~2 MB for nano) and its
+targets are written on its first visit, and a batch whose samples are all stored skips the
+processor, the vision tower and the backbone: the expert reads the stored K/V, re-batched
+(`Stage2Prefix.join`). The loss differs from recomputing only by float rounding (a test pins a
+short run's loss curve to the uncached one).
 
 Layout: ``<sample cache root>/stage2_prefix/<key>/<sha1 of clip_id:t0_us>.safetensors``
 (`train.data.cache_root`). The key hashes the stage-1 weights, the prompt settings and the data
