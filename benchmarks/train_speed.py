@@ -73,7 +73,7 @@ def main() -> None:
     from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionPatchEmbed
 
     from cordillera.model.configuration import get_preset
-    from cordillera.model.modeling import STAGE2_PREFIX, CordilleraVLA
+    from cordillera.model.modeling import STAGE2_PREFIX, CordilleraVLA, prompt_tensors
     from cordillera.model.processor import VLAProcessor
     from cordillera.model.tokenizer import load_tokenizer
     from cordillera.train import stage2
@@ -161,9 +161,7 @@ def main() -> None:
 
         store = PrefixStore(tmp, vla.model.T)
         keys = [f"bench:{i}" for i in range(a.batch)]
-        store.save(keys, vla.model.stage2_prefix(*[batch[k] for k in ("input_ids", "attention_mask", "pixel_values",
-                                                                      "image_grid_thw", "mm_token_type_ids")]),
-                   batch["actions"])  # fmt: skip
+        store.save(keys, vla.model.stage2_prefix(*prompt_tensors(batch)), batch["actions"])
 
         def s2_stored(m, b, g):
             prefix, actions = store.load(keys)

@@ -12,7 +12,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from train_synth import make_samples, tiny_config, tiny_config_with_loss  # noqa: E402
 
-from cordillera.model.modeling import CordilleraVLA, decision_targets  # noqa: E402
+from cordillera.model.modeling import CordilleraVLA, decision_targets, prompt_tensors  # noqa: E402
 from cordillera.model.processor import COT_TEXT  # noqa: E402
 from cordillera.reasoning.schema import (  # noqa: E402
     LATERAL_CLASSES,
@@ -22,7 +22,6 @@ from cordillera.reasoning.schema import (  # noqa: E402
 )
 
 torch.set_num_threads(1)
-STAGE1_ARGS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")
 
 
 def _head_config(weight=1.0):
@@ -74,7 +73,7 @@ def test_stage1_loss_reads_cot_start_and_reaches_the_vision_tower(proc):
     # the state it reads is the backbone's last hidden state at <|cot_start|> (the CoC's first decode state)
     m = vla.model
     with torch.no_grad():
-        _, _, _, _, state = m.stage1_losses(*[batch[k] for k in STAGE1_ARGS], batch["labels"])
+        _, _, _, _, state = m.stage1_losses(*prompt_tensors(batch), batch["labels"])
         pos = m.rope_positions(*[batch[k] for k in ("input_ids", "mm_token_type_ids", "image_grid_thw", "attention_mask")])
         h, _ = m.backbone(batch["input_ids"], batch["attention_mask"], pos,
                           m.image_features(batch["pixel_values"], batch["image_grid_thw"]), batch["mm_token_type_ids"])  # fmt: skip
@@ -84,7 +83,7 @@ def test_stage1_loss_reads_cot_start_and_reaches_the_vision_tower(proc):
     # a learning head: its CE alone reaches the text layers and the vision tower
     torch.nn.init.normal_(head.linear.weight, std=0.1)
     vla.zero_grad()
-    _, _, _, _, state = m.stage1_losses(*[batch[k] for k in STAGE1_ARGS], batch["labels"])
+    _, _, _, _, state = m.stage1_losses(*prompt_tensors(batch), batch["labels"])
     head.loss(state, decision_targets(batch[COT_TEXT]))[0].backward()
     for part in (m.vlm.model.visual, m.vlm.model.language_model):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())

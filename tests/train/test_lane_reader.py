@@ -11,7 +11,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from train_synth import make_samples, tiny_config, tiny_config_with_loss, with_lane_targets  # noqa: E402
 
-from cordillera.model.modeling import LANE_AHEAD, LANE_AHEAD_VALID, CordilleraVLA  # noqa: E402
+from cordillera.model.modeling import LANE_AHEAD, LANE_AHEAD_VALID, CordilleraVLA, prompt_tensors  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -82,8 +82,7 @@ def test_stage2_loss_trains_the_reader_and_the_expert_separately(proc):
                   generator=torch.Generator().manual_seed(0))  # fmt: skip
     assert "lane_reader" not in logs
     vla.zero_grad()
-    vla.model.stage2_losses(*[batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw",
-                                                  "mm_token_type_ids")], batch["actions"].float(),
+    vla.model.stage2_losses(*prompt_tensors(batch), batch["actions"].float(),
                             torch.randn(2, 64, 2), torch.rand(2),
                             r.expert_offset(r.read(batch["pixel_values"], batch["image_grid_thw"], 2))).mean().backward()
     assert all(p.grad is None for p in r.visual.parameters()) and all(p.grad is None for p in r.head.parameters())

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from train_synth import make_samples, tiny_config  # noqa: E402
 
 from cordillera.model.configuration import TextConfig  # noqa: E402
-from cordillera.model.modeling import STAGE2_PREFIX, CordilleraVLA, Stage2Prefix  # noqa: E402
+from cordillera.model.modeling import STAGE2_PREFIX, CordilleraVLA, Stage2Prefix, prompt_tensors  # noqa: E402
 from cordillera.train import loop, prefix_store, stage2  # noqa: E402
 from cordillera.train.config import TrainConfig  # noqa: E402
 from cordillera.train.data import Collate  # noqa: E402
@@ -40,10 +40,6 @@ def _config_three_text_layers():
     return cfg.replace(text=dataclasses.replace(cfg.text, num_hidden_layers=3))
 
 
-def _prefix_args(batch):
-    return [batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")]
-
-
 def test_stored_rows_rejoined_give_the_backbones_flow_error(tok):
     from cordillera.model.processor import VLAProcessor
 
@@ -53,7 +49,7 @@ def test_stored_rows_rejoined_give_the_backbones_flow_error(tok):
     vla = CordilleraVLA(cfg)
     batch = VLAProcessor(cfg, tok)(_samples(4))
     m = vla.model
-    prefix = m.stage2_prefix(*_prefix_args(batch))
+    prefix = m.stage2_prefix(*prompt_tensors(batch))
     assert len(prefix.keys) == 2  # the backbone's third layer is never read by the expert
     lengths = prefix.mask.sum(1)
     assert len(set(lengths.tolist())) > 1  # left padding differs between rows
@@ -61,7 +57,7 @@ def test_stored_rows_rejoined_give_the_backbones_flow_error(tok):
     assert [kv.shape[3] for kv, _ in rows] == lengths.tolist()
     g = torch.Generator().manual_seed(3)
     x1, noise, t = batch["actions"], torch.randn(4, m.T, 2, generator=g), torch.rand(4, generator=g)
-    direct = m.stage2_losses(*_prefix_args(batch), x1, noise, t)
+    direct = m.stage2_losses(*prompt_tensors(batch), x1, noise, t)
     rejoined = m.stage2_flow_error(Stage2Prefix.join(rows, m.T), x1, noise, t)
     torch.testing.assert_close(rejoined, direct, rtol=1e-5, atol=1e-6)
     # a row stored alone and batched with others in another order reads the same
@@ -80,13 +76,13 @@ def test_a_stored_batch_is_the_processor_batchs_targets_and_prefix(proc, tmp_pat
         stored = prefix_store.StoredPrefixCollate(collate, store)
         batch = stored(samples)
         assert batch[prefix_store.PREFIX_KEYS] == [f"clip{i}:{s['t0_us']}" for i, s in enumerate(samples)]
-        store.save(batch[prefix_store.PREFIX_KEYS], m.stage2_prefix(*_prefix_args(batch)), batch["actions"])
+        store.save(batch[prefix_store.PREFIX_KEYS], m.stage2_prefix(*prompt_tensors(batch)), batch["actions"])
         again = stored(samples)
         assert set(again) == {"actions", STAGE2_PREFIX, prefix_store.PREFIX_KEYS}  # no prompt, no pixels
         torch.testing.assert_close(again["actions"], batch["actions"], rtol=0, atol=0)
-        assert torch.equal(again[STAGE2_PREFIX].mask.sum(1), m.stage2_prefix(*_prefix_args(batch)).mask.sum(1))
+        assert torch.equal(again[STAGE2_PREFIX].mask.sum(1), m.stage2_prefix(*prompt_tensors(batch)).mask.sum(1))
     with pytest.raises(ValueError, match="2 sample keys for a prefix of 5 rows"):
-        store.save(["a", "b"], m.stage2_prefix(*_prefix_args(batch)), batch["actions"])
+        store.save(["a", "b"], m.stage2_prefix(*prompt_tensors(batch)), batch["actions"])
 
 
 def _cfg(tmp_path, name, prefix_cache, max_steps=7, **kw):

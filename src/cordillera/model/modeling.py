@@ -70,6 +70,8 @@ __all__ = [
     "TrajectorySamples",
     "Stage2Prefix",
     "STAGE2_PREFIX",
+    "PROMPT_TENSORS",
+    "prompt_tensors",
     "forcing",
     "WEIGHTS_NAME",
     "CONFIG_NAME",
@@ -81,6 +83,8 @@ __all__ = [
 
 WEIGHTS_NAME = "model.safetensors"
 STAGE2_PREFIX = "stage2_prefix"  # batch key: a stored `Stage2Prefix` in place of the prompt tensors (stage 2)
+# the processor's prompt tensors in the order `VLAModel.stage1_losses` / `stage2_prefix` take them
+PROMPT_TENSORS = (INPUT_IDS, ATTENTION_MASK, PIXEL_VALUES, IMAGE_GRID_THW, MM_TOKEN_TYPE_IDS)
 CONFIG_NAME = "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # Prefixes of our state dict = prefixes of the original's (spec §8.2). The map is explicit so a
@@ -710,6 +714,11 @@ class Stage2Prefix:
 TOP_P_CANDIDATES = 64  # nucleus searched among the top 64 first: a full sort of ~6k logits costs ~20x a topk
 
 
+def prompt_tensors(batch: dict) -> tuple:
+    """The processor batch's `PROMPT_TENSORS`, positional arguments of `VLAModel.stage1_losses` / `stage2_prefix`."""
+    return tuple(batch[k] for k in PROMPT_TENSORS)
+
+
 def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Logits outside the nucleus (the smallest most-likely set with mass ≥ top_p) set to −inf."""
     if top_p >= 1.0:
@@ -775,8 +784,8 @@ class CordilleraVLA(nn.Module):
         to `on_prefix` (which may store it)."""
         m = self.model
 
-        def args():  # the prompt tensors; a stage-2 batch with a stored prefix has none
-            return tuple(batch[k] for k in (INPUT_IDS, ATTENTION_MASK, PIXEL_VALUES, IMAGE_GRID_THW, MM_TOKEN_TYPE_IDS))
+        def args():  # a stage-2 batch with a stored prefix has no prompt tensors
+            return prompt_tensors(batch)
 
         if stage == "stage1":
             ce, traj, text, image_tokens, cot_state = m.stage1_losses(*args(), batch[LABELS])
