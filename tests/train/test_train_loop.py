@@ -269,6 +269,11 @@ def test_exact_resume_after_kill(tmp_path):
     fresh.model.vlm.requires_grad_(False)
     resumed = loop.run_stage(_cfg(tmp_path / "b"), fresh, data, stage2.loss_fn, stage2._freeze_eval)
     assert resumed.step == 6
+    # the result accounts for all six steps: the first process's time up to its checkpoint is carried over
+    assert straight.resumed_at is None and straight.process_seconds == straight.seconds
+    assert resumed.resumed_at == 3 and 0 < resumed.process_seconds < resumed.seconds
+    assert resumed.samples == straight.samples == 6 * _cfg(tmp_path / "c").optim.batch_size
+    assert resumed.samples_per_s == pytest.approx(resumed.samples / resumed.seconds)
     a, b = _train_losses(tmp_path / "a"), _train_losses(tmp_path / "b")
     assert [s for s, _ in a] == list(range(1, 7)) and a == b  # bit-identical loss strings
     from safetensors.torch import load_file

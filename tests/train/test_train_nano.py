@@ -46,6 +46,14 @@ def test_nano_pipeline_end_to_end(tmp_path):
     planner = Planner.from_pretrained(out)
     assert planner.model.cfg.inputs.use_coc
 
+    # the same command again resumes both stages at their last checkpoint: the card keeps the first run's loop times
+    rerun = nano.run(cfg.model_copy(update={"skip_generate": True}), command="pytest again")["coc"]
+    assert rerun["resumed"].keys() == {"stage 1", "stage 2"}
+    for st in ("stage 1", "stage 2"):
+        assert rerun["resumed"][st]["at_step"] == 2
+        assert rerun["wall_s"][st] == pytest.approx(info["wall_s"][st], rel=0.25)  # less the last save
+    assert "resumed at step 2" in (out / "README.md").read_text()
+
     # stage 2 alone on the stage-1 backbone just trained (expert / data ablations): same data
     stage1_dir = tmp_path / "work" / "coc" / "stage1" / "final"
     hard = cfg.stage2.model_copy(update={"data": cfg.stage2.data.model_copy(update={"hard_sample_weight": 2.0})})

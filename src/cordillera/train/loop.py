@@ -635,9 +635,11 @@ class FitResult:
     final_dir: Path
     train_logs: dict[str, float] = field(default_factory=dict)
     val_logs: dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
-    samples: int = 0
+    seconds: float = 0.0  # the loop's wall time for steps 1..step, summed over the processes that trained them
+    samples: int = 0  # samples of steps 1..step
     samples_per_s: float = 0.0
+    resumed_at: int | None = None  # the checkpoint step this process resumed from
+    process_seconds: float = 0.0  # this process's share of `seconds`
 
 
 def fit(cfg, vla, tokenizer, train_ds, collate: Callable, loss_fn: Callable, val_batches: Callable | None = None,
@@ -681,11 +683,13 @@ def fit(cfg, vla, tokenizer, train_ds, collate: Callable, loss_fn: Callable, val
 
     # ---- resume -------------------------------------------------------------------------------
     step, start_step = 0, 0
+    prior_seconds = 0.0  # loop time of earlier processes up to the checkpoint resumed from
     ckpt = latest_checkpoint(out_dir) if cfg.checkpoint.resume else None
     if ckpt is not None:
         ts = load_checkpoint(ckpt, vla.model, optimizer, {"noise": noise_gen}, ema)
         stream.load_state_dict(ts["data"])
         step = start_step = int(ts["step"])
+        prior_seconds = float(ts.get("seconds", 0.0))
         if accelerator.is_main_process:
             print(f"{desc}: resumed from {ckpt} at step {step} (epoch {stream.epoch}, position {stream.position})")
     log = MetricsLog(out_dir, cfg.tensorboard and accelerator.is_main_process, resume_step=step if ckpt else None)
@@ -702,7 +706,8 @@ def fit(cfg, vla, tokenizer, train_ds, collate: Callable, loss_fn: Callable, val
     def save(step_: int) -> None:
         if accelerator.is_main_process:
             save_checkpoint(out_dir, step_, vla.cfg, vla.model.state_dict(), optimizer,
-                            {"data": stream.state_dict(), "stage": cfg.stage, "config": cfg.model_dump(mode="json")},
+                            {"data": stream.state_dict(), "stage": cfg.stage, "config": cfg.model_dump(mode="json"),
+                             "seconds": prior_seconds + time.perf_counter() - tic},
                             {"noise": noise_gen}, ema, cfg.checkpoint.keep_last)  # fmt: skip
         accelerator.wait_for_everyone()
 
@@ -754,7 +759,10 @@ def fit(cfg, vla, tokenizer, train_ds, collate: Callable, loss_fn: Callable, val
         if accelerator.is_main_process:
             export(vla, tokenizer, final, ema)
     log.close()
-    return FitResult(step, final, train_logs, val_logs, seconds, samples, samples / max(seconds, 1e-9))
+    total_s = prior_seconds + seconds
+    total_samples = step * o.batch_size * o.grad_accum * accelerator.num_processes
+    return FitResult(step, final, train_logs, val_logs, total_s, total_samples, total_samples / max(total_s, 1e-9),
+                     start_step if ckpt is not None else None, seconds)
 
 
 def export(vla, tokenizer, directory: str | Path, ema: EMA | None = None) -> Path:

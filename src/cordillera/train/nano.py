@@ -116,6 +116,13 @@ def _per_stage(values) -> str:
     return ", ".join(f"{v:g} ({k.replace('stage', 'stage ')})" for k, v in values.items())
 
 
+def _resumed_note(r: dict | None) -> str:
+    if not r:
+        return ""
+    return (f" (resumed at step {r['at_step']}; the loop's time over the processes that trained it, "
+            f"{r['process_s'] / 60:.1f} min in this one)")
+
+
 def write_readme(out: Path, info: dict) -> None:
     m = info["metrics"]
     lines = [
@@ -149,7 +156,8 @@ def write_readme(out: Path, info: dict) -> None:
         "",
         "## Wall time",
         "",
-        *[f"- {k}: {v / 60:.1f} min" for k, v in info["wall_s"].items()],
+        *[f"- {k}: {v / 60:.1f} min{_resumed_note(info.get('resumed', {}).get(k))}" for k, v in info["wall_s"].items()],
+        *(["- (a resumed run: the other lines count this process only)"] if info.get("resumed") else []),
         "",
         "## Final open-loop metrics (validation)",
         "",
@@ -255,6 +263,8 @@ def run(cfg: NanoConfig, command: str = "cordillera train nano") -> dict:
             "wall_s": {**wall, "stage 1": res["stage1"].seconds, "stage 2": res["stage2"].seconds,
                        "train (incl. set-up)": t_train, "open-loop eval": t_eval,
                        "total": time.perf_counter() - t_all},
+            "resumed": {f"stage {i}": {"at_step": r.resumed_at, "process_s": r.process_seconds}
+                        for i, r in ((1, res["stage1"]), (2, res["stage2"])) if r.resumed_at is not None},
             "stage1": {"steps": res["stage1"].step, "samples_per_s": res["stage1"].samples_per_s,
                        **res["stage1"].val_logs},
             "stage2": {"steps": res["stage2"].step, "samples_per_s": res["stage2"].samples_per_s},
