@@ -1,0 +1,115 @@
+"""Does a policy ever stop? Closed-loop slow-downs against the expert's, and the stop samples a dataset teaches.
+
+For every rollout of an `eval closed-loop` (or `sim run`) output directory: whether the ego's speed fell below
+`SLOW_MPS` after the force-GT warm-up, and the same for the scenario's expert reference (the ground truth the
+score is measured against), counted per family. With `--data DIR` (a PhysicalAI-AV training set), each
+labelled t0's 6.4 s future is sorted into what it teaches about stopping: *stopping* (moving at t0, below
+0.5 m/s within 6.4 s), *standing* (at rest at t0 and still at 6.4 s), *moving off* (at rest at t0, above 2 m/s
+at 6.4 s), and the share whose end speed is well above the start (> 1.2 v0 + 1 m/s).
+
+Usage: PYTHONPATH=src .venv/bin/python benchmarks/closed_loop_stops.py RUN_DIR [RUN_DIR ...] [--policy vla]
+           [--data DATA_DIR ...]
+       (RUN_DIR: an `eval closed-loop --out` directory; a comma joins directories that hold parts of one run)
+"""
+
+# make bench: skip — needs closed-loop run directories or data sets given as arguments (see Usage above)
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from cordillera.sim.batch import load_rollout
+
+SLOW_MPS = 2.0  # [m/s] "slowed to nearly a stop"
+REST_MPS = 0.5  # [m/s] at rest
+MOVING_MPS = 2.0  # [m/s] under way
+HORIZON_US = 6_400_000
+STEP_US = 100_000
+
+
+def _speeds(stem: Path) -> tuple[np.ndarray, int]:
+    ro, _ = load_rollout(stem)
+    v = np.array([s.ego.speed_mps for s in ro.steps])
+    t = np.array([s.t_us for s in ro.steps])
+    return v[t >= ro.force_gt_end_us], len(v)
+
+
+def run_table(runs: list[str], policy: str) -> None:
+    print(f"\n### closed loop: rollouts whose speed falls below {SLOW_MPS:g} m/s after the warm-up ({policy} / expert "
+          "reference)\n")
+    per_run = []
+    families: set[str] = set()
+    for spec in runs:
+        counts = defaultdict(lambda: [0, 0, 0])  # family → [policy slowed, reference slowed, rollouts]
+        for d in spec.split(","):
+            base = Path(d) / policy
+            for stem in sorted(base.glob("rollouts/*/*/rollout.json")):
+                scenario = stem.parent.parent.name
+                fam = scenario.rsplit("-", 1)[0]
+                v, _ = _speeds(stem.with_suffix(""))
+                vr, _ = _speeds(base / "reference" / scenario)
+                c = counts[fam]
+                c[0] += bool(v.size and v.min() < SLOW_MPS)
+                c[1] += bool(vr.size and vr.min() < SLOW_MPS)
+                c[2] += 1
+        if not counts:
+            raise SystemExit(f"{spec}: no rollouts under {policy}/rollouts")
+        families |= set(counts)
+        per_run.append((spec, counts))
+    fams = sorted(f for f in families if any(c[f][1] for _, c in per_run))  # where the expert slows at all
+    print("| run | all families | " + " | ".join(fams) + " |")
+    print("|---|---|" + "---|" * len(fams))
+    for spec, counts in per_run:
+        tot = np.sum([c for c in counts.values()], axis=0)
+        cells = [f"{counts[f][0]} / {counts[f][1]} of {counts[f][2]}" if f in counts else "–" for f in fams]
+        print(f"| {spec} | **{tot[0]}** / {tot[1]} of {tot[2]} | " + " | ".join(cells) + " |")
+
+
+def data_table(data_dirs: list[str]) -> None:
+    from cordillera.data.reader import PaiReader
+
+    print("\n### training samples (split train): what their 6.4 s futures teach about stopping\n")
+    print("| data | samples | stopping | standing | moving off | end speed > 1.2 v0 + 1 m/s | mean v0 / v(6.4 s) [m/s] |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for d in data_dirs:
+        reader = PaiReader(d)
+        rows = []
+        for cid in reader.clips(split="train"):
+            ego = reader.egomotion(cid)
+            for t0 in reader.event_t0s(cid):
+                ts = t0 + np.arange(0, HORIZON_US + 1, STEP_US)
+                if ts[-1] > ego.end_us or ts[0] < ego.t_us[0]:
+                    continue
+                v = np.linalg.norm(ego.dynamics(ts)[0][:, :2], axis=1)
+                rows.append((v[0], v[1:].min(), v[-1]))
+        if not rows:
+            raise SystemExit(f"{d}: no labelled training t0s")
+        v0, vmin, vend = np.array(rows).T
+        stopping = np.mean((v0 > MOVING_MPS) & (vmin < REST_MPS))
+        standing = np.mean((v0 < REST_MPS) & (vend < REST_MPS))
+        moving_off = np.mean((v0 < REST_MPS) & (vend > MOVING_MPS))
+        faster = np.mean(vend > 1.2 * v0 + 1.0)
+        print(f"| {d} | {len(rows)} | {stopping:.1%} | {standing:.1%} | {moving_off:.1%} | {faster:.1%} | "
+              f"{v0.mean():.2f} / {vend.mean():.2f} |")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="*")
+    ap.add_argument("--policy", default="vla")
+    ap.add_argument("--data", nargs="*", default=[])
+    a = ap.parse_args()
+    if not a.runs and not a.data:
+        ap.error("give closed-loop run directories and/or --data directories")
+    if a.runs:
+        run_table(a.runs, a.policy)
+    if a.data:
+        data_table(a.data)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
