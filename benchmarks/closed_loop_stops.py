@@ -5,10 +5,13 @@ For every rollout of an `eval closed-loop` (or `sim run`) output directory: whet
 score is measured against), counted per family. With `--data DIR` (a PhysicalAI-AV training set), each
 labelled t0's 6.4 s future is sorted into what it teaches about stopping: *stopping* (moving at t0, below
 0.5 m/s within 6.4 s), *standing* (at rest at t0 and still at 6.4 s), *moving off* (at rest at t0, above 2 m/s
-at 6.4 s), and the share whose end speed is well above the start (> 1.2 v0 + 1 m/s).
+at 6.4 s), and the share whose end speed is well above the start (> 1.2 v0 + 1 m/s). With `--checkpoints`
+(and one `--data`), open loop on that set's held-out (split val) samples: how far each model plans to go in 6.4 s
+(mean over K = 6 samples, CoC sampled) on the first stopping and standing samples, against the ground truth and
+constant velocity.
 
 Usage: PYTHONPATH=src .venv/bin/python benchmarks/closed_loop_stops.py RUN_DIR [RUN_DIR ...] [--policy vla]
-           [--data DATA_DIR ...]
+           [--data DATA_DIR ...] [--checkpoints CKPT ...]
        (RUN_DIR: an `eval closed-loop --out` directory; a comma joins directories that hold parts of one run)
 """
 
@@ -96,18 +99,71 @@ def data_table(data_dirs: list[str]) -> None:
               f"{v0.mean():.2f} / {vend.mean():.2f} |")
 
 
+def openloop_table(data_dir: str, checkpoints: list[str], n_stopping: int = 16, n_standing: int = 8) -> None:
+    import torch
+
+    from cordillera.data import keys as K
+    from cordillera.data.dataset import PaiDataset
+    from cordillera.model.infer_cli import predict
+    from cordillera.model.inference import Planner
+
+    ds = PaiDataset(data_dir, filters={"split": "val"})
+    picked: dict[str, list[int]] = {"stopping": [], "standing": []}
+    want = {"stopping": n_stopping, "standing": n_standing}
+    for i in range(len(ds)):
+        s = ds.sample_numpy(i)
+        hist, fut = np.asarray(s[K.EGO_HISTORY_XYZ]), np.asarray(s[K.EGO_FUTURE_XYZ])
+        v0 = np.linalg.norm(hist[-1, :2] - hist[-2, :2]) / (STEP_US / 1e6)
+        v_fut = np.linalg.norm(np.diff(fut[:, :2], axis=0), axis=1) / (STEP_US / 1e6)
+        kind = "stopping" if v0 > MOVING_MPS + 1 and v_fut.min() < REST_MPS else "standing" if v0 < 0.3 else None
+        if kind and len(picked[kind]) < want[kind]:
+            picked[kind].append(i)
+        if all(len(v) >= want[k] for k, v in picked.items()):
+            break
+    print(f"\n### open loop, {data_dir} split val: distance planned over 6.4 s [m] (K = 6, CoC sampled)\n")
+    print("| checkpoint | " + " | ".join(f"{k} (n={len(v)})" for k, v in picked.items()) + " |")
+    print("|---|" + "---:|" * len(picked))
+    ref = {k: [] for k in picked}
+    rows = []
+    for ck in checkpoints:
+        planner = Planner.from_pretrained(ck)
+        cells = []
+        for kind, idx in picked.items():
+            d_plan = []
+            for i in idx:
+                s = ds.sample_numpy(i)
+                with torch.inference_mode():
+                    xyz = predict(planner, s, num_samples=6, seed=i).xyz[0].double().numpy()  # (K, T, 3)
+                d_plan.append(np.linalg.norm(xyz[:, -1, :2], axis=1).mean())
+                if ck == checkpoints[0]:
+                    hist, fut = np.asarray(s[K.EGO_HISTORY_XYZ]), np.asarray(s[K.EGO_FUTURE_XYZ])
+                    v0 = np.linalg.norm(hist[-1, :2] - hist[-2, :2]) / (STEP_US / 1e6)
+                    ref[kind].append((np.linalg.norm(fut[-1, :2]), v0 * HORIZON_US / 1e6))
+            cells.append(f"{np.mean(d_plan):.1f}" if d_plan else "–")
+        rows.append(f"| {ck} | " + " | ".join(cells) + " |")
+    print("\n".join(rows))
+    for name, j in (("ground truth", 0), ("constant velocity", 1)):
+        print(f"| *{name}* | " + " | ".join(f"{np.mean([r[j] for r in ref[k]]):.1f}" if ref[k] else "–"
+                                            for k in picked) + " |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="*")
     ap.add_argument("--policy", default="vla")
     ap.add_argument("--data", nargs="*", default=[])
+    ap.add_argument("--checkpoints", nargs="*", default=[])
     a = ap.parse_args()
     if not a.runs and not a.data:
         ap.error("give closed-loop run directories and/or --data directories")
+    if a.checkpoints and len(a.data) != 1:
+        ap.error("--checkpoints needs exactly one --data directory (its held-out samples are planned on)")
     if a.runs:
         run_table(a.runs, a.policy)
     if a.data:
         data_table(a.data)
+    if a.checkpoints:
+        openloop_table(a.data[0], a.checkpoints)
     return 0
 
 

@@ -62,6 +62,7 @@ def test_nano_pipeline_end_to_end(tmp_path):
     info2 = nano.run(again, command="pytest stage1_from")["coc"]
     out2 = tmp_path / "nano-s2"
     assert info2["train_samples"] == {"stage2": n_train} and info2["hard_sample_weight"] == {"stage2": 2.0}
+    assert "stage 1" not in info2["wall_s"]  # the backbone was trained elsewhere
     readme2 = (out2 / "README.md").read_text()
     assert "stage 2 trained on the stage-1 backbone" in readme2
     assert f"{n_train} (stage 2) training" in readme2 and "hard-sample draws (2 (stage 2))" in readme2

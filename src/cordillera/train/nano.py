@@ -260,7 +260,8 @@ def run(cfg: NanoConfig, command: str = "cordillera train nano") -> dict:
             "handover_clips": on_policy if any(c.data.on_policy for c in trained.values()) else 0,
             "hard_sample_weight": {st: c.data.hard_sample_weight for st, c in trained.items()
                                    if c.data.hard_sample_weight},
-            "wall_s": {**wall, "stage 1": res["stage1"].seconds, "stage 2": res["stage2"].seconds,
+            "wall_s": {**wall, **({} if cfg.stage1_from else {"stage 1": res["stage1"].seconds}),
+                       "stage 2": res["stage2"].seconds,
                        "train (incl. set-up)": t_train, "open-loop eval": t_eval,
                        "total": time.perf_counter() - t_all},
             "resumed": {f"stage {i}": {"at_step": r.resumed_at, "process_s": r.process_seconds}
