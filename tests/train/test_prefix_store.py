@@ -85,6 +85,27 @@ def test_a_stored_batch_is_the_processor_batchs_targets_and_prefix(proc, tmp_pat
         store.save(["a", "b"], m.stage2_prefix(*prompt_tensors(batch)), batch["actions"])
 
 
+def test_a_partly_stored_batch_computes_the_rest_and_gives_the_full_batchs_loss(proc, tmp_path):
+    samples = _samples(5)
+    torch.manual_seed(0)
+    vla = CordilleraVLA(tiny_config())
+    collate = Collate(proc)
+    full = collate(samples)
+    store = prefix_store.PrefixStore(tmp_path / "store", vla.model.T)
+    keys = [f"clip{i}:{s['t0_us']}" for i, s in enumerate(samples)]
+    some = collate([samples[1], samples[3]])
+    store.save([keys[1], keys[3]], vla.model.stage2_prefix(*prompt_tensors(some)), some["actions"])
+    batch = prefix_store.StoredPrefixCollate(collate, store)(samples)
+    assert batch[prefix_store.STORED_ROWS]["computed"] == [0, 2, 4]
+    assert batch[prefix_store.PREFIX_KEYS] == [keys[0], keys[2], keys[4]]
+    assert batch["input_ids"].shape[0] == 3  # the backbone runs on the three rows not stored
+    torch.testing.assert_close(batch["actions"], full["actions"], rtol=0, atol=0)  # every row, in order
+    loss, _ = stage2.stored_loss_fn(store)(vla, batch, torch.Generator().manual_seed(5))
+    ref, _ = stage2.loss_fn(vla, full, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
+    assert all(store.has(k) for k in keys) and store.writes == 5  # the computed rows are stored as well
+
+
 def _cfg(tmp_path, name, prefix_cache, max_steps=7, **kw):
     return TrainConfig(stage="stage2", init_from=str(tmp_path / "s1"), num_threads=1, progress=False,
                        tensorboard=False, prefix_cache=prefix_cache, data=dict(dir=str(tmp_path / "data"), **kw),
@@ -122,6 +143,31 @@ def test_stage2_reading_the_store_follows_the_uncached_run_across_a_resume(tok, 
     w_ref = dict(CordilleraVLA.from_pretrained(ref.final_dir).model.named_parameters())
     for n, p in CordilleraVLA.from_pretrained(res.final_dir).model.named_parameters():
         torch.testing.assert_close(p, w_ref[n], rtol=1e-4, atol=1e-6, msg=n)
+
+
+def test_weighted_draws_read_partly_stored_batches_and_follow_the_uncached_run(tok, tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from cordillera.train import data as train_data
+
+    torch.manual_seed(1)
+    CordilleraVLA(tiny_config()).save_pretrained(tmp_path / "s1", tokenizer=tok)
+    samples = _samples(5)
+    # the draws of `data.hard_sample_weight` without the sample cache they are computed from
+    monkeypatch.setattr(train_data, "hard_sample_weights", lambda ds, w: np.array([1.0, 6.0, 1.0, 6.0, 1.0]))
+    merged = []
+    merge = prefix_store.merge_rows
+    monkeypatch.setattr(prefix_store, "merge_rows", lambda *a: merged.append(a[1]["computed"]) or merge(*a))
+    ref = stage2.train(_cfg(tmp_path, "plain", False, max_steps=6, hard_sample_weight=2.0), loop.RunData(samples, None))
+    capsys.readouterr()
+    stage2.train(_cfg(tmp_path, "stored", True, max_steps=6, hard_sample_weight=2.0), loop.RunData(samples, None))
+    visits = re.search(r"(\d+) samples written, (\d+) sample visits read from it", capsys.readouterr().out)
+    assert visits and int(visits[2]) > 0
+    assert merged  # some batches mixed stored and new samples
+    a, b = _losses(tmp_path / "plain"), _losses(tmp_path / "stored")
+    assert len(a) == len(b) == 6
+    torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=1e-4, atol=1e-6)
+    assert ref.step == 6
 
 
 def test_the_store_is_off_where_a_prefix_is_not_the_samples_alone(tok, tmp_path, capsys):

@@ -776,12 +776,13 @@ class CordilleraVLA(nn.Module):
     # ---- training ----
     def forward(self, batch: dict[str, Any], stage: str = "stage1", generator: torch.Generator | None = None,
                 noise: torch.Tensor | None = None, t: torch.Tensor | None = None,
-                on_prefix: Callable[[Stage2Prefix], None] | None = None):  # fmt: skip
+                on_prefix: Callable[[Stage2Prefix], Stage2Prefix | None] | None = None):  # fmt: skip
         """`stage1`: CE over trajectory span + CoC; `stage2`: flow matching. Returns (loss, logs).
 
         Stage 2 reads the backbone's context from `batch[STAGE2_PREFIX]` when the batch carries one
         (a stored `Stage2Prefix`: the batch then needs only `actions`), else computes it and hands it
-        to `on_prefix` (which may store it)."""
+        to `on_prefix`, which may store it and may return the prefix to use instead (a partly stored
+        batch's: its prompt tensors hold only the rows not stored, `actions` every row)."""
         m = self.model
 
         def args():  # a stage-2 batch with a stored prefix has no prompt tensors
@@ -822,7 +823,7 @@ class CordilleraVLA(nn.Module):
             if prefix is None:
                 prefix = m.stage2_prefix(*args())
                 if on_prefix is not None:
-                    on_prefix(prefix)
+                    prefix = on_prefix(prefix) or prefix
             per_elem = m.stage2_flow_error(prefix, x1, noise, t, lane)  # (B, T, 2)
             loss = per_elem.mean()
             logs = {"fm_accel": per_elem[..., 0].mean().item(), "fm_curvature": per_elem[..., 1].mean().item()}

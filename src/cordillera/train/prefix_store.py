@@ -7,8 +7,10 @@ tokens), and the nano recipe visits each sample ~3.4 times. With `prefix_cache` 
 `TrainConfig` field), a sample's K/V (its prefix columns only, fp32, ~2 MB for nano) and its
 targets are written on its first visit, and a batch whose samples are all stored skips the
 processor, the vision tower and the backbone: the expert reads the stored K/V, re-batched
-(`Stage2Prefix.join`). The loss differs from recomputing only by float rounding (a test pins a
-short run's loss curve to the uncached one).
+(`Stage2Prefix.join`). A batch with some samples stored (weighted draws, `data.hard_sample_weight`,
+mix visited and new samples) runs the backbone on the others only and joins the rows in the batch's
+order. The loss differs from recomputing only by float rounding (a test pins a short run's loss
+curve to the uncached one).
 
 Layout: ``<sample cache root>/stage2_prefix/<key>/<sha1 of clip_id:t0_us>.safetensors``
 (`train.data.cache_root`). The key hashes the stage-1 weights, the prompt settings and the data
@@ -33,9 +35,13 @@ import torch
 from cordillera.model.modeling import STAGE2_PREFIX, Stage2Prefix
 from cordillera.model.processor import ACTIONS
 
-__all__ = ["PrefixStore", "StoredPrefixCollate", "PREFIX_KEYS", "unusable_reason", "store_dir"]
+__all__ = ["PrefixStore", "StoredPrefixCollate", "merge_rows", "PREFIX_KEYS", "STORED_ROWS", "unusable_reason",
+           "store_dir"]
 
-PREFIX_KEYS = "prefix_keys"  # batch key: each row's sample key, for storing the prefix computed from it
+PREFIX_KEYS = "prefix_keys"  # batch key: the sample key of each row the backbone runs on, to store its prefix
+# batch key of a partly stored batch: {"rows": the stored rows (`Stage2Prefix.rows` form) by batch position,
+# "computed": the batch positions of the rows the backbone computes, in the order of the prompt tensors}
+STORED_ROWS = "stored_rows"
 
 
 class PrefixStore:
@@ -72,8 +78,8 @@ class PrefixStore:
             os.replace(tmp, dst)
             self.writes += 1
 
-    def load(self, keys: list[str]) -> tuple[Stage2Prefix, torch.Tensor]:
-        """The stored rows of `keys` as one batch: (prefix, actions (B, T, 2))."""
+    def load_rows(self, keys: list[str]) -> tuple[list[tuple[torch.Tensor, int]], list[torch.Tensor]]:
+        """The stored rows of `keys` (`Stage2Prefix.rows` form) and their actions (T, 2) each."""
         from safetensors.torch import load_file
 
         rows, actions = [], []
@@ -82,6 +88,11 @@ class PrefixStore:
             rows.append((d["kv"], int(d["start"][0])))
             actions.append(d["actions"])
         self.hits += len(keys)
+        return rows, actions
+
+    def load(self, keys: list[str]) -> tuple[Stage2Prefix, torch.Tensor]:
+        """The stored rows of `keys` as one batch: (prefix, actions (B, T, 2))."""
+        rows, actions = self.load_rows(keys)
         return Stage2Prefix.join(rows, self.T), torch.stack(actions)
 
     def size_bytes(self) -> int:
@@ -94,7 +105,9 @@ class PrefixStore:
 class StoredPrefixCollate:
     """`collate` (a `train.data.Collate`) that, when every sample of the batch is in `store`, returns
     only the stored flow-matching targets and prefix instead of a processor batch; otherwise the
-    processor batch plus the rows' keys (`PREFIX_KEYS`) for the loss to store what it computes."""
+    processor batch of the samples not stored, their keys (`PREFIX_KEYS`) for the loss to store what
+    it computes, and — when some are stored — those rows (`STORED_ROWS`) with every row's targets
+    in the batch's order (`ACTIONS`), for `merge_rows` to complete the prefix."""
 
     def __init__(self, collate, store: PrefixStore):
         self.collate, self.store = collate, store
@@ -103,12 +116,31 @@ class StoredPrefixCollate:
         from cordillera.train.own_coc import sample_key
 
         keys = [sample_key(s) for s in samples]
-        if all(self.store.has(k) for k in keys):
+        stored = [i for i, k in enumerate(keys) if self.store.has(k)]
+        if len(stored) == len(keys):
             prefix, actions = self.store.load(keys)
             return {ACTIONS: actions, STAGE2_PREFIX: prefix, PREFIX_KEYS: keys}
-        batch = self.collate(samples)
-        batch[PREFIX_KEYS] = keys
+        if not stored:
+            batch = self.collate(samples)
+            batch[PREFIX_KEYS] = keys
+            return batch
+        computed = [i for i in range(len(keys)) if i not in stored]
+        batch = self.collate([samples[i] for i in computed])
+        rows, acts = self.store.load_rows([keys[i] for i in stored])
+        actions = torch.empty((len(keys), *acts[0].shape), dtype=batch[ACTIONS].dtype)
+        actions[computed] = batch[ACTIONS]
+        actions[stored] = torch.stack(acts).to(actions.dtype)
+        batch[ACTIONS] = actions  # every row's targets; the prompt tensors hold the computed rows only
+        batch[PREFIX_KEYS] = [keys[i] for i in computed]
+        batch[STORED_ROWS] = {"rows": dict(zip(stored, rows)), "computed": computed}
         return batch
+
+
+def merge_rows(prefix: Stage2Prefix, stored: dict, T: int) -> Stage2Prefix:
+    """The batch's full prefix: the computed rows of `prefix` and the `STORED_ROWS` rows, in the batch's order."""
+    rows = dict(stored["rows"])
+    rows.update(zip(stored["computed"], prefix.rows()))
+    return Stage2Prefix.join([rows[i] for i in range(len(rows))], T)
 
 
 def unusable_reason(cfg, vla) -> str | None:

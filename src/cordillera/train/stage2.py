@@ -33,14 +33,22 @@ def loss_fn(model, batch, generator=None):
 
 def stored_loss_fn(store):
     """`loss_fn` that stores each computed prefix in `store` (`train.prefix_store`) under the batch's
-    sample keys; batches built from the store carry their prefix already."""
+    sample keys and completes a partly stored batch's prefix with its stored rows; batches built
+    wholly from the store carry their prefix already."""
     from cordillera.model.processor import ACTIONS
-    from cordillera.train.prefix_store import PREFIX_KEYS
+    from cordillera.train.prefix_store import PREFIX_KEYS, STORED_ROWS, merge_rows
 
     def fn(model, batch, generator=None):
-        keys = batch.get(PREFIX_KEYS)
-        on_prefix = None if keys is None else (lambda prefix: store.save(keys, prefix, batch[ACTIONS]))
-        return model(batch, stage="stage2", generator=generator, on_prefix=on_prefix)
+        keys, stored = batch.get(PREFIX_KEYS), batch.get(STORED_ROWS)
+
+        def on_prefix(prefix):
+            if stored is None:
+                store.save(keys, prefix, batch[ACTIONS])
+                return None
+            store.save(keys, prefix, batch[ACTIONS][stored["computed"]])
+            return merge_rows(prefix, stored, store.T)
+
+        return model(batch, stage="stage2", generator=generator, on_prefix=None if keys is None else on_prefix)
 
     return fn
 
