@@ -2,7 +2,9 @@
 
 For every rollout of an `eval closed-loop` (or `sim run`) output directory: whether the ego's speed fell below
 `SLOW_MPS` after the force-GT warm-up, and the same for the scenario's expert reference (the ground truth the
-score is measured against), counted per family. With `--data DIR` (a PhysicalAI-AV training set), each
+score is measured against), counted per family; and of the model's own plans (made at a replan), the share whose CoC
+decides Stop, and how many of those were followed by braking (the speed `AFTER_S` later below `BRAKED` × the speed
+at the plan). With `--data DIR` (a PhysicalAI-AV training set), each
 labelled t0's 6.4 s future is sorted into what it teaches about stopping: *stopping* (moving at t0, below
 0.5 m/s within 6.4 s), *standing* (at rest at t0 and still at 6.4 s), *moving off* (at rest at t0, above 2 m/s
 at 6.4 s), and the share whose end speed is well above the start (> 1.2 v0 + 1 m/s). With `--checkpoints`
@@ -31,13 +33,27 @@ REST_MPS = 0.5  # [m/s] at rest
 MOVING_MPS = 2.0  # [m/s] under way
 HORIZON_US = 6_400_000
 STEP_US = 100_000
+AFTER_S = 2.0  # [s] a Stop plan "was followed by braking" if the speed this much later is …
+BRAKED = 0.6  # … below this share of the speed when it was planned
+STOP = "Stop"  # the CoC longitudinal decision (`reasoning.schema.LONGITUDINAL`)
 
 
-def _speeds(stem: Path) -> tuple[np.ndarray, int]:
+def _speeds(stem: Path) -> tuple[np.ndarray, list[tuple[bool, bool]]]:
+    """(speed after the warm-up (N,), per replan with a CoC: (it decides Stop, the ego braked within AFTER_S))."""
+    from cordillera.reasoning.schema import parse
+
     ro, _ = load_rollout(stem)
     v = np.array([s.ego.speed_mps for s in ro.steps])
     t = np.array([s.t_us for s in ro.steps])
-    return v[t >= ro.force_gt_end_us], len(v)
+    stops = []
+    for i, st in enumerate(ro.steps):
+        p = st.plan
+        # a fresh plan has no planned_at_us (the runtime re-anchors it on the steps until the next replan)
+        if p is None or not p.coc or p.planned_at_us is not None or st.t_us < ro.force_gt_end_us:
+            continue
+        j = min(int(np.searchsorted(t, st.t_us + AFTER_S * 1e6)), len(v) - 1)
+        stops.append((parse(p.coc).longitudinal == STOP, bool(v[j] < BRAKED * v[i])))
+    return v[t >= ro.force_gt_end_us], stops
 
 
 def run_table(runs: list[str], policy: str) -> None:
@@ -47,13 +63,15 @@ def run_table(runs: list[str], policy: str) -> None:
     families: set[str] = set()
     for spec in runs:
         counts = defaultdict(lambda: [0, 0, 0])  # family → [policy slowed, reference slowed, rollouts]
+        plans = []  # (decides Stop, braked after) per replan with a CoC
         for d in spec.split(","):
             base = Path(d) / policy
             for stem in sorted(base.glob("rollouts/*/*/rollout.json")):
                 scenario = stem.parent.parent.name
                 fam = scenario.rsplit("-", 1)[0]
-                v, _ = _speeds(stem.with_suffix(""))
+                v, stops = _speeds(stem.with_suffix(""))
                 vr, _ = _speeds(base / "reference" / scenario)
+                plans += stops
                 c = counts[fam]
                 c[0] += bool(v.size and v.min() < SLOW_MPS)
                 c[1] += bool(vr.size and vr.min() < SLOW_MPS)
@@ -61,14 +79,18 @@ def run_table(runs: list[str], policy: str) -> None:
         if not counts:
             raise SystemExit(f"{spec}: no rollouts under {policy}/rollouts")
         families |= set(counts)
-        per_run.append((spec, counts))
-    fams = sorted(f for f in families if any(c[f][1] for _, c in per_run))  # where the expert slows at all
-    print("| run | all families | " + " | ".join(fams) + " |")
-    print("|---|---|" + "---|" * len(fams))
-    for spec, counts in per_run:
+        per_run.append((spec, counts, plans))
+    fams = sorted(f for f in families if any(c[f][1] for _, c, _ in per_run))  # where the expert slows at all
+    print(f"| run | all families | Stop CoCs (share of replans) | … braked within {AFTER_S:g} s | " + " | ".join(fams) + " |")
+    print("|---|---|---:|---:|" + "---|" * len(fams))
+    for spec, counts, plans in per_run:
         tot = np.sum([c for c in counts.values()], axis=0)
         cells = [f"{counts[f][0]} / {counts[f][1]} of {counts[f][2]}" if f in counts else "–" for f in fams]
-        print(f"| {spec} | **{tot[0]}** / {tot[1]} of {tot[2]} | " + " | ".join(cells) + " |")
+        n_stop = sum(s for s, _ in plans)
+        braked = sum(b for s, b in plans if s)
+        stop_cells = (f"{n_stop} ({n_stop / len(plans):.1%}) | {braked} ({braked / max(n_stop, 1):.1%})" if plans
+                      else "– | –")
+        print(f"| {spec} | **{tot[0]}** / {tot[1]} of {tot[2]} | {stop_cells} | " + " | ".join(cells) + " |")
 
 
 def data_table(data_dirs: list[str]) -> None:
