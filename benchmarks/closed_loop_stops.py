@@ -66,21 +66,24 @@ def run_table(runs: list[str], policy: str) -> None:
         plans = []  # (decides Stop, braked after) per replan with a CoC
         for d in spec.split(","):
             base = Path(d) / policy
+            ref_slowed: dict[str, bool] = {}  # one reference per scenario, shared by its rollout seeds
             for stem in sorted(base.glob("rollouts/*/*/rollout.json")):
                 scenario = stem.parent.parent.name
                 fam = scenario.rsplit("-", 1)[0]
                 v, stops = _speeds(stem.with_suffix(""))
-                vr, _ = _speeds(base / "reference" / scenario)
+                if scenario not in ref_slowed:
+                    vr, _ = _speeds(base / "reference" / scenario)
+                    ref_slowed[scenario] = bool(vr.size and vr.min() < SLOW_MPS)
                 plans += stops
                 c = counts[fam]
                 c[0] += bool(v.size and v.min() < SLOW_MPS)
-                c[1] += bool(vr.size and vr.min() < SLOW_MPS)
+                c[1] += ref_slowed[scenario]
                 c[2] += 1
         if not counts:
             raise SystemExit(f"{spec}: no rollouts under {policy}/rollouts")
         families |= set(counts)
         per_run.append((spec, counts, plans))
-    fams = sorted(f for f in families if any(c[f][1] for _, c, _ in per_run))  # where the expert slows at all
+    fams = sorted(f for f in families if any(c.get(f, (0, 0, 0))[1] for _, c, _ in per_run))  # where the expert slows
     print(f"| run | all families | Stop CoCs (share of replans) | … braked within {AFTER_S:g} s | " + " | ".join(fams) + " |")
     print("|---|---|---:|---:|" + "---|" * len(fams))
     for spec, counts, plans in per_run:
@@ -129,41 +132,36 @@ def openloop_table(data_dir: str, checkpoints: list[str], n_stopping: int = 16, 
     from cordillera.model.infer_cli import predict
     from cordillera.model.inference import Planner
 
+    dt_s = STEP_US / 1e6
     ds = PaiDataset(data_dir, filters={"split": "val"})
-    picked: dict[str, list[int]] = {"stopping": [], "standing": []}
+    picked: dict[str, list[tuple[int, dict]]] = {"stopping": [], "standing": []}  # (index, sample), read once
     want = {"stopping": n_stopping, "standing": n_standing}
+    ref: dict[str, list[tuple[float, float]]] = {k: [] for k in picked}  # (ground truth, constant velocity) [m]
     for i in range(len(ds)):
         s = ds.sample_numpy(i)
         hist, fut = np.asarray(s[K.EGO_HISTORY_XYZ]), np.asarray(s[K.EGO_FUTURE_XYZ])
-        v0 = np.linalg.norm(hist[-1, :2] - hist[-2, :2]) / (STEP_US / 1e6)
-        v_fut = np.linalg.norm(np.diff(fut[:, :2], axis=0), axis=1) / (STEP_US / 1e6)
+        v0 = np.linalg.norm(hist[-1, :2] - hist[-2, :2]) / dt_s
+        v_fut = np.linalg.norm(np.diff(fut[:, :2], axis=0), axis=1) / dt_s
         kind = "stopping" if v0 > MOVING_MPS + 1 and v_fut.min() < REST_MPS else "standing" if v0 < 0.3 else None
         if kind and len(picked[kind]) < want[kind]:
-            picked[kind].append(i)
+            picked[kind].append((i, s))
+            ref[kind].append((np.linalg.norm(fut[-1, :2]), v0 * HORIZON_US / 1e6))
         if all(len(v) >= want[k] for k, v in picked.items()):
             break
     print(f"\n### open loop, {data_dir} split val: distance planned over 6.4 s [m] (K = 6, CoC sampled)\n")
     print("| checkpoint | " + " | ".join(f"{k} (n={len(v)})" for k, v in picked.items()) + " |")
     print("|---|" + "---:|" * len(picked))
-    ref = {k: [] for k in picked}
-    rows = []
     for ck in checkpoints:
         planner = Planner.from_pretrained(ck)
         cells = []
-        for kind, idx in picked.items():
+        for items in picked.values():
             d_plan = []
-            for i in idx:
-                s = ds.sample_numpy(i)
+            for i, s in items:
                 with torch.inference_mode():
                     xyz = predict(planner, s, num_samples=6, seed=i).xyz[0].double().numpy()  # (K, T, 3)
                 d_plan.append(np.linalg.norm(xyz[:, -1, :2], axis=1).mean())
-                if ck == checkpoints[0]:
-                    hist, fut = np.asarray(s[K.EGO_HISTORY_XYZ]), np.asarray(s[K.EGO_FUTURE_XYZ])
-                    v0 = np.linalg.norm(hist[-1, :2] - hist[-2, :2]) / (STEP_US / 1e6)
-                    ref[kind].append((np.linalg.norm(fut[-1, :2]), v0 * HORIZON_US / 1e6))
             cells.append(f"{np.mean(d_plan):.1f}" if d_plan else "–")
-        rows.append(f"| {ck} | " + " | ".join(cells) + " |")
-    print("\n".join(rows))
+        print(f"| {ck} | " + " | ".join(cells) + " |")
     for name, j in (("ground truth", 0), ("constant velocity", 1)):
         print(f"| *{name}* | " + " | ".join(f"{np.mean([r[j] for r in ref[k]]):.1f}" if ref[k] else "–"
                                             for k in picked) + " |")
