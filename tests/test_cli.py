@@ -1,11 +1,14 @@
 """The command line: version, help everywhere, one-line errors, exit codes."""
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from cordillera import __version__
+import cordillera
+from cordillera import __version__, code_version
 from cordillera.cli import app, main
 from cordillera.render.rig import MODEL_CARD_IMAGE_HW
 
@@ -19,7 +22,20 @@ def run_cli(*args):
 def test_version():
     r = run_cli("--version")
     assert r.returncode == 0
-    assert r.stdout.strip() == f"cordillera {__version__}"
+    assert r.stdout.strip() == f"cordillera {code_version()}"
+
+
+def test_code_version_names_the_commit(monkeypatch):
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(cordillera.__file__).parent)
+    if head.returncode == 0:  # a git checkout (CI clones one)
+        assert re.fullmatch(rf"{re.escape(__version__)}\+g{head.stdout.strip()}(\.dirty)?", code_version())
+
+    def no_git(*a, **k):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(subprocess, "run", no_git)
+    assert code_version.__wrapped__() == __version__  # no git, or not a checkout: the release version alone
 
 
 def test_all_design_subcommands_registered():

@@ -20,7 +20,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer.exceptions import Abort
 from typer.exceptions import Exit as ClickExit
 
-from cordillera import __version__
+from cordillera import code_version
 
 err_console = Console(stderr=True, soft_wrap=True)
 console = Console()
@@ -52,7 +52,7 @@ def _entry(module: str, name: str, what: str):
 
 def _version_callback(value: bool):
     if value:
-        console.print(f"cordillera {__version__}")
+        console.print(f"cordillera {code_version()}")
         raise typer.Exit()
 
 

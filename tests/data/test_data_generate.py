@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from cordillera import code_version
 from cordillera.data import keys as K
 from cordillera.data.generate import clip_uuid, generate
 from cordillera.data.reader import PaiReader
@@ -44,6 +45,7 @@ def test_generated_clip_matches_the_rollout(gen):
     meta = r.metadata(cid)
     assert meta["family"] == "car_following" and meta["seed"] == 1000 and meta["category"] == "nominal"
     assert meta["split"] in ("train", "val") and meta["time_of_day"] in ("day", "dusk", "night")
+    assert meta[K.CODE_VERSION] == code_version()  # which simulator rendered it
     # the same scenario + seed + policy reproduces the rollout bit for bit: compare the ego track
     sc = dataclasses.replace(make(*GOOD), duration_us=9_000_000)
     rig = default_rig(CAMS, height=64, width=112)

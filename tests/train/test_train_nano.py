@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from cordillera import code_version
 from cordillera.train import nano
 from cordillera.train.config import NanoConfig
 
@@ -34,6 +35,9 @@ def test_nano_pipeline_end_to_end(tmp_path):
     assert info["events"] >= n_train + info["val_samples"]  # every sample carries a CoC
     readme = (out / "README.md").read_text()
     assert "pytest" in readme and "val/min_ade" in readme
+    assert info["code_version"] == code_version() and info["data_code_versions"] == {code_version(): 2}
+    assert f"- trained by cordillera `{code_version()}`" in readme
+    assert f"- data rendered by `{code_version()}` (2 clips)" in readme
     assert "4 validation samples (held-out scenario seeds), K = 2, CoC sampled from the prompt" in readme
     with open(out / "train_log.csv") as f:
         rows = list(csv.DictReader(f))
@@ -75,3 +79,12 @@ def test_nano_pipeline_end_to_end(tmp_path):
     assert backbone and all(torch.equal(s1[k], s2[k]) for k in backbone)  # the backbone is the given one
     with pytest.raises(ValueError, match="not a checkpoint directory"):
         nano.run(again.model_copy(update={"stage1_from": str(tmp_path)}), command="pytest")
+
+
+def test_data_code_versions_counts_clips_and_names_unstamped_ones():
+    from cordillera.data import keys as K
+
+    metas = [{K.CODE_VERSION: "0.1.0+gaaaa"}, {K.CODE_VERSION: "0.1.0+gbbbb"}, {K.CODE_VERSION: "0.1.0+gbbbb"},
+             {}, {K.CODE_VERSION: float("nan")}]  # an old clip: no column, or NaN beside stamped clips
+    assert nano.data_code_versions(metas) == {"0.1.0+gbbbb": 2, nano.UNSTAMPED: 2, "0.1.0+gaaaa": 1}
+    assert list(nano.data_code_versions(metas)) == ["0.1.0+gbbbb", nano.UNSTAMPED, "0.1.0+gaaaa"]  # most first

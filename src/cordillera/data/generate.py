@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cordillera import code_version
 from cordillera.data import keys as K
 from cordillera.data import layout as L
 from cordillera.data.egomotion import egomotion_from_states
@@ -228,7 +229,7 @@ def rollout_to_clip(scenario, rollout, rig, clip_id: str, events=None, event_t0s
     meta = {K.FAMILY: scenario.family, K.CATEGORY: scenario.category, K.SEED: int(scenario.seed),
             K.SCENARIO_ID: scenario.id, K.TIME_OF_DAY: scenario.conditions.time_of_day,
             K.WEATHER: scenario.conditions.weather, K.DURATION_US: int(t[-1]),
-            "scenario_params": json.dumps(scenario.params, sort_keys=True, default=str)}
+            "scenario_params": json.dumps(scenario.params, sort_keys=True, default=str), K.CODE_VERSION: code_version()}
     meta.update(extra_metadata or {})
     return ClipData(clip_id=clip_id, egomotion=egomotion, cameras=cameras, camera_specs={c.name: c for c in rig},
                     vehicle=vehicle, obstacles=_obstacles(scenario, rollout, ego[0].yaw_rad, ego[0].x_m, ego[0].y_m),

@@ -42,6 +42,7 @@ SCENARIO_ID = "scenario_id"
 TIME_OF_DAY = "time_of_day"
 WEATHER = "weather"
 DURATION_US = "duration_us"
+CODE_VERSION = "code_version"  # cordillera.code_version() of the code that rendered the clip
 
 # calibration
 CAMERA_ID = "camera_id"  # second index level of camera_intrinsics

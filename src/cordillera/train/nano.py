@@ -24,13 +24,15 @@ import os
 import shutil
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from cordillera import code_version
 from cordillera.train.config import NanoConfig, TrainConfig, load_train_config
 
-__all__ = ["train_variant", "open_loop_eval", "write_readme", "run", "main"]
+__all__ = ["train_variant", "open_loop_eval", "data_code_versions", "write_readme", "run", "main"]
 
 # ----------------------------------------------------------------------------------------------
 def _with(m, **changes):
@@ -123,6 +125,25 @@ def _resumed_note(r: dict | None) -> str:
             f"{r['process_s'] / 60:.1f} min in this one)")
 
 
+UNSTAMPED = "unknown (rendered before clips were stamped)"
+
+
+def data_code_versions(metas: list[dict]) -> dict[str, int]:
+    """Clips per `cordillera.code_version()` that rendered them, most first (clip metadata)."""
+    from cordillera.data import keys as K
+
+    counts = Counter(m.get(K.CODE_VERSION) if isinstance(m.get(K.CODE_VERSION), str) else UNSTAMPED for m in metas)
+    return dict(counts.most_common())
+
+
+def _provenance(info: dict) -> list[str]:
+    if "code_version" not in info:  # a card written before provenance was recorded
+        return []
+    data = ", ".join(f"`{v}` ({n} clips)" for v, n in info.get("data_code_versions", {}).items()) or "–"
+    return ["## Provenance", "", f"- trained by cordillera `{info['code_version']}`",
+            f"- data rendered by {data}", ""]
+
+
 def write_readme(out: Path, info: dict) -> None:
     m = info["metrics"]
     lines = [
@@ -154,6 +175,7 @@ def write_readme(out: Path, info: dict) -> None:
            "1 + weight · (its future's distance from the history's own speed and turn rate) / mean "
            "(`data.hard_sample_weight`, `train.data.history_surprise_m`)"] if info.get("hard_sample_weight") else []),
         "",
+        *_provenance(info),
         "## Wall time",
         "",
         *[f"- {k}: {v / 60:.1f} min{_resumed_note(info.get('resumed', {}).get(k))}" for k, v in info["wall_s"].items()],
@@ -222,7 +244,12 @@ def run(cfg: NanoConfig, command: str = "cordillera train nano") -> dict:
     clips = len(reader.clips())
     from cordillera.data.generate import clip_handover
 
-    on_policy = sum(clip_handover(reader.metadata(c)) is not None for c in reader.clips())
+    metas = [reader.metadata(c) for c in reader.clips()]
+    on_policy = sum(clip_handover(m) is not None for m in metas)
+    data_versions = data_code_versions(metas)
+    if len(data_versions) > 1:
+        print("data: clips rendered by more than one code version (a rerun keeps the clips already written): "
+              + ", ".join(f"{v} ({n})" for v, n in data_versions.items()))
     events = sum(len(reader.reasoning_events(c)) for c in reader.clips())
     results = {}
     variants = ([True] if cfg.coc else []) + ([False] if cfg.ablation else [])
@@ -252,6 +279,7 @@ def run(cfg: NanoConfig, command: str = "cordillera train nano") -> dict:
             params = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
         info = {
             "name": out.name, "preset": vcfg.name, "params": params, "use_coc": use_coc, "command": command,
+            "code_version": code_version(), "data_code_versions": data_versions,
             "data_dir": str(data_dir), "suite": g.suite, "clips": clips, "events": events,
             "t0_every_s": g.t0_every_us / 1e6, "train_samples": n_train, "val_samples": len(data["stage2"].val),
             "perturb_fraction": g.perturb_fraction, "perturb_profile": g.perturb_profile,
