@@ -31,7 +31,7 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
 
-# Data → stage 1 → stage 2 → eval → checkpoints/nano (~1 h on 2 cores; ABLATION=1 adds nano-traj-only).
+# Data → stage 1 → stage 2 → eval → checkpoints/nano (~1.5 h on 2 cores, 1 h of it training; ABLATION=1 adds nano-traj-only).
 train-nano: install
 	$(PY) -m cordillera train nano $(if $(ABLATION),--ablation,)
 
