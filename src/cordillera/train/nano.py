@@ -139,7 +139,7 @@ def data_code_versions(metas: list[dict]) -> dict[str, int]:
 def _provenance(info: dict) -> list[str]:
     if "code_version" not in info:  # a card written before provenance was recorded
         return []
-    data = ", ".join(f"`{v}` ({n} clips)" for v, n in info.get("data_code_versions", {}).items()) or "–"
+    data = ", ".join(f"`{v}` ({n} clips)" for v, n in info["data_code_versions"].items())
     return ["## Provenance", "", f"- trained by cordillera `{info['code_version']}`",
             f"- data rendered by {data}", ""]
 
